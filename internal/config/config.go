@@ -1,0 +1,288 @@
+// Package config reads the service's configuration from environment variables and the
+// command-line flags of the same names, validates it, and resolves the Defender cloud.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mdegraph/mdegraph/internal/defender"
+)
+
+// Config is the validated configuration.
+type Config struct {
+	// Addr is the listen address.
+	Addr string
+	// Demo is true when no credentials were given: the embedded simulator is the upstream.
+	Demo bool
+
+	TenantID, ClientID string
+	// ClientSecret prints as [redacted]; Reveal gives the value.
+	ClientSecret Secret
+	// Cloud is the resolved cloud (MDE_CLOUD).
+	Cloud defender.Cloud
+	// APIURL, TokenURL and Scope are resolved: the cloud's unless overridden.
+	APIURL, TokenURL, Scope string
+
+	// LimitPerMinute and LimitPerHour are the upstream's quota per endpoint family.
+	LimitPerMinute, LimitPerHour int
+	// QuotaMaxWait is the longest a call waits in line for quota before RATE_LIMITED.
+	QuotaMaxWait time.Duration
+	// CacheTTL is how long upstream answers are reused; 0 disables the cache.
+	CacheTTL time.Duration
+	// NotFoundTTL is how long a 404 is reused (never longer than CacheTTL).
+	NotFoundTTL time.Duration
+	// MaxUpstreamCalls is the most upstream calls one GraphQL operation may need.
+	MaxUpstreamCalls int
+	// RequestTimeout bounds one GraphQL request.
+	RequestTimeout time.Duration
+
+	// CORSOrigins are the browser origins allowed to call /query ("*" for any).
+	CORSOrigins []string
+	// APQCacheSize bounds the automatic persisted query cache (entries).
+	APQCacheSize int
+
+	// LogLevel and LogFormat shape the logs.
+	LogLevel  slog.Level
+	LogFormat string
+
+	// DemoLatency is added to every simulated upstream call in demo mode.
+	DemoLatency time.Duration
+}
+
+// Setting documents one configuration variable; Settings drives the flags, the environment
+// lookup and the README table alike.
+type Setting struct {
+	Env     string
+	Default string
+	Usage   string
+}
+
+// Flag is the command-line flag of the same setting: ADDR → -addr, MDE_CLIENT_ID → -mde-client-id.
+func (s Setting) Flag() string { return strings.ToLower(strings.ReplaceAll(s.Env, "_", "-")) }
+
+// Settings lists every configuration variable, in README order.
+var Settings = []Setting{
+	{"ADDR", "127.0.0.1:8080", "listen address (loopback by default; use :8080 to listen on all interfaces)"},
+	{"MDE_TENANT_ID", "", "Entra ID tenant id (GUID) of the Defender tenant; with no credentials at all the service runs in demo mode"},
+	{"MDE_CLIENT_ID", "", "application (client) id of the Entra ID app registration"},
+	{"MDE_CLIENT_SECRET", "", "client secret of that app registration"},
+	{"MDE_CLOUD", "commercial", "Defender cloud: " + strings.Join(defender.CloudNames(), ", ")},
+	{"MDE_API_URL", "", "API base URL without /api (default: the cloud's, e.g. https://api.securitycenter.microsoft.com)"},
+	{"MDE_TOKEN_URL", "", "OAuth2 token URL (default: the cloud's login host + /{tenant}/oauth2/v2.0/token)"},
+	{"MDE_SCOPE", "", "OAuth2 scope (default: the cloud's API host + /.default)"},
+	{"MDE_LIMIT_PER_MINUTE", "100", "upstream calls allowed per endpoint family in any 60 s window"},
+	{"MDE_LIMIT_PER_HOUR", "1500", "upstream calls allowed per endpoint family in any 3600 s window"},
+	{"QUOTA_MAX_WAIT", "10s", "longest a call waits in line for quota before the field fails with RATE_LIMITED"},
+	{"CACHE_TTL", "60s", "how long upstream answers are reused; 0 disables the cache"},
+	{"NOT_FOUND_TTL", "10s", "how long an upstream 404 is reused (at most CACHE_TTL)"},
+	{"MAX_UPSTREAM_CALLS_PER_QUERY", "50", "a query that could need more upstream calls is rejected before any call"},
+	{"REQUEST_TIMEOUT", "30s", "longest one GraphQL request may take"},
+	{"CORS_ORIGINS", "", "comma-separated browser origins allowed to call /query, or * for any (default: same origin only)"},
+	{"APQ_CACHE_SIZE", "1000", "automatic persisted queries kept in memory"},
+	{"LOG_LEVEL", "info", "debug, info, warn or error (debug logs one line per upstream call)"},
+	{"LOG_FORMAT", "text", "text or json"},
+	{"DEMO_LATENCY", "0s", "latency the embedded simulator adds to each call in demo mode"},
+}
+
+// Load reads the configuration from args (without the program name) and getenv; a flag wins
+// over its environment variable. Errors name the variable at fault; flag.ErrHelp is returned
+// for -h after the usage was written to out.
+func Load(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("mdegraph", flag.ContinueOnError)
+	fs.SetOutput(out)
+	values := make(map[string]*string, len(Settings))
+	for _, s := range Settings {
+		v := getenv(s.Env)
+		if v == "" {
+			v = s.Default
+		}
+		values[s.Env] = fs.String(s.Flag(), v, s.Usage+" (env "+s.Env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q (settings are flags like -addr or environment variables like ADDR)", fs.Arg(0))
+	}
+	get := func(env string) string { return strings.TrimSpace(*values[env]) }
+	return parse(get)
+}
+
+func parse(get func(string) string) (Config, error) {
+	var errs []error
+	c := Config{
+		Addr:         get("ADDR"),
+		TenantID:     get("MDE_TENANT_ID"),
+		ClientID:     get("MDE_CLIENT_ID"),
+		ClientSecret: Secret(get("MDE_CLIENT_SECRET")),
+		LogFormat:    strings.ToLower(get("LOG_FORMAT")),
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("ADDR %q: want host:port, e.g. 127.0.0.1:8080", c.Addr))
+	}
+
+	// Credentials: all three or none.
+	creds := map[string]string{"MDE_TENANT_ID": c.TenantID, "MDE_CLIENT_ID": c.ClientID, "MDE_CLIENT_SECRET": c.ClientSecret.Reveal()}
+	var missing, given []string
+	for _, name := range []string{"MDE_TENANT_ID", "MDE_CLIENT_ID", "MDE_CLIENT_SECRET"} {
+		if creds[name] == "" {
+			missing = append(missing, name)
+		} else {
+			given = append(given, name)
+		}
+	}
+	switch {
+	case len(given) == 0:
+		c.Demo = true
+	case len(missing) > 0:
+		errs = append(errs, fmt.Errorf("incomplete credentials: %s set but %s missing (set all three, or none for demo mode)",
+			strings.Join(given, ", "), strings.Join(missing, ", ")))
+	}
+
+	cloud, err := defender.LookupCloud(get("MDE_CLOUD"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("MDE_CLOUD: %w", err))
+	}
+	c.Cloud = cloud
+	c.APIURL, c.TokenURL, c.Scope = get("MDE_API_URL"), get("MDE_TOKEN_URL"), get("MDE_SCOPE")
+	if c.Demo {
+		for _, name := range []string{"MDE_API_URL", "MDE_TOKEN_URL", "MDE_SCOPE"} {
+			if get(name) != "" {
+				errs = append(errs, fmt.Errorf("%s is set but no credentials are: set MDE_TENANT_ID, MDE_CLIENT_ID and MDE_CLIENT_SECRET too (unset %s for demo mode)", name, name))
+			}
+		}
+	} else {
+		if c.APIURL == "" {
+			c.APIURL = cloud.APIURL
+		}
+		if c.TokenURL == "" {
+			c.TokenURL = cloud.TokenURL(c.TenantID)
+		}
+		if c.Scope == "" {
+			c.Scope = cloud.Scope
+		}
+		c.APIURL = strings.TrimRight(c.APIURL, "/")
+		if err := checkURL(c.APIURL); err != nil {
+			errs = append(errs, fmt.Errorf("MDE_API_URL: %w", err))
+		} else if strings.HasSuffix(c.APIURL, "/api") {
+			errs = append(errs, fmt.Errorf("MDE_API_URL %q: give the base URL without /api", c.APIURL))
+		}
+		if err := checkURL(c.TokenURL); err != nil {
+			errs = append(errs, fmt.Errorf("MDE_TOKEN_URL: %w", err))
+		}
+	}
+
+	intVar := func(name string, minimum int) int {
+		n, err := strconv.Atoi(get(name))
+		if err != nil || n < minimum {
+			errs = append(errs, fmt.Errorf("%s %q: want a whole number of at least %d", name, get(name), minimum))
+		}
+		return n
+	}
+	durVar := func(name string) time.Duration {
+		d, err := ParseDuration(get(name))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+		return d
+	}
+	c.LimitPerMinute = intVar("MDE_LIMIT_PER_MINUTE", 1)
+	c.LimitPerHour = intVar("MDE_LIMIT_PER_HOUR", 1)
+	c.QuotaMaxWait = durVar("QUOTA_MAX_WAIT")
+	c.CacheTTL = durVar("CACHE_TTL")
+	c.NotFoundTTL = min(durVar("NOT_FOUND_TTL"), c.CacheTTL)
+	c.MaxUpstreamCalls = intVar("MAX_UPSTREAM_CALLS_PER_QUERY", 1)
+	c.RequestTimeout = durVar("REQUEST_TIMEOUT")
+	if c.RequestTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("REQUEST_TIMEOUT must be positive"))
+	}
+	c.APQCacheSize = intVar("APQ_CACHE_SIZE", 1)
+	c.DemoLatency = durVar("DEMO_LATENCY")
+	for o := range strings.SplitSeq(get("CORS_ORIGINS"), ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		if o != "*" {
+			if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+				errs = append(errs, fmt.Errorf("CORS_ORIGINS: %q is not an origin like https://app.example.com", o))
+				continue
+			}
+			o = strings.TrimSuffix(o, "/")
+		}
+		c.CORSOrigins = append(c.CORSOrigins, o)
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL"))); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL %q: want debug, info, warn or error", get("LOG_LEVEL")))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("LOG_FORMAT %q: want text or json", c.LogFormat))
+	}
+	return c, errors.Join(errs...)
+}
+
+// ParseDuration reads a Go duration ("90s", "1m30s") or a plain number of seconds ("90").
+func ParseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		if n < 0 {
+			return 0, fmt.Errorf("%q: must not be negative", s)
+		}
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q: want a duration like 60s or 1m30s", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q: must not be negative", s)
+	}
+	return d, nil
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL", s)
+	}
+	return nil
+}
+
+// LogValue keeps the secret out of any log line that prints the configuration.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("addr", c.Addr),
+		slog.Bool("demo", c.Demo),
+		slog.String("tenant_id", c.TenantID),
+		slog.String("client_id", c.ClientID),
+		slog.Bool("client_secret_set", c.ClientSecret != ""),
+		slog.String("cloud", c.Cloud.Name),
+		slog.String("api_url", c.APIURL),
+		slog.String("token_url", c.TokenURL),
+		slog.Duration("cache_ttl", c.CacheTTL),
+		slog.Int("limit_per_minute", c.LimitPerMinute),
+		slog.Int("limit_per_hour", c.LimitPerHour),
+	)
+}
+
+// Secret is a value that must not appear in logs or errors: it formats as [redacted].
+type Secret string
+
+// String hides the value from fmt and log.
+func (Secret) String() string { return "[redacted]" }
+
+// GoString hides the value from %#v.
+func (Secret) GoString() string { return "[redacted]" }
+
+// LogValue hides the value from slog.
+func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// Reveal returns the secret itself, for the one place that sends it.
+func (s Secret) Reveal() string { return string(s) }

@@ -1,0 +1,337 @@
+// Package defender is a client for the Microsoft Defender for Endpoint REST API: the few
+// endpoints mdegraph serves, typed errors decoded from Defender's error bodies, every call
+// passed through a rate limiter, and bounded retries that spend quota like any call.
+package defender
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// Endpoint names an upstream endpoint family: the unit Defender counts its rate limits in.
+type Endpoint string
+
+// The endpoint families the client calls.
+const (
+	// EndpointMachine is GET /api/machines/{id}.
+	EndpointMachine Endpoint = "machines.get"
+	// EndpointMachines is GET /api/machines (OData list).
+	EndpointMachines Endpoint = "machines.list"
+	// EndpointLogonUsers is GET /api/machines/{id}/logonusers.
+	EndpointLogonUsers Endpoint = "machines.logonusers"
+)
+
+// Endpoints lists every endpoint family the client calls.
+var Endpoints = []Endpoint{EndpointMachine, EndpointMachines, EndpointLogonUsers}
+
+// Limiter gates every upstream call of an endpoint family. Wait returns when a call may go
+// out, or an error (for instance a quota error with a retry delay) when it may not in time.
+// Pause stops all calls of the family until the given time, after the API answered 429.
+type Limiter interface {
+	Wait(ctx context.Context, family string) error
+	Pause(family string, until time.Time)
+}
+
+// Call describes one HTTP attempt, for metrics.
+type Call struct {
+	Endpoint Endpoint
+	// Status is the HTTP status, or 0 when no answer came.
+	Status   int
+	Duration time.Duration
+	// Attempt counts from 1 within one client method call.
+	Attempt int
+	// CorrelationID is Defender's error target, when the answer had one.
+	CorrelationID string
+	Err           error
+}
+
+// Options configure a Client. Only BaseURL and HTTPClient matter for most callers.
+type Options struct {
+	// BaseURL is the API base URL without the /api suffix, e.g. https://api.securitycenter.microsoft.com.
+	BaseURL string
+	// HTTPClient sends the requests and adds the bearer token (see package auth). Default http.DefaultClient.
+	HTTPClient *http.Client
+	// Limiter gates every attempt; nil means no client-side limiting.
+	Limiter Limiter
+	// MaxRetries bounds the retries of a GET after a 5xx answer or a network error (default 2; negative: none).
+	MaxRetries int
+	// MaxRateLimitRetries bounds the retries after 429 answers (default 2; negative: none).
+	MaxRateLimitRetries int
+	// RetryBaseDelay and RetryMaxDelay shape the jittered exponential backoff (defaults 200ms and 3s).
+	RetryBaseDelay, RetryMaxDelay time.Duration
+	// AttemptTimeout bounds one HTTP attempt (default 20s).
+	AttemptTimeout time.Duration
+	// Logger receives one debug line per attempt (default: discard).
+	Logger *slog.Logger
+	// Observe, if set, is called after every attempt.
+	Observe func(Call)
+	// UserAgent is sent with every request.
+	UserAgent string
+}
+
+// Client calls the Defender API. It is safe for concurrent use.
+type Client struct {
+	base    string
+	hc      *http.Client
+	limiter Limiter
+	opts    Options
+	logger  *slog.Logger
+
+	// Machines is the machines area of the API.
+	Machines *MachinesService
+}
+
+// Response describes the outcome of one client method call.
+type Response struct {
+	// StatusCode is the status of the last attempt (0 if none answered).
+	StatusCode int
+	// Attempts is the number of HTTP attempts made (retries included).
+	Attempts int
+}
+
+// maxBody bounds a successful answer: a full page of 10000 machines is about 25 MB.
+const maxBody = 64 << 20
+
+// New returns a Client for opts.
+func New(opts Options) (*Client, error) {
+	base := strings.TrimRight(opts.BaseURL, "/")
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("defender: API base URL %q must be an absolute http(s) URL", opts.BaseURL)
+	}
+	if strings.HasSuffix(u.Path, "/api") {
+		return nil, fmt.Errorf("defender: API base URL %q must not end in /api (the client adds it)", opts.BaseURL)
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = http.DefaultClient
+	}
+	if opts.MaxRetries == 0 {
+		opts.MaxRetries = 2
+	}
+	if opts.MaxRateLimitRetries == 0 {
+		opts.MaxRateLimitRetries = 2
+	}
+	if opts.RetryBaseDelay <= 0 {
+		opts.RetryBaseDelay = 200 * time.Millisecond
+	}
+	if opts.RetryMaxDelay <= 0 {
+		opts.RetryMaxDelay = 3 * time.Second
+	}
+	if opts.AttemptTimeout <= 0 {
+		opts.AttemptTimeout = 20 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = "mdegraph"
+	}
+	c := &Client{base: base, hc: opts.HTTPClient, limiter: opts.Limiter, opts: opts, logger: opts.Logger}
+	c.Machines = &MachinesService{client: c}
+	return c, nil
+}
+
+// get calls GET base+path?query for endpoint and decodes the JSON answer into v. It waits for
+// the limiter before every attempt, pauses the endpoint family on 429, and retries 429s,
+// 5xx answers and network errors a bounded number of times.
+func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string, v any) (*Response, error) {
+	u := c.base + path
+	if query != "" {
+		u += "?" + query
+	}
+	resp := &Response{}
+	var transient, limited int
+	for {
+		if err := ctx.Err(); err != nil {
+			return resp, err
+		}
+		if c.limiter != nil {
+			if err := c.limiter.Wait(ctx, string(endpoint)); err != nil {
+				if ctxErr := ctx.Err(); ctxErr != nil {
+					return resp, ctxErr
+				}
+				return resp, fmt.Errorf("defender %s: %w", endpoint, err)
+			}
+		}
+		resp.Attempts++
+		status, err := c.attempt(ctx, endpoint, u, resp.Attempts, v)
+		resp.StatusCode = status
+		if err == nil {
+			return resp, nil
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return resp, ctxErr
+		}
+
+		var rl *RateLimitError
+		var unavailable *UnavailableError
+		var er *ErrorResponse
+		switch {
+		case errors.As(err, &rl):
+			until := time.Now().Add(rl.RetryAfter)
+			if c.limiter != nil {
+				c.limiter.Pause(string(endpoint), until)
+			}
+			if limited >= c.opts.MaxRateLimitRetries {
+				return resp, err
+			}
+			limited++
+			if c.limiter == nil {
+				// Without a limiter to hold us back, wait here, but only if the caller can.
+				if !c.sleep(ctx, rl.RetryAfter) {
+					return resp, err
+				}
+			}
+		case errors.As(err, &unavailable), errors.As(err, &er) && er.StatusCode >= 500:
+			if transient >= c.opts.MaxRetries {
+				return resp, err
+			}
+			transient++
+			if !c.sleep(ctx, c.backoff(transient)) {
+				return resp, err
+			}
+		default:
+			return resp, err
+		}
+	}
+}
+
+// attempt makes one HTTP request and decodes a 2xx answer into v.
+func (c *Client) attempt(ctx context.Context, endpoint Endpoint, u string, n int, v any) (int, error) {
+	actx, cancel := context.WithTimeout(ctx, c.opts.AttemptTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, fmt.Errorf("defender %s: build request: %w", endpoint, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.opts.UserAgent)
+
+	start := time.Now()
+	httpResp, err := c.hc.Do(req)
+	call := Call{Endpoint: endpoint, Attempt: n}
+	if err != nil {
+		err = c.transportError(ctx, endpoint, err)
+	} else {
+		call.Status = httpResp.StatusCode
+		err = checkResponse(endpoint, httpResp, time.Now())
+		if err == nil {
+			err = decodeBody(endpoint, httpResp.Body, v)
+		}
+		// Drain a little so the connection can be reused, then close.
+		_, _ = io.CopyN(io.Discard, httpResp.Body, 4<<10)
+		httpResp.Body.Close()
+	}
+	call.Duration = time.Since(start)
+	call.Err = err
+	var er *ErrorResponse
+	if errors.As(err, &er) {
+		call.CorrelationID = er.Target
+	}
+	c.logger.DebugContext(ctx, "upstream call", "endpoint", string(endpoint), "status", call.Status,
+		"attempt", n, "duration", call.Duration, "correlation_id", call.CorrelationID, "error", errString(err))
+	if c.opts.Observe != nil {
+		c.opts.Observe(call)
+	}
+	return call.Status, err
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// transportError classifies an error from http.Client.Do: a token failure is an *AuthError,
+// anything else (refused connection, timeout) an *UnavailableError.
+func (c *Client) transportError(ctx context.Context, endpoint Endpoint, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		return newAuthError(re)
+	}
+	// url.Error repeats the URL; keep the cause, the endpoint says where.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return &UnavailableError{Endpoint: endpoint, Err: err}
+}
+
+func decodeBody(endpoint Endpoint, body io.Reader, v any) error {
+	lr := &io.LimitedReader{R: body, N: maxBody + 1}
+	if err := json.NewDecoder(lr).Decode(v); err != nil {
+		if lr.N <= 0 {
+			return &UnavailableError{Endpoint: endpoint, Err: fmt.Errorf("answer larger than %d bytes", maxBody)}
+		}
+		return &UnavailableError{Endpoint: endpoint, Err: fmt.Errorf("decode answer: %w", err)}
+	}
+	return nil
+}
+
+// backoff is the full-jitter exponential delay before retry n (1-based).
+func (c *Client) backoff(n int) time.Duration {
+	d := c.opts.RetryBaseDelay << (n - 1)
+	if d <= 0 || d > c.opts.RetryMaxDelay {
+		d = c.opts.RetryMaxDelay
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits d unless ctx ends first or would end before d has passed; it reports whether
+// the full wait happened.
+func (c *Client) sleep(ctx context.Context, d time.Duration) bool {
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// AuthError means the token endpoint refused the service's credentials (or is misconfigured).
+// Its message carries Entra ID's error code and description, never the secret.
+type AuthError struct {
+	StatusCode  int
+	Code        string
+	Description string
+}
+
+func newAuthError(re *oauth2.RetrieveError) *AuthError {
+	ae := &AuthError{Code: re.ErrorCode, Description: truncate(re.ErrorDescription, 300)}
+	if re.Response != nil {
+		ae.StatusCode = re.Response.StatusCode
+	}
+	return ae
+}
+
+func (e *AuthError) Error() string {
+	msg := fmt.Sprintf("defender: token request refused (status %d", e.StatusCode)
+	if e.Code != "" {
+		msg += ", " + e.Code
+	}
+	msg += ")"
+	if e.Description != "" {
+		msg += ": " + e.Description
+	}
+	return msg
+}

@@ -1,0 +1,72 @@
+package defender
+
+import (
+	"fmt"
+	"strings"
+)
+
+// MachineRef is what the API accepts where it says {id} for a machine: a device id (40 hex
+// digits, normalised to lower case) or a computer DNS name (normalised to lower case).
+type MachineRef string
+
+const maxDNSName = 253
+
+// ParseMachineRef validates s before it can reach an upstream URL. It accepts a 40-hex device
+// id or a DNS-name-shaped computer name (labels of letters, digits, '-' or '_', 1 to 63
+// characters each, 253 in all). Anything else is an *InvalidInputError.
+func ParseMachineRef(s string) (MachineRef, error) {
+	if isDeviceID(s) {
+		return MachineRef(strings.ToLower(s)), nil
+	}
+	if reason := dnsNameProblem(s); reason != "" {
+		return "", &InvalidInputError{Field: "id", Value: s, Reason: reason}
+	}
+	return MachineRef(strings.ToLower(s)), nil
+}
+
+// IsDeviceID reports whether r is a device id rather than a computer name.
+func (r MachineRef) IsDeviceID() bool { return isDeviceID(string(r)) }
+
+// String returns the normalised id or name.
+func (r MachineRef) String() string { return string(r) }
+
+func isDeviceID(s string) bool {
+	if len(s) != 40 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// dnsNameProblem says what makes s unacceptable as a computer DNS name, or "" if it is fine.
+func dnsNameProblem(s string) string {
+	switch {
+	case s == "":
+		return "must not be empty"
+	case len(s) > maxDNSName:
+		return fmt.Sprintf("is %d characters long; a device id is 40 hex digits and a computer name at most %d characters", len(s), maxDNSName)
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" {
+			return "is neither a 40-hex device id nor a computer DNS name (empty label)"
+		}
+		if len(label) > 63 {
+			return "is neither a 40-hex device id nor a computer DNS name (a label is longer than 63 characters)"
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return "is neither a 40-hex device id nor a computer DNS name (a label starts or ends with '-')"
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return fmt.Sprintf("is neither a 40-hex device id nor a computer DNS name (character %q is not allowed)", rune(c))
+			}
+		}
+	}
+	return ""
+}
