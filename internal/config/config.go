@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -101,14 +102,19 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	fs.SetOutput(out)
 	values := make(map[string]*string, len(Settings))
 	for _, s := range Settings {
-		v := getenv(s.Env)
-		if v == "" {
-			v = s.Default
-		}
-		values[s.Env] = fs.String(s.Flag(), v, s.Usage+" (env "+s.Env+")")
+		// The flag's default is the documented one, not the environment's value: the usage
+		// text prints defaults, and MDE_CLIENT_SECRET must never appear there.
+		values[s.Env] = fs.String(s.Flag(), s.Default, s.Usage+" (env "+s.Env+")")
 	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	given := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, s := range Settings {
+		if v := getenv(s.Env); v != "" && !given[s.Flag()] {
+			*values[s.Env] = v
+		}
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q (settings are flags like -addr or environment variables like ADDR)", fs.Arg(0))
@@ -235,7 +241,12 @@ func ParseDuration(s string) (time.Duration, error) {
 		if n < 0 {
 			return 0, fmt.Errorf("%q: must not be negative", s)
 		}
-		return time.Duration(n * float64(time.Second)), nil
+		// NaN, Inf and huge values would convert to a garbage (negative) Duration.
+		ns := n * float64(time.Second)
+		if !(ns < math.MaxInt64) {
+			return 0, fmt.Errorf("%q: want a number of seconds below %d", s, int64(math.MaxInt64/time.Second))
+		}
+		return time.Duration(ns), nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
@@ -277,6 +288,10 @@ type Secret string
 
 // String hides the value from fmt and log.
 func (Secret) String() string { return "[redacted]" }
+
+// Format hides the value from every fmt verb, including those that skip String (%d, %x on a
+// struct holding a Secret would otherwise print "%!d(config.Secret=the-secret)").
+func (Secret) Format(f fmt.State, _ rune) { io.WriteString(f, "[redacted]") }
 
 // GoString hides the value from %#v.
 func (Secret) GoString() string { return "[redacted]" }

@@ -190,7 +190,7 @@ func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string,
 			if c.limiter == nil {
 				// Without a limiter to hold us back, wait here, but only if the caller can.
 				if !c.sleep(ctx, rl.RetryAfter) {
-					return resp, err
+					return resp, ctxErrOr(ctx, err)
 				}
 			}
 		case errors.As(err, &unavailable), errors.As(err, &er) && er.StatusCode >= 500:
@@ -199,7 +199,7 @@ func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string,
 			}
 			transient++
 			if !c.sleep(ctx, c.backoff(transient)) {
-				return resp, err
+				return resp, ctxErrOr(ctx, err)
 			}
 		default:
 			return resp, err
@@ -290,6 +290,15 @@ func (c *Client) backoff(n int) time.Duration {
 		d = c.opts.RetryMaxDelay
 	}
 	return d/2 + rand.N(d/2+1)
+}
+
+// ctxErrOr returns ctx.Err() once ctx has ended (the more useful error after a cancellation),
+// err otherwise.
+func ctxErrOr(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	return err
 }
 
 // sleep waits d unless ctx ends first or would end before d has passed; it reports whether

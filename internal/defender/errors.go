@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // maxErrorBody bounds how much of an error answer is read: Defender's error bodies are a few
@@ -70,11 +71,7 @@ type InvalidInputError struct {
 }
 
 func (e *InvalidInputError) Error() string {
-	v := e.Value
-	if len(v) > 80 {
-		v = v[:80] + "…"
-	}
-	return fmt.Sprintf("invalid %s %q: %s", e.Field, v, e.Reason)
+	return fmt.Sprintf("invalid %s %q: %s", e.Field, truncate(e.Value, 80), e.Reason)
 }
 
 // UnavailableError is a failure to get any answer: a network error, a timeout, or an answer
@@ -139,9 +136,14 @@ func decodeErrorBody(body []byte) *ErrorResponse {
 	}
 }
 
+// truncate cuts s to at most n bytes (plus an ellipsis), on a rune boundary so that the
+// result stays valid UTF-8.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }

@@ -1,0 +1,318 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+const (
+	tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	client = "00000000-1111-2222-3333-444444444444"
+	secret = "Zx8Q~s3cr3t.Value_9+/=" // characters that need form encoding
+	scope  = "https://api.securitycenter.microsoft.com/.default"
+)
+
+func assertEqual[T comparable](t *testing.T, what string, got, want T) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s: got %v, want %v", what, got, want)
+	}
+}
+
+// tokenEndpoint is a fake Entra ID token endpoint. It answers tokens "tok-1", "tok-2", ...
+// living expiresIn seconds, and records every request's form.
+type tokenEndpoint struct {
+	expiresIn int
+	// hold, if set, is called before answering (under no lock), to make fetches slow.
+	hold func()
+
+	mu    sync.Mutex
+	forms []url.Values
+	reqs  []*http.Request
+}
+
+func (e *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if e.hold != nil {
+		e.hold()
+	}
+	e.mu.Lock()
+	e.forms = append(e.forms, r.PostForm)
+	e.reqs = append(e.reqs, r)
+	n := len(e.forms)
+	e.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	json.NewEncoder(w).Encode(map[string]any{
+		"token_type": "Bearer", "expires_in": e.expiresIn, "ext_expires_in": e.expiresIn,
+		"access_token": fmt.Sprintf("tok-%d", n),
+	})
+}
+
+func (e *tokenEndpoint) fetches() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.forms)
+}
+
+// apiEndpoint records the Authorization header of every API request.
+type apiEndpoint struct {
+	mu    sync.Mutex
+	auths []string
+}
+
+func (a *apiEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	a.auths = append(a.auths, r.Header.Get("Authorization"))
+	a.mu.Unlock()
+	io.WriteString(w, `{"value":[]}`)
+}
+
+func (a *apiEndpoint) seen() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.auths...)
+}
+
+// setup starts a token endpoint (under /{tenant}/oauth2/v2.0/token) and an API server, and
+// returns an HTTP client for the API authenticated against the token endpoint.
+func setup(t *testing.T, tokens *tokenEndpoint) (hc *http.Client, apiURL string, api *apiEndpoint) {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle("POST /"+tenant+"/oauth2/v2.0/token", tokens)
+	tokenSrv := httptest.NewServer(mux)
+	t.Cleanup(tokenSrv.Close)
+	api = &apiEndpoint{}
+	apiSrv := httptest.NewServer(api)
+	t.Cleanup(apiSrv.Close)
+
+	src := TokenSource(t.Context(), ClientCredentials{
+		TenantID: tenant, ClientID: client, ClientSecret: secret,
+		TokenURL: tokenSrv.URL + "/" + tenant + "/oauth2/v2.0/token", Scope: scope,
+	})
+	return HTTPClient(src, apiSrv.Client().Transport), apiSrv.URL, api
+}
+
+func get(t *testing.T, hc *http.Client, u string) {
+	t.Helper()
+	resp, err := hc.Get(u + "/api/machines")
+	if err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET: status %d", resp.StatusCode)
+	}
+}
+
+func TestTokenRequest(t *testing.T) {
+	t.Parallel()
+	tokens := &tokenEndpoint{expiresIn: 3599}
+	hc, apiURL, _ := setup(t, tokens)
+	get(t, hc, apiURL)
+
+	if tokens.fetches() != 1 {
+		t.Fatalf("token fetches: got %d, want 1", tokens.fetches())
+	}
+	r, form := tokens.reqs[0], tokens.forms[0]
+	assertEqual(t, "method", r.Method, http.MethodPost)
+	assertEqual(t, "content type", r.Header.Get("Content-Type"), "application/x-www-form-urlencoded")
+	if _, _, ok := r.BasicAuth(); ok {
+		t.Error("credentials sent as HTTP basic auth: want them in the form (AuthStyleInParams)")
+	}
+	want := url.Values{
+		"grant_type":    {"client_credentials"},
+		"client_id":     {client},
+		"client_secret": {secret},
+		"scope":         {scope},
+	}
+	if len(form) != len(want) {
+		t.Errorf("form %v: want exactly %v", form, want)
+	}
+	for k, v := range want {
+		assertEqual(t, "form "+k, form.Get(k), v[0])
+		assertEqual(t, "form "+k+" count", len(form[k]), 1)
+	}
+}
+
+func TestTokenReuse(t *testing.T) {
+	t.Parallel()
+	const calls = 5
+	tests := []struct {
+		name        string
+		expiresIn   int
+		wantFetches int
+	}{
+		// A token living an hour serves every call.
+		{"one hour", 3599, 1},
+		// A token living less than EarlyRefresh is stale as soon as it arrives: every call
+		// fetches a new one.
+		{"shorter than EarlyRefresh", 200, calls},
+		// No expires_in: the token never expires.
+		{"no expiry", 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tokens := &tokenEndpoint{expiresIn: tt.expiresIn}
+			hc, apiURL, api := setup(t, tokens)
+			for range calls {
+				get(t, hc, apiURL)
+			}
+			assertEqual(t, "token fetches", tokens.fetches(), tt.wantFetches)
+			auths := api.seen()
+			assertEqual(t, "API calls", len(auths), calls)
+			for i, a := range auths {
+				n := 1
+				if tt.wantFetches == calls {
+					n = i + 1
+				}
+				assertEqual(t, fmt.Sprintf("call %d Authorization", i+1), a, fmt.Sprintf("Bearer tok-%d", n))
+			}
+		})
+	}
+}
+
+func TestConcurrentRequestsFetchOnce(t *testing.T) {
+	t.Parallel()
+	const n = 16
+	var started sync.WaitGroup
+	started.Add(n)
+	// The first (and only) token fetch is held until every request has been started, so they
+	// all find the token source busy.
+	tokens := &tokenEndpoint{expiresIn: 3599, hold: started.Wait}
+	hc, apiURL, api := setup(t, tokens)
+
+	gate := make(chan struct{})
+	var done sync.WaitGroup
+	for range n {
+		done.Go(func() {
+			<-gate
+			started.Done()
+			get(t, hc, apiURL)
+		})
+	}
+	close(gate) // the barrier: all requests go at once
+	done.Wait()
+
+	assertEqual(t, "token fetches", tokens.fetches(), 1)
+	for _, a := range api.seen() {
+		assertEqual(t, "Authorization", a, "Bearer tok-1")
+	}
+	assertEqual(t, "API calls", len(api.seen()), n)
+}
+
+// fakeTokenTransport answers token requests in memory, so token lifetimes can be tested in a
+// synctest bubble.
+type fakeTokenTransport struct {
+	expiresIn int
+	mu        sync.Mutex
+	n         int
+}
+
+func (f *fakeTokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	f.mu.Lock()
+	f.n++
+	n := f.n
+	f.mu.Unlock()
+	body := fmt.Sprintf(`{"token_type":"Bearer","expires_in":%d,"access_token":"tok-%d"}`, f.expiresIn, n)
+	return &http.Response{
+		StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}}, Request: req,
+		Body: io.NopCloser(strings.NewReader(body)),
+	}, nil
+}
+
+func (f *fakeTokenTransport) fetches() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}
+
+func TestEarlyRefresh(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		tr := &fakeTokenTransport{expiresIn: 3599}
+		ctx := context.WithValue(t.Context(), oauth2.HTTPClient, &http.Client{Transport: tr})
+		src := TokenSource(ctx, ClientCredentials{TokenURL: "https://login.example.test/t/oauth2/v2.0/token", Scope: scope})
+		token := func() string {
+			t.Helper()
+			tok, err := src.Token()
+			if err != nil {
+				t.Fatalf("Token: %v", err)
+			}
+			return tok.AccessToken
+		}
+
+		assertEqual(t, "first token", token(), "tok-1")
+		// The token is kept until EarlyRefresh before its expiry...
+		time.Sleep(3599*time.Second - EarlyRefresh - time.Second)
+		assertEqual(t, "token 1 s before the refresh point", token(), "tok-1")
+		assertEqual(t, "fetches", tr.fetches(), 1)
+		// ...and replaced once that point has passed, while it is still valid upstream.
+		time.Sleep(2 * time.Second)
+		assertEqual(t, "token 1 s after the refresh point", token(), "tok-2")
+		assertEqual(t, "fetches", tr.fetches(), 2)
+		assertEqual(t, "the new token is reused", token(), "tok-2")
+		assertEqual(t, "fetches", tr.fetches(), 2)
+	})
+}
+
+func TestTokenError(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}`)
+	}))
+	t.Cleanup(srv.Close)
+	src := TokenSource(t.Context(), ClientCredentials{ClientID: client, ClientSecret: secret, TokenURL: srv.URL, Scope: scope})
+	_, err := src.Token()
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		t.Fatalf("got %v (%T), want an *oauth2.RetrieveError", err, err)
+	}
+	assertEqual(t, "error code", re.ErrorCode, "invalid_client")
+	if strings.Contains(err.Error(), secret) {
+		t.Errorf("error %q contains the secret", err)
+	}
+}
+
+func TestIdentity(t *testing.T) {
+	t.Parallel()
+	c := ClientCredentials{TenantID: tenant, ClientID: client, ClientSecret: secret}
+	id := c.Identity()
+	assertEqual(t, "identity", id, "app:"+tenant+"/"+client)
+	if strings.Contains(id, secret) {
+		t.Errorf("identity %q contains the secret", id)
+	}
+	other := ClientCredentials{TenantID: tenant, ClientID: "another-app", ClientSecret: secret}
+	if other.Identity() == id {
+		t.Error("two applications share an identity")
+	}
+}
+
+func TestHTTPClient_DefaultTransport(t *testing.T) {
+	t.Parallel()
+	hc := HTTPClient(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "x"}), nil)
+	tr, ok := hc.Transport.(*oauth2.Transport)
+	if !ok {
+		t.Fatalf("transport %T, want *oauth2.Transport", hc.Transport)
+	}
+	assertEqual(t, "base", tr.Base, http.DefaultTransport)
+}

@@ -1,0 +1,519 @@
+package config_test
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mdegraph/mdegraph/internal/config"
+)
+
+const (
+	tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	client = "00000000-1111-2222-3333-444444444444"
+	secret = "Zx8Q~s3cr3t.Value_9-Unique"
+)
+
+// env returns a getenv over kv.
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+// withCreds returns kv plus a full set of credentials.
+func withCreds(kv map[string]string) map[string]string {
+	out := map[string]string{"MDE_TENANT_ID": tenant, "MDE_CLIENT_ID": client, "MDE_CLIENT_SECRET": secret}
+	for k, v := range kv {
+		out[k] = v
+	}
+	return out
+}
+
+func load(t *testing.T, args []string, kv map[string]string) (config.Config, error) {
+	t.Helper()
+	var out bytes.Buffer
+	cfg, err := config.Load(args, env(kv), &out)
+	if strings.Contains(out.String(), secret) {
+		t.Errorf("Load wrote the secret to its output:\n%s", out.String())
+	}
+	return cfg, err
+}
+
+func mustLoad(t *testing.T, args []string, kv map[string]string) config.Config {
+	t.Helper()
+	cfg, err := load(t, args, kv)
+	if err != nil {
+		t.Fatalf("Load(%q, %v): %v", args, kv, err)
+	}
+	return cfg
+}
+
+func assertEqual[T comparable](t *testing.T, what string, got, want T) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s: got %v, want %v", what, got, want)
+	}
+}
+
+func TestDefaults_DemoMode(t *testing.T) {
+	t.Parallel()
+	cfg := mustLoad(t, nil, nil)
+	assertEqual(t, "Demo", cfg.Demo, true)
+	assertEqual(t, "Addr", cfg.Addr, "127.0.0.1:8080")
+	assertEqual(t, "Cloud", cfg.Cloud.Name, "commercial")
+	assertEqual(t, "APIURL (the simulator's, set later)", cfg.APIURL, "")
+	assertEqual(t, "TokenURL", cfg.TokenURL, "")
+	assertEqual(t, "secret", cfg.ClientSecret.Reveal(), "")
+	assertEqual(t, "LimitPerMinute", cfg.LimitPerMinute, 100)
+	assertEqual(t, "LimitPerHour", cfg.LimitPerHour, 1500)
+	assertEqual(t, "QuotaMaxWait", cfg.QuotaMaxWait, 10*time.Second)
+	assertEqual(t, "CacheTTL", cfg.CacheTTL, 60*time.Second)
+	assertEqual(t, "NotFoundTTL", cfg.NotFoundTTL, 10*time.Second)
+	assertEqual(t, "MaxUpstreamCalls", cfg.MaxUpstreamCalls, 50)
+	assertEqual(t, "RequestTimeout", cfg.RequestTimeout, 30*time.Second)
+	assertEqual(t, "CORSOrigins", len(cfg.CORSOrigins), 0)
+	assertEqual(t, "APQCacheSize", cfg.APQCacheSize, 1000)
+	assertEqual(t, "LogLevel", cfg.LogLevel, slog.LevelInfo)
+	assertEqual(t, "LogFormat", cfg.LogFormat, "text")
+	assertEqual(t, "DemoLatency", cfg.DemoLatency, time.Duration(0))
+}
+
+func TestCredentials_ResolveCloud(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		cloud, api, tokenURL, scope string
+	}{
+		{"", "https://api.securitycenter.microsoft.com", "https://login.microsoftonline.com/" + tenant + "/oauth2/v2.0/token", "https://api.securitycenter.microsoft.com/.default"},
+		{"eu", "https://eu.api.security.microsoft.com", "https://login.microsoftonline.com/" + tenant + "/oauth2/v2.0/token", "https://api.securitycenter.microsoft.com/.default"},
+		{"gcc", "https://api-gcc.securitycenter.microsoft.us", "https://login.microsoftonline.com/" + tenant + "/oauth2/v2.0/token", "https://api-gcc.securitycenter.microsoft.us/.default"},
+		{"GCC-High", "https://api-gov.securitycenter.microsoft.us", "https://login.microsoftonline.us/" + tenant + "/oauth2/v2.0/token", "https://api-gov.securitycenter.microsoft.us/.default"},
+		{"dod", "https://api-gov.securitycenter.microsoft.us", "https://login.microsoftonline.us/" + tenant + "/oauth2/v2.0/token", "https://api-gov.securitycenter.microsoft.us/.default"},
+	}
+	for _, tt := range tests {
+		cfg := mustLoad(t, nil, withCreds(map[string]string{"MDE_CLOUD": tt.cloud}))
+		assertEqual(t, tt.cloud+": Demo", cfg.Demo, false)
+		assertEqual(t, tt.cloud+": APIURL", cfg.APIURL, tt.api)
+		assertEqual(t, tt.cloud+": TokenURL", cfg.TokenURL, tt.tokenURL)
+		assertEqual(t, tt.cloud+": Scope", cfg.Scope, tt.scope)
+		if !strings.Contains(cfg.TokenURL, "/"+tenant+"/") {
+			t.Errorf("%s: token URL %q does not name the tenant", tt.cloud, cfg.TokenURL)
+		}
+		assertEqual(t, tt.cloud+": TenantID", cfg.TenantID, tenant)
+		assertEqual(t, tt.cloud+": ClientID", cfg.ClientID, client)
+		assertEqual(t, tt.cloud+": secret", cfg.ClientSecret.Reveal(), secret)
+	}
+}
+
+func TestCredentials_Overrides(t *testing.T) {
+	t.Parallel()
+	cfg := mustLoad(t, nil, withCreds(map[string]string{
+		"MDE_API_URL":   "https://eu.api.security.microsoft.com/",
+		"MDE_TOKEN_URL": "http://127.0.0.1:9999/t/oauth2/v2.0/token",
+		"MDE_SCOPE":     "api://custom/.default",
+	}))
+	assertEqual(t, "APIURL (trailing slash trimmed)", cfg.APIURL, "https://eu.api.security.microsoft.com")
+	assertEqual(t, "TokenURL", cfg.TokenURL, "http://127.0.0.1:9999/t/oauth2/v2.0/token")
+	assertEqual(t, "Scope", cfg.Scope, "api://custom/.default")
+}
+
+func TestCredentials_Partial(t *testing.T) {
+	t.Parallel()
+	all := []string{"MDE_TENANT_ID", "MDE_CLIENT_ID", "MDE_CLIENT_SECRET"}
+	values := map[string]string{"MDE_TENANT_ID": tenant, "MDE_CLIENT_ID": client, "MDE_CLIENT_SECRET": secret}
+	// Every proper, non-empty subset of the three.
+	for mask := 1; mask < 7; mask++ {
+		kv := map[string]string{}
+		var given, missing []string
+		for i, name := range all {
+			if mask&(1<<i) != 0 {
+				kv[name] = values[name]
+				given = append(given, name)
+			} else {
+				missing = append(missing, name)
+			}
+		}
+		t.Run(strings.Join(given, "+"), func(t *testing.T) {
+			t.Parallel()
+			_, err := load(t, nil, kv)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, secret) {
+				t.Errorf("error %q contains the secret", msg)
+			}
+			// "... A, B set but C missing ..." : the part between "but" and "missing" names
+			// exactly the missing variables.
+			_, after, ok := strings.Cut(msg, " but ")
+			named, _, ok2 := strings.Cut(after, " missing")
+			if !ok || !ok2 {
+				t.Fatalf("error %q: want \"... set but X missing\"", msg)
+			}
+			got := strings.Split(named, ", ")
+			slices.Sort(got)
+			want := slices.Sorted(slices.Values(missing))
+			if !slices.Equal(got, want) {
+				t.Errorf("error %q names %v as missing, want %v", msg, got, want)
+			}
+		})
+	}
+}
+
+func TestDemoMode_RejectsUpstreamSettings(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"MDE_API_URL", "MDE_TOKEN_URL", "MDE_SCOPE"} {
+		_, err := load(t, nil, map[string]string{name: "https://api.securitycenter.microsoft.com"})
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s without credentials: got %v, want an error naming it", name, err)
+		}
+	}
+}
+
+func TestFlagOverridesEnv(t *testing.T) {
+	t.Parallel()
+	kv := withCreds(map[string]string{"ADDR": "0.0.0.0:1111", "CACHE_TTL": "5m", "LOG_LEVEL": "warn", "MDE_CLOUD": "eu"})
+
+	cfg := mustLoad(t, nil, kv)
+	assertEqual(t, "Addr from env", cfg.Addr, "0.0.0.0:1111")
+	assertEqual(t, "CacheTTL from env", cfg.CacheTTL, 5*time.Minute)
+	assertEqual(t, "LogLevel from env", cfg.LogLevel, slog.LevelWarn)
+
+	cfg = mustLoad(t, []string{"-addr", "127.0.0.1:2222", "-cache-ttl=90", "--log-level", "debug", "-mde-cloud=gcc",
+		"-mde-client-secret", "from-flag"}, kv)
+	assertEqual(t, "Addr from flag", cfg.Addr, "127.0.0.1:2222")
+	assertEqual(t, "CacheTTL from flag", cfg.CacheTTL, 90*time.Second)
+	assertEqual(t, "LogLevel from flag", cfg.LogLevel, slog.LevelDebug)
+	assertEqual(t, "Cloud from flag", cfg.Cloud.Name, "gcc")
+	assertEqual(t, "secret from flag", cfg.ClientSecret.Reveal(), "from-flag")
+	assertEqual(t, "ClientID still from env", cfg.ClientID, client)
+
+	// A flag given as empty wins over the environment too.
+	_, err := load(t, []string{"-addr="}, kv)
+	if err == nil || !strings.Contains(err.Error(), "ADDR") {
+		t.Errorf("-addr= : got %v, want an ADDR error", err)
+	}
+}
+
+func TestFlagsOnly(t *testing.T) {
+	t.Parallel()
+	cfg := mustLoad(t, []string{"-mde-tenant-id", tenant, "-mde-client-id", client, "-mde-client-secret", secret}, nil)
+	assertEqual(t, "Demo", cfg.Demo, false)
+	assertEqual(t, "secret", cfg.ClientSecret.Reveal(), secret)
+}
+
+func TestBadValues(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, value string
+		creds       bool
+	}{
+		{"ADDR", "8080", false},
+		{"ADDR", "localhost", false},
+		{"ADDR", "[::1", false},
+		{"MDE_CLOUD", "mars", false},
+		{"MDE_API_URL", "api.securitycenter.microsoft.com", true},
+		{"MDE_API_URL", "ftp://api.example.com", true},
+		{"MDE_API_URL", "https://api.securitycenter.microsoft.com/api", true},
+		{"MDE_TOKEN_URL", "/oauth2/v2.0/token", true},
+		{"MDE_TOKEN_URL", "https://", true},
+		{"MDE_LIMIT_PER_MINUTE", "0", false},
+		{"MDE_LIMIT_PER_MINUTE", "ten", false},
+		{"MDE_LIMIT_PER_MINUTE", "1.5", false},
+		{"MDE_LIMIT_PER_HOUR", "-1", false},
+		{"MAX_UPSTREAM_CALLS_PER_QUERY", "many", false},
+		{"APQ_CACHE_SIZE", "0", false},
+		{"QUOTA_MAX_WAIT", "soon", false},
+		{"QUOTA_MAX_WAIT", "-5s", false},
+		{"QUOTA_MAX_WAIT", "-1", false},
+		{"QUOTA_MAX_WAIT", "NaN", false},
+		{"CACHE_TTL", "Inf", false},
+		{"CACHE_TTL", "1e300", false},
+		{"CACHE_TTL", "10 s", false},
+		{"NOT_FOUND_TTL", "x", false},
+		{"REQUEST_TIMEOUT", "0", false},
+		{"REQUEST_TIMEOUT", "0s", false},
+		{"DEMO_LATENCY", "fast", false},
+		{"CORS_ORIGINS", "app.example.com", false},
+		{"CORS_ORIGINS", "https://app.example.com/path", false},
+		{"CORS_ORIGINS", "https://ok.example.com, null", false},
+		{"LOG_LEVEL", "verbose", false},
+		{"LOG_FORMAT", "xml", false},
+	}
+	for _, tt := range tests {
+		kv := map[string]string{tt.name: tt.value}
+		if tt.creds {
+			kv = withCreds(kv)
+		}
+		_, err := load(t, nil, kv)
+		if err == nil {
+			t.Errorf("%s=%q: no error", tt.name, tt.value)
+			continue
+		}
+		if !strings.Contains(err.Error(), tt.name) {
+			t.Errorf("%s=%q: error %q does not name the variable", tt.name, tt.value, err)
+		}
+		// The same value given as a flag fails the same way.
+		flagName := "-" + strings.ToLower(strings.ReplaceAll(tt.name, "_", "-"))
+		var flagKV map[string]string
+		if tt.creds {
+			flagKV = withCreds(nil)
+		}
+		if _, err := load(t, []string{flagName + "=" + tt.value}, flagKV); err == nil || !strings.Contains(err.Error(), tt.name) {
+			t.Errorf("%s=%q: got %v, want an error naming %s", flagName, tt.value, err, tt.name)
+		}
+	}
+}
+
+func TestSeveralErrorsAtOnce(t *testing.T) {
+	t.Parallel()
+	_, err := load(t, nil, map[string]string{"ADDR": "x", "LOG_LEVEL": "loud", "CACHE_TTL": "y"})
+	for _, name := range []string{"ADDR", "LOG_LEVEL", "CACHE_TTL"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("got %v, want every bad variable named, %s included", err, name)
+		}
+	}
+}
+
+func TestDurations(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"60", "1m", "60s", "60.0", " 1m "} {
+		cfg := mustLoad(t, nil, map[string]string{"CACHE_TTL": v})
+		assertEqual(t, "CACHE_TTL="+v, cfg.CacheTTL, time.Minute)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"0", 0, false},
+		{"60", time.Minute, false},
+		{"1.5", 1500 * time.Millisecond, false},
+		{"0.001", time.Millisecond, false},
+		{"1m30s", 90 * time.Second, false},
+		{"250ms", 250 * time.Millisecond, false},
+		{"2h", 2 * time.Hour, false},
+		{"0s", 0, false},
+		{"9223372036", 9223372036 * time.Second, false},
+		{"", 0, true},
+		{"-1", 0, true},
+		{"-1s", 0, true},
+		{"soon", 0, true},
+		{"60 s", 0, true},
+		{"NaN", 0, true},
+		{"Inf", 0, true},
+		{"+Inf", 0, true},
+		{"1e300", 0, true},
+		{"9223372037", 0, true}, // just past the largest Duration
+		{"1e999", 0, true},
+		{"3000000h", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := config.ParseDuration(tt.in)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("ParseDuration(%q) = %v, %v; want error: %v", tt.in, got, err, tt.wantErr)
+			continue
+		}
+		if got < 0 {
+			t.Errorf("ParseDuration(%q) = %v: negative", tt.in, got)
+		}
+		assertEqual(t, "ParseDuration("+tt.in+")", got, tt.want)
+	}
+}
+
+func FuzzParseDuration(f *testing.F) {
+	for _, s := range []string{"0", "60", "1m", "1.5", "-1", "NaN", "Inf", "1e300", "9223372037", "0x1p62", "1m30s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if d, err := config.ParseDuration(s); err == nil && d < 0 {
+			t.Errorf("ParseDuration(%q) = %v: negative", s, d)
+		}
+	})
+}
+
+func TestNotFoundTTL_AtMostCacheTTL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		cache, notFound string
+		want            time.Duration
+	}{
+		{"60s", "10s", 10 * time.Second},
+		{"5s", "10s", 5 * time.Second},
+		{"0", "10s", 0},
+	}
+	for _, tt := range tests {
+		cfg := mustLoad(t, nil, map[string]string{"CACHE_TTL": tt.cache, "NOT_FOUND_TTL": tt.notFound})
+		assertEqual(t, fmt.Sprintf("NotFoundTTL(%s, %s)", tt.cache, tt.notFound), cfg.NotFoundTTL, tt.want)
+	}
+}
+
+func TestCORSOrigins(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"*", []string{"*"}},
+		{"https://app.example.com", []string{"https://app.example.com"}},
+		{" https://app.example.com/ , http://localhost:3000,,", []string{"https://app.example.com", "http://localhost:3000"}},
+	}
+	for _, tt := range tests {
+		cfg := mustLoad(t, nil, map[string]string{"CORS_ORIGINS": tt.in})
+		if !slices.Equal(cfg.CORSOrigins, tt.want) {
+			t.Errorf("CORS_ORIGINS=%q: got %q, want %q", tt.in, cfg.CORSOrigins, tt.want)
+		}
+	}
+}
+
+func TestLogSettings(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		level, format string
+		wantLevel     slog.Level
+		wantFormat    string
+	}{
+		{"debug", "json", slog.LevelDebug, "json"},
+		{"INFO", "TEXT", slog.LevelInfo, "text"},
+		{"warn", "Json", slog.LevelWarn, "json"},
+		{"error", "text", slog.LevelError, "text"},
+	}
+	for _, tt := range tests {
+		cfg := mustLoad(t, nil, map[string]string{"LOG_LEVEL": tt.level, "LOG_FORMAT": tt.format})
+		assertEqual(t, "LOG_LEVEL="+tt.level, cfg.LogLevel, tt.wantLevel)
+		assertEqual(t, "LOG_FORMAT="+tt.format, cfg.LogFormat, tt.wantFormat)
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	t.Parallel()
+	cfg := mustLoad(t, nil, withCreds(nil))
+	assertEqual(t, "Reveal", cfg.ClientSecret.Reveal(), secret)
+
+	var texts []string
+	texts = append(texts,
+		fmt.Sprintf("%v %+v %#v", cfg, cfg, cfg),
+		fmt.Sprintf("%v %+v %#v", &cfg, &cfg, &cfg),
+		fmt.Sprint(cfg, cfg.ClientSecret),
+		fmt.Sprintf("%v", []any{cfg, map[string]any{"s": cfg.ClientSecret}}),
+	)
+	// Verbs that do not call String print a string's bytes; vet rightly objects to them, so
+	// they come from a variable (as they would through an `any`): a careless %d or %x must
+	// still not reveal the secret. (%p is out of reach: fmt formats it before any method.)
+	for _, verb := range []string{"%s", "%q", "%x", "%X", "%d", "%10.3v", "%-8s", "%T", "%t"} {
+		texts = append(texts, fmt.Sprintf(verb+"|"+verb+"|"+verb, cfg, &cfg, cfg.ClientSecret))
+	}
+	for _, h := range []func(*bytes.Buffer) slog.Handler{
+		func(b *bytes.Buffer) slog.Handler {
+			return slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})
+		},
+		func(b *bytes.Buffer) slog.Handler {
+			return slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})
+		},
+	} {
+		var buf bytes.Buffer
+		logger := slog.New(h(&buf))
+		logger.Info("config", "cfg", cfg, "ptr", &cfg, "secret", cfg.ClientSecret)
+		logger.Debug("config", slog.Any("cfg", cfg), slog.Any("secret", cfg.ClientSecret))
+		logger.With("cfg", cfg).Info("with")
+		texts = append(texts, buf.String())
+	}
+	for _, text := range texts {
+		if strings.Contains(text, secret) {
+			t.Errorf("the secret printed: %s", text)
+		}
+	}
+	if !strings.Contains(texts[0], "[redacted]") {
+		t.Errorf("%%v of the config: want [redacted] where the secret is, got %s", texts[0])
+	}
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	// Credentials in the environment must not show up as the flags' defaults in the usage.
+	_, err := config.Load([]string{"-h"}, env(withCreds(map[string]string{"ADDR": "0.0.0.0:1"})), &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: got %v, want flag.ErrHelp", err)
+	}
+	usage := out.String()
+	if strings.Contains(usage, secret) {
+		t.Errorf("usage shows the client secret:\n%s", usage)
+	}
+	for _, s := range config.Settings {
+		if !strings.Contains(usage, "-"+s.Flag()) || !strings.Contains(usage, "env "+s.Env) {
+			t.Errorf("usage does not document -%s (env %s)", s.Flag(), s.Env)
+		}
+	}
+}
+
+func TestUnknownFlagAndArguments(t *testing.T) {
+	t.Parallel()
+	kv := withCreds(nil)
+	if _, err := load(t, []string{"-no-such-flag"}, kv); err == nil {
+		t.Error("unknown flag: no error")
+	}
+	_, err := load(t, []string{"serve"}, nil)
+	if err == nil || !strings.Contains(err.Error(), `"serve"`) {
+		t.Errorf("positional argument: got %v, want an error naming it", err)
+	}
+}
+
+func TestSettings(t *testing.T) {
+	t.Parallel()
+	envs := map[string]bool{}
+	flags := map[string]bool{}
+	for _, s := range config.Settings {
+		if s.Env == "" || strings.ToUpper(s.Env) != s.Env || strings.ContainsAny(s.Env, " -") {
+			t.Errorf("setting %+v: Env must be an UPPER_SNAKE name", s)
+		}
+		if strings.TrimSpace(s.Usage) == "" {
+			t.Errorf("setting %s: empty Usage", s.Env)
+		}
+		if envs[s.Env] {
+			t.Errorf("setting %s listed twice", s.Env)
+		}
+		envs[s.Env] = true
+		if flags[s.Flag()] {
+			t.Errorf("flag -%s used by two settings", s.Flag())
+		}
+		flags[s.Flag()] = true
+	}
+	assertEqual(t, "flag of MDE_CLIENT_ID", config.Setting{Env: "MDE_CLIENT_ID"}.Flag(), "mde-client-id")
+	// Every documented default loads (the defaults are demo mode).
+	mustLoad(t, nil, nil)
+}
+
+// TestSettingsAreRead: every setting changes the configuration when given, so none is
+// documented but ignored.
+func TestSettingsAreRead(t *testing.T) {
+	t.Parallel()
+	changed := map[string]string{
+		"ADDR": ":9090", "MDE_TENANT_ID": "t2", "MDE_CLIENT_ID": "c2", "MDE_CLIENT_SECRET": "s2", "MDE_CLOUD": "eu",
+		"MDE_API_URL": "https://x.example.com", "MDE_TOKEN_URL": "https://y.example.com/token", "MDE_SCOPE": "z",
+		"MDE_LIMIT_PER_MINUTE": "7", "MDE_LIMIT_PER_HOUR": "8", "QUOTA_MAX_WAIT": "3s", "CACHE_TTL": "4s",
+		"NOT_FOUND_TTL": "2s", "MAX_UPSTREAM_CALLS_PER_QUERY": "9", "REQUEST_TIMEOUT": "5s",
+		"CORS_ORIGINS": "*", "APQ_CACHE_SIZE": "11", "LOG_LEVEL": "error", "LOG_FORMAT": "json", "DEMO_LATENCY": "6s",
+	}
+	base := mustLoad(t, nil, withCreds(nil))
+	for _, s := range config.Settings {
+		v, ok := changed[s.Env]
+		if !ok {
+			t.Errorf("setting %s: no test value", s.Env)
+			continue
+		}
+		cfg := mustLoad(t, nil, withCreds(map[string]string{s.Env: v}))
+		if fmt.Sprintf("%+v|%s", cfg, cfg.ClientSecret.Reveal()) == fmt.Sprintf("%+v|%s", base, base.ClientSecret.Reveal()) {
+			t.Errorf("setting %s=%q changed nothing", s.Env, v)
+		}
+	}
+}

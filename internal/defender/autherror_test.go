@@ -1,0 +1,108 @@
+package defender
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/mdegraph/mdegraph/internal/auth"
+	"golang.org/x/oauth2"
+)
+
+// TestAuthError: a token endpoint refusing the credentials surfaces from a machines call as an
+// *AuthError that carries Entra ID's explanation and never the secret, in the error or the logs.
+func TestAuthError(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cr3t~Qx8Q_zZ.9-Very+Secret/Value="
+	const aadsts = "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID. Trace ID: 0a0b Correlation ID: 1c1d Timestamp: 2024-05-01 12:00:00Z"
+
+	var tokenCalls atomic.Int32
+	tokenSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tokenCalls.Add(1)
+		if err := r.ParseForm(); err != nil {
+			t.Errorf("token request form: %v", err)
+		}
+		if r.PostForm.Get("client_secret") != secret {
+			t.Errorf("token request: client_secret not sent")
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, `{"error":"invalid_client","error_description":%q,"error_codes":[7000215],"trace_id":"0a0b","correlation_id":"1c1d"}`, aadsts)
+	}))
+	t.Cleanup(tokenSrv.Close)
+
+	var apiCalls atomic.Int32
+	apiSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		apiCalls.Add(1)
+		io.WriteString(w, machineJSON)
+	}))
+	t.Cleanup(apiSrv.Close)
+
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	rec := &callRecorder{}
+	src := auth.TokenSource(t.Context(), auth.ClientCredentials{
+		TenantID: "tenant", ClientID: "client", ClientSecret: secret,
+		TokenURL: tokenSrv.URL + "/tenant/oauth2/v2.0/token", Scope: "https://api.securitycenter.microsoft.com/.default",
+	})
+	client, err := New(Options{
+		BaseURL: apiSrv.URL + baseURLPath, HTTPClient: auth.HTTPClient(src, nil), Logger: logger, Observe: rec.observe,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	m, resp, err := client.Machines.Get(t.Context(), deviceID)
+	if m != nil {
+		t.Errorf("got machine %+v, want nil", m)
+	}
+	ae := errorAs[*AuthError](t, err)
+	assertEqual(t, "status", ae.StatusCode, http.StatusUnauthorized)
+	assertEqual(t, "code", ae.Code, "invalid_client")
+	if !strings.Contains(err.Error(), "AADSTS7000215: Invalid client secret provided.") {
+		t.Errorf("error %q: want Entra ID's AADSTS explanation", err)
+	}
+	// Refused credentials do not get better by retrying.
+	assertEqual(t, "attempts", resp.Attempts, 1)
+	assertEqual(t, "token calls", tokenCalls.Load(), 1)
+	assertEqual(t, "API calls", apiCalls.Load(), 0)
+
+	for _, c := range rec.all() {
+		logger.Debug("observed", "call", c, "err", c.Err)
+	}
+	for what, text := range map[string]string{
+		"error":      err.Error(),
+		"error %+v":  fmt.Sprintf("%+v", err),
+		"error %#v":  fmt.Sprintf("%#v", err),
+		"debug logs": logs.String(),
+	} {
+		for _, s := range []string{secret, url.QueryEscape(secret)} {
+			if strings.Contains(text, s) {
+				t.Errorf("%s contains the client secret: %s", what, text)
+			}
+		}
+	}
+	if !strings.Contains(logs.String(), "AADSTS7000215") {
+		t.Errorf("debug logs do not explain the failure:\n%s", logs.String())
+	}
+}
+
+func TestNewAuthError(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("d", 1000)
+	ae := newAuthError(&oauth2.RetrieveError{ErrorCode: "invalid_client", ErrorDescription: long})
+	assertEqual(t, "status without a response", ae.StatusCode, 0)
+	if len(ae.Description) > 300+len("…") {
+		t.Errorf("description is %d bytes, want it bounded", len(ae.Description))
+	}
+	ae = newAuthError(&oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}, ErrorCode: "invalid_scope"})
+	assertEqual(t, "status", ae.StatusCode, 400)
+	assertEqual(t, "message", ae.Error(), "defender: token request refused (status 400, invalid_scope)")
+}
