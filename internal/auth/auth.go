@@ -60,7 +60,12 @@ func HTTPClient(src oauth2.TokenSource, base http.RoundTripper) *http.Client {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return &http.Client{Transport: &oauth2.Transport{Source: src, Base: base}}
+	return &http.Client{
+		Transport: &oauth2.Transport{Source: src, Base: base},
+		// The API does not redirect; refusing redirects keeps the bearer token from following
+		// one to another host.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // tokenFunc adapts a function to oauth2.TokenSource.

@@ -316,3 +316,28 @@ func TestHTTPClient_DefaultTransport(t *testing.T) {
 	}
 	assertEqual(t, "base", tr.Base, http.DefaultTransport)
 }
+
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	t.Parallel()
+	var leaked sync.Map
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked.Store("authorization", r.Header.Get("Authorization"))
+	}))
+	defer elsewhere.Close()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+"/steal", http.StatusFound)
+	}))
+	defer api.Close()
+	tokens := httptest.NewServer(&tokenEndpoint{expiresIn: 3599})
+	defer tokens.Close()
+	src := TokenSource(t.Context(), ClientCredentials{TenantID: tenant, ClientID: client, ClientSecret: secret, TokenURL: tokens.URL, Scope: scope})
+	resp, err := HTTPClient(src, nil).Get(api.URL + "/api/machines")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	assertEqual(t, "status", resp.StatusCode, http.StatusFound)
+	if v, ok := leaked.Load("authorization"); ok {
+		t.Errorf("the redirect was followed and the other host got Authorization %q", v)
+	}
+}

@@ -132,8 +132,13 @@ func parse(get func(string) string) (Config, error) {
 		ClientSecret: Secret(get("MDE_CLIENT_SECRET")),
 		LogFormat:    strings.ToLower(get("LOG_FORMAT")),
 	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("ADDR %q: want host:port, e.g. 127.0.0.1:8080", c.Addr))
+	} else if n, err := strconv.ParseUint(port, 10, 16); err != nil && port != "" || n > 65535 {
+		errs = append(errs, fmt.Errorf("ADDR %q: the port must be a number from 0 to 65535", c.Addr))
+	}
+	if c.TenantID != "" && !validTenant(c.TenantID) {
+		errs = append(errs, fmt.Errorf("MDE_TENANT_ID %q: want the tenant's GUID or its domain (contoso.onmicrosoft.com)", c.TenantID))
 	}
 
 	// Credentials: all three or none.
@@ -258,6 +263,19 @@ func ParseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// validTenant accepts what Entra ID takes in the token URL's path: a GUID or a domain name.
+func validTenant(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for _, r := range s {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return !strings.HasPrefix(s, ".") && !strings.Contains(s, "..")
+}
+
 func checkURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -298,6 +316,9 @@ func (Secret) GoString() string { return "[redacted]" }
 
 // LogValue hides the value from slog.
 func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// MarshalText hides the value from encoding/json and friends.
+func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
 
 // Reveal returns the secret itself, for the one place that sends it.
 func (s Secret) Reveal() string { return string(s) }

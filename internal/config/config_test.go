@@ -2,9 +2,11 @@ package config_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -515,5 +517,41 @@ func TestSettingsAreRead(t *testing.T) {
 		if fmt.Sprintf("%+v|%s", cfg, cfg.ClientSecret.Reveal()) == fmt.Sprintf("%+v|%s", base, base.ClientSecret.Reveal()) {
 			t.Errorf("setting %s=%q changed nothing", s.Env, v)
 		}
+	}
+}
+
+func TestAddrAndTenantChecks(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env     map[string]string
+		wantErr string
+	}{
+		{map[string]string{"ADDR": "127.0.0.1:abc"}, "ADDR"},
+		{map[string]string{"ADDR": "127.0.0.1:70000"}, "ADDR"},
+		{map[string]string{"ADDR": ":0"}, ""},
+		{map[string]string{"ADDR": "[::1]:8080"}, ""},
+		{map[string]string{"MDE_TENANT_ID": "../../evil", "MDE_CLIENT_ID": "c", "MDE_CLIENT_SECRET": "s"}, "MDE_TENANT_ID"},
+		{map[string]string{"MDE_TENANT_ID": "contoso.onmicrosoft.com", "MDE_CLIENT_ID": "c", "MDE_CLIENT_SECRET": "s"}, ""},
+		{map[string]string{"MDE_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47", "MDE_CLIENT_ID": "c", "MDE_CLIENT_SECRET": "s"}, ""},
+	}
+	for _, tt := range tests {
+		_, err := config.Load(nil, func(k string) string { return tt.env[k] }, io.Discard)
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("%v: unexpected error %v", tt.env, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("%v: error %v, want one naming %s", tt.env, err, tt.wantErr)
+		}
+	}
+}
+
+func TestSecretHiddenFromJSON(t *testing.T) {
+	t.Parallel()
+	b, err := json.Marshal(config.Config{ClientSecret: "hunter2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "hunter2") {
+		t.Errorf("json.Marshal leaks the secret: %s", b)
 	}
 }

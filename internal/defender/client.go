@@ -193,7 +193,7 @@ func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string,
 					return resp, ctxErrOr(ctx, err)
 				}
 			}
-		case errors.As(err, &unavailable), errors.As(err, &er) && er.StatusCode >= 500:
+		case errors.As(err, &unavailable) && !unavailable.badAnswer, errors.As(err, &er) && er.StatusCode >= 500:
 			if transient >= c.opts.MaxRetries {
 				return resp, err
 			}
@@ -276,9 +276,9 @@ func decodeBody(endpoint Endpoint, body io.Reader, v any) error {
 	lr := &io.LimitedReader{R: body, N: maxBody + 1}
 	if err := json.NewDecoder(lr).Decode(v); err != nil {
 		if lr.N <= 0 {
-			return &UnavailableError{Endpoint: endpoint, Err: fmt.Errorf("answer larger than %d bytes", maxBody)}
+			return &UnavailableError{Endpoint: endpoint, Err: fmt.Errorf("answer larger than %d bytes", maxBody), badAnswer: true}
 		}
-		return &UnavailableError{Endpoint: endpoint, Err: fmt.Errorf("decode answer: %w", err)}
+		return &UnavailableError{Endpoint: endpoint, Err: fmt.Errorf("decode answer: %w", err), badAnswer: true}
 	}
 	return nil
 }

@@ -79,6 +79,9 @@ func (e *InvalidInputError) Error() string {
 type UnavailableError struct {
 	Endpoint Endpoint
 	Err      error
+	// badAnswer marks an answer that arrived but could not be read: asking again would most
+	// likely get the same answer and spend quota, so it is not retried.
+	badAnswer bool
 }
 
 func (e *UnavailableError) Error() string {
