@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mdegraph/mdegraph/internal/simulator"
+)
+
+func TestParseConfig(t *testing.T) {
+	t.Parallel()
+	defaults := config{
+		addr: "127.0.0.1:9090", seed: 1, devices: 300, tenant: simulator.DemoTenantID,
+		clientID: simulator.DefaultClientID, clientSecret: simulator.DefaultClientSecret, perMinute: 100, perHour: 1500,
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    func(c *config)
+		wantErr string
+	}{
+		{name: "defaults", want: func(*config) {}},
+		{name: "flags", args: []string{"-addr", ":0", "-seed", "9", "-devices", "50", "-latency", "80ms", "-per-minute", "-1"},
+			want: func(c *config) {
+				c.addr, c.seed, c.devices, c.latency, c.perMinute = ":0", 9, 50, 80*time.Millisecond, -1
+			}},
+		{name: "env", env: map[string]string{"SIM_ADDR": "127.0.0.1:7000", "SIM_CLIENT_SECRET": "s", "SIM_PER_HOUR": "10", "SIM_VERBOSE": "true"},
+			want: func(c *config) { c.addr, c.clientSecret, c.perHour, c.verbose = "127.0.0.1:7000", "s", 10, true }},
+		{name: "flag beats env", args: []string{"-seed", "3"}, env: map[string]string{"SIM_SEED": "2"},
+			want: func(c *config) { c.seed = 3 }},
+		{name: "bad env", env: map[string]string{"SIM_SEED": "one"}, wantErr: `SIM_SEED="one"`},
+		{name: "bad flag", args: []string{"-devices", "many"}, wantErr: "invalid value"},
+		{name: "no devices", args: []string{"-devices", "0"}, wantErr: "SIM_DEVICES"},
+		{name: "zero limit", env: map[string]string{"SIM_PER_MINUTE": "0"}, wantErr: "SIM_PER_MINUTE"},
+		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error: got %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := defaults
+			tt.want(&want)
+			if got != want {
+				t.Errorf("config:\ngot  %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+// syncBuffer lets the test read what the server logs from its goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestServe(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseConfig(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, ln, cfg, slog.New(slog.NewTextHandler(&logs, nil))) }()
+
+	base := "http://" + ln.Addr().String()
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {cfg.clientID},
+		"client_secret": {cfg.clientSecret}, "scope": {"https://api.securitycenter.microsoft.com/.default"}}
+	resp, err := http.PostForm(base+"/"+cfg.tenant+"/oauth2/v2.0/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || tok.AccessToken == "" {
+		t.Fatalf("token: status %d", resp.StatusCode)
+	}
+	example := simulator.New(simulator.Options{}).ExampleMachineID()
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/machines/"+example, nil)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("GET example machine: status %d", resp.StatusCode)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	out := logs.String()
+	for _, want := range []string{
+		"url=" + base,
+		"example_machine_id=" + example,
+		"MDE_API_URL=" + base + " MDE_TOKEN_URL=" + base + "/" + cfg.tenant + "/oauth2/v2.0/token MDE_TENANT_ID=" + cfg.tenant,
+		"MDE_CLIENT_ID=" + cfg.clientID + " MDE_CLIENT_SECRET=" + cfg.clientSecret,
+		"shutting down",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,129 @@
+package simulator
+
+import (
+	"maps"
+	"strings"
+	"sync"
+	"time"
+)
+
+// EndpointStats counts the calls one endpoint received since the simulator started or since
+// ResetStats.
+type EndpointStats struct {
+	// Calls counts every call routed to the endpoint, whatever its answer.
+	Calls int
+	// ByStatus counts calls by the HTTP status they were answered with.
+	ByStatus map[int]int
+	// TooManyRequests counts 429 answers, from the rate limit or injected.
+	TooManyRequests int
+	// MaxInAnyMinute and MaxInAnyHour are the most calls admitted by the rate limit in any sliding
+	// 60-second (3600-second) window, counted like the limit itself: a window is (t-60s, t]. For
+	// EndpointToken, which has no limit, they count issued tokens.
+	MaxInAnyMinute, MaxInAnyHour int
+	// Canceled counts calls whose client went away during the added Latency; they were decided,
+	// and are counted above, but got no answer.
+	Canceled int
+}
+
+// endpointState is everything the simulator keeps per endpoint, under one lock.
+type endpointState struct {
+	mu       sync.Mutex
+	limit    slidingLimit
+	calls    int
+	byStatus map[int]int
+	tooMany  int
+	canceled int
+	faults   []fault
+}
+
+func newEndpointState(perMinute, perHour int) *endpointState {
+	return &endpointState{limit: slidingLimit{perMinute: perMinute, perHour: perHour}, byStatus: map[int]int{}}
+}
+
+// admit asks the endpoint's rate limit about a call arriving now. The clock is read under the
+// lock so admissions are recorded in the order they are decided.
+func (st *endpointState) admit(now func() time.Time) (bool, time.Duration) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.limit.allowAt(now())
+}
+
+func (st *endpointState) record(status int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.calls++
+	st.byStatus[status]++
+	if status == 429 {
+		st.tooMany++
+	}
+}
+
+func (st *endpointState) recordCanceled() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.canceled++
+}
+
+func (st *endpointState) snapshot() EndpointStats {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return EndpointStats{
+		Calls:           st.calls,
+		ByStatus:        maps.Clone(st.byStatus),
+		TooManyRequests: st.tooMany,
+		MaxInAnyMinute:  st.limit.maxInMinute,
+		MaxInAnyHour:    st.limit.maxInHour,
+		Canceled:        st.canceled,
+	}
+}
+
+func (st *endpointState) reset() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.calls, st.tooMany, st.canceled = 0, 0, 0
+	st.byStatus = map[int]int{}
+	st.limit.resetStats()
+}
+
+// Stats returns a snapshot of every endpoint's statistics, including EndpointToken.
+// It is safe to call while requests are being served.
+func (s *Simulator) Stats() map[Endpoint]EndpointStats {
+	out := make(map[Endpoint]EndpointStats, len(s.endpoints))
+	for e, st := range s.endpoints {
+		out[e] = st.snapshot()
+	}
+	return out
+}
+
+// ResetStats zeroes the statistics and the logonusers call counts. The rate limits keep their
+// memory of recent calls: resetting a counter must not hand out a fresh quota.
+func (s *Simulator) ResetStats() {
+	for _, st := range s.endpoints {
+		st.reset()
+	}
+	s.logonMu.Lock()
+	defer s.logonMu.Unlock()
+	clear(s.logonCalls)
+}
+
+// LogonUserCalls is how many calls GET /api/machines/{id}/logonusers received for this id
+// (compared case-insensitively), whatever their answer, since start or ResetStats. A caller that
+// batches and caches properly makes one per distinct device.
+func (s *Simulator) LogonUserCalls(id string) int {
+	s.logonMu.Lock()
+	defer s.logonMu.Unlock()
+	return s.logonCalls[strings.ToLower(id)]
+}
+
+// LogonUserCallCounts returns a copy of LogonUserCalls for every id called.
+func (s *Simulator) LogonUserCallCounts() map[string]int {
+	s.logonMu.Lock()
+	defer s.logonMu.Unlock()
+	return maps.Clone(s.logonCalls)
+}
+
+func (s *Simulator) countLogonCall(id string) {
+	s.logonMu.Lock()
+	defer s.logonMu.Unlock()
+	s.logonCalls[strings.ToLower(id)]++
+}
