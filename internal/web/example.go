@@ -1,0 +1,39 @@
+package web
+
+import "net/http"
+
+// ExampleOptions configures the example frontend page.
+type ExampleOptions struct {
+	// Endpoint is the GraphQL URL the page queries; same-origin, default
+	// "/query".
+	Endpoint string
+	// DeviceID prefills the device id input, typically the demo device.
+	DeviceID string
+}
+
+// exampleConfig is read by static/example/example.js; keep the field names
+// in step.
+type exampleConfig struct {
+	Endpoint string `json:"endpoint"`
+}
+
+// Example returns a handler serving the example frontend for GET and HEAD,
+// with SecurityHeaders applied: a plain HTML form that looks a device up with
+// fetch and renders its logged-on users. Like Playground it answers only at
+// the path it is mounted on, and loads its assets from Static.
+//
+// The page gives the elements a browser test drives stable ids, each also
+// set as data-testid: #device-id (input), #lookup (button), #message (shown
+// for every failure, with data-kind and data-code), #device, #device-name and
+// #users (the table; one tbody row per user, #no-users when there are none).
+// The body's data-state is "idle", "loading", "ok" or "error".
+func Example(opts ExampleOptions) http.Handler {
+	cfg := exampleConfig{Endpoint: orDefault(opts.Endpoint, "/query")}
+	return SecurityHeaders(renderPage("example.html", map[string]any{
+		"Endpoint": cfg.Endpoint,
+		"DeviceID": opts.DeviceID,
+		"Config":   configJSON(cfg),
+		"CSS":      assetURL("example/example.css"),
+		"JS":       assetURL("example/example.js"),
+	}))
+}

@@ -1,0 +1,285 @@
+// The smallest honest example of a web frontend using mdegraph.
+//
+// It sends one GraphQL query with fetch, as JSON, and renders the answer with
+// textContent, never as HTML: device and account names come from Defender
+// and must not be able to inject markup into the page.
+//
+// The page's Content-Security-Policy forbids inline scripts, so the server
+// passes its settings in <script type="application/json" id="mdegraph-config">.
+'use strict';
+
+(() => {
+  // Ask for exactly the fields the page shows.
+  const QUERY = `query Machine($id: ID!) {
+  machine(id: $id) {
+    id
+    computerDnsName
+    osPlatform
+    healthStatus
+    riskScore
+    lastSeen
+    logonUsers {
+      id
+      accountName
+      accountDomain
+      isDomainAdmin
+      isOnlyNetworkUser
+      logonTypes
+      firstSeen
+      lastSeen
+    }
+  }
+}`;
+
+  // How often a RATE_LIMITED answer is retried by itself before the page
+  // leaves the next try to the user.
+  const MAX_AUTO_RETRIES = 3;
+
+  const config = { endpoint: '/query' };
+  try {
+    Object.assign(config, JSON.parse(document.getElementById('mdegraph-config').textContent));
+  } catch (err) {
+    console.error('example: unreadable #mdegraph-config, using /query', err);
+  }
+
+  const $ = (id) => document.getElementById(id);
+  const form = $('lookup-form');
+  const input = $('device-id');
+  const button = $('lookup');
+  const authorization = $('authorization');
+  const message = $('message');
+  const device = $('device');
+  const users = $('users').tBodies[0];
+  const noUsers = $('no-users');
+
+  let inFlight = null; // AbortController of the lookup under way
+  let countdown = null; // interval timer of a rate-limit countdown
+  let autoRetries = 0;
+
+  // queryMachine POSTs the query and returns the HTTP status, the
+  // Retry-After header and the decoded JSON body (null when the answer is
+  // not JSON, such as a proxy's error page). It throws on network failure.
+  async function queryMachine(id, signal) {
+    const headers = {
+      'Content-Type': 'application/json',
+      Accept: 'application/json',
+    };
+    // The Authorization header goes here: when mdegraph sits behind a
+    // gateway that wants an API key or a bearer token, send it with every
+    // request, e.g. headers.Authorization = 'Bearer ' + token.
+    const token = authorization.value.trim();
+    if (token) headers.Authorization = token;
+
+    const res = await fetch(config.endpoint, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ query: QUERY, variables: { id } }),
+      signal,
+    });
+    let body = null;
+    try {
+      body = await res.json();
+    } catch {
+      // Not JSON; reported below from the status.
+    }
+    return { status: res.status, retryAfter: res.headers.get('Retry-After'), body };
+  }
+
+  async function lookup(rawID, isAutoRetry) {
+    stopCountdown();
+    if (!isAutoRetry) autoRetries = 0;
+    if (inFlight) inFlight.abort();
+    clearDevice();
+
+    const id = rawID.trim();
+    if (id === '') {
+      fail('bad-input', '', 'Enter a device id (40 hex digits) or a computer DNS name.');
+      return;
+    }
+
+    const ctrl = new AbortController();
+    inFlight = ctrl;
+    setState('loading');
+    let answer;
+    try {
+      answer = await queryMachine(id, ctrl.signal);
+    } catch (err) {
+      if (ctrl.signal.aborted) return; // a newer lookup replaced this one
+      inFlight = null;
+      fail('network', '', `Network error: could not reach ${config.endpoint} (${err.message}). Check your connection and that the server is running.`);
+      return;
+    }
+    if (ctrl.signal.aborted) return;
+    inFlight = null;
+    show(id, answer);
+  }
+
+  function show(id, { status, retryAfter, body }) {
+    if (body === null || typeof body !== 'object') {
+      fail('error', '', `Unexpected answer from the server (HTTP ${status}).`);
+      return;
+    }
+    const errors = Array.isArray(body.errors) ? body.errors : [];
+    const machine = body.data ? body.data.machine : null;
+    // A device can come with errors (say its users could not be read):
+    // show what arrived, and the error below it.
+    if (machine) renderDevice(machine);
+    if (errors.length > 0) {
+      showError(id, errors, retryAfter);
+    } else if (!machine) {
+      fail('not-found', 'NOT_FOUND', notFound(id));
+    } else {
+      setState('ok');
+    }
+  }
+
+  const notFound = (id) => `No device with id “${id}” in Defender.`;
+
+  function showError(id, errors, retryAfterHeader) {
+    const first = errors[0] || {};
+    const ext = first.extensions || {};
+    const code = typeof ext.code === 'string' ? ext.code : '';
+    const text = typeof first.message === 'string' ? first.message : 'unknown error';
+    const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : '';
+    switch (code) {
+      case 'NOT_FOUND':
+        fail('not-found', code, notFound(id));
+        break;
+      case 'RATE_LIMITED':
+        rateLimited(id, ext.retryAfter ?? retryAfterHeader);
+        break;
+      case 'BAD_USER_INPUT':
+        fail('bad-input', code, `“${id}” is not a valid device id: ${text}`);
+        break;
+      case 'FORBIDDEN':
+        fail('forbidden', code, `Access denied: ${text}`);
+        break;
+      case 'UPSTREAM_UNAUTHORIZED':
+        fail('upstream', code, `mdegraph could not sign in to Defender: ${text}`);
+        break;
+      case 'UPSTREAM_UNAVAILABLE':
+        fail('upstream', code, `Defender is unavailable right now; try again later. (${text})`);
+        break;
+      default:
+        fail('error', code, `Error${code ? ` ${code}` : ''}: ${text}${more}`);
+    }
+  }
+
+  // rateLimited shows "retry in N s" counting down, and looks the device up
+  // again when it reaches zero, MAX_AUTO_RETRIES times in a row at most.
+  function rateLimited(id, retryAfter) {
+    const wait = Math.ceil(Number(retryAfter));
+    if (retryAfter === null || retryAfter === undefined || retryAfter === '' || !Number.isFinite(wait)) {
+      fail('rate-limited', 'RATE_LIMITED', "Defender's rate limit is reached; retry later.");
+      return;
+    }
+    let seconds = Math.max(1, wait);
+    const auto = autoRetries < MAX_AUTO_RETRIES;
+    const text = () =>
+      `Defender's rate limit is reached; retry in ${seconds} s.` + (auto ? ' The page retries by itself.' : '');
+    fail('rate-limited', 'RATE_LIMITED', text());
+    message.dataset.retryAfter = String(seconds);
+    countdown = setInterval(() => {
+      seconds -= 1;
+      message.dataset.retryAfter = String(seconds);
+      if (seconds > 0) {
+        message.textContent = text();
+        return;
+      }
+      stopCountdown();
+      if (auto) {
+        autoRetries += 1;
+        lookup(id, true);
+      } else {
+        message.textContent = "Defender's rate limit was reached; you can retry now.";
+      }
+    }, 1000);
+  }
+
+  function stopCountdown() {
+    if (countdown !== null) clearInterval(countdown);
+    countdown = null;
+  }
+
+  function renderDevice(m) {
+    $('device-name').textContent = m.computerDnsName || m.id || '(unnamed device)';
+    $('device-value-id').textContent = text(m.id);
+    $('device-os').textContent = text(m.osPlatform);
+    $('device-health').textContent = text(m.healthStatus);
+    $('device-risk').textContent = text(m.riskScore);
+    $('device-last-seen').replaceChildren(time(m.lastSeen));
+
+    const list = Array.isArray(m.logonUsers) ? m.logonUsers : [];
+    users.replaceChildren(...list.map(userRow));
+    noUsers.hidden = list.length > 0;
+    device.hidden = false;
+  }
+
+  function userRow(u) {
+    const tr = document.createElement('tr');
+    tr.dataset.testid = 'user-row';
+    const cells = [
+      text(u.accountName),
+      text(u.accountDomain),
+      yesNo(u.isDomainAdmin),
+      yesNo(u.isOnlyNetworkUser),
+      Array.isArray(u.logonTypes) && u.logonTypes.length > 0 ? u.logonTypes.join(', ') : '—',
+      time(u.firstSeen),
+      time(u.lastSeen),
+    ];
+    for (const content of cells) {
+      const td = document.createElement('td');
+      if (typeof content === 'string') td.textContent = content;
+      else td.append(content);
+      tr.append(td);
+    }
+    return tr;
+  }
+
+  const text = (v) => (v === null || v === undefined || v === '' ? '—' : String(v));
+  const yesNo = (v) => (v === true ? 'yes' : v === false ? 'no' : '—');
+
+  // time renders a timestamp in UTC, keeping the exact value in datetime.
+  function time(v) {
+    const el = document.createElement('time');
+    const d = typeof v === 'string' ? new Date(v) : null;
+    if (d === null || Number.isNaN(d.getTime())) {
+      el.textContent = text(v);
+      return el;
+    }
+    el.dateTime = v;
+    el.textContent = d.toISOString().replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC');
+    return el;
+  }
+
+  function clearDevice() {
+    device.hidden = true;
+    users.replaceChildren();
+    noUsers.hidden = true;
+    message.hidden = true;
+    message.textContent = '';
+    delete message.dataset.kind;
+    delete message.dataset.code;
+    delete message.dataset.retryAfter;
+  }
+
+  function fail(kind, code, text) {
+    setState('error');
+    message.dataset.kind = kind;
+    message.dataset.code = code;
+    message.textContent = text;
+    message.hidden = false;
+  }
+
+  function setState(state) {
+    document.body.dataset.state = state;
+    const busy = state === 'loading';
+    button.setAttribute('aria-busy', String(busy));
+    button.textContent = busy ? 'Looking up…' : 'Look up';
+  }
+
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    lookup(input.value, false);
+  });
+})();
