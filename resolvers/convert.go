@@ -1,0 +1,149 @@
+package resolvers
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/mdegraph/mdegraph/graph/model"
+	"github.com/mdegraph/mdegraph/internal/defender"
+)
+
+// toMachine maps Defender's machine to the GraphQL model; enum values the schema does not know
+// become OTHER and are logged once.
+func (r *Resolver) toMachine(ctx context.Context, m *defender.Machine) *model.Machine {
+	out := &model.Machine{
+		ID:                     m.ID,
+		ComputerDNSName:        nonEmpty(m.ComputerDNSName),
+		FirstSeen:              timePtr(m.FirstSeen),
+		LastSeen:               timePtr(m.LastSeen),
+		OsPlatform:             nonEmpty(m.OSPlatform),
+		OsVersion:              m.OSVersion,
+		OsProcessor:            m.OSProcessor,
+		OsArchitecture:         m.OSArchitecture,
+		Version:                m.Version,
+		OsBuild:                intPtr(m.OSBuild),
+		LastIPAddress:          m.LastIPAddress,
+		LastExternalIPAddress:  m.LastExternalIPAddress,
+		AgentVersion:           m.AgentVersion,
+		HealthStatus:           enumOf(r, ctx, "healthStatus", m.HealthStatus, model.HealthStatusOther),
+		OnboardingStatus:       enumOf(r, ctx, "onboardingStatus", m.OnboardingStatus, model.OnboardingStatusOther),
+		RiskScore:              enumOf(r, ctx, "riskScore", m.RiskScore, model.RiskScoreOther),
+		ExposureLevel:          enumOf(r, ctx, "exposureLevel", m.ExposureLevel, model.ExposureLevelOther),
+		DeviceValue:            enumOf(r, ctx, "deviceValue", m.DeviceValue, model.DeviceValueOther),
+		RbacGroupName:          m.RBACGroupName,
+		IsAadJoined:            m.IsAADJoined,
+		AadDeviceID:            m.AADDeviceID,
+		MachineTags:            m.MachineTags,
+		DefenderAvStatus:       m.DefenderAVStatus,
+		ManagedBy:              m.ManagedBy,
+		IsPotentialDuplication: m.IsPotentialDuplication,
+		MergedIntoMachineID:    m.MergedIntoMachineID,
+		IsExcluded:             m.IsExcluded,
+		ExclusionReason:        m.ExclusionReason,
+	}
+	if m.RBACGroupID != nil {
+		s := string(*m.RBACGroupID)
+		out.RbacGroupID = &s
+	}
+	if out.MachineTags == nil {
+		out.MachineTags = []string{}
+	}
+	out.IPAddresses = make([]*model.IPAddress, len(m.IPAddresses))
+	for i, a := range m.IPAddresses {
+		out.IPAddresses[i] = &model.IPAddress{IPAddress: a.IPAddress, MacAddress: a.MACAddress, Type: a.Type, OperationalStatus: a.OperationalStatus}
+	}
+	if v := m.VMMetadata; v != nil {
+		out.VMMetadata = &model.VMMetadata{VMID: v.VMID, CloudProvider: v.CloudProvider, ResourceID: v.ResourceID, SubscriptionID: v.SubscriptionID}
+	}
+	return out
+}
+
+func toLogonUser(u defender.User) *model.LogonUser {
+	return &model.LogonUser{
+		ID:                      u.ID,
+		AccountName:             u.AccountName,
+		AccountDomain:           u.AccountDomain,
+		AccountSid:              u.AccountSID,
+		FirstSeen:               timePtr(u.FirstSeen),
+		LastSeen:                timePtr(u.LastSeen),
+		LogonTypes:              u.LogonTypeList(),
+		IsDomainAdmin:           u.IsDomainAdmin,
+		IsOnlyNetworkUser:       u.IsOnlyNetworkUser,
+		MostPrevalentMachineID:  u.MostPrevalentMachineID,
+		LeastPrevalentMachineID: u.LeastPrevalentMachineID,
+		LogOnMachinesCount:      intPtr(u.LogOnMachinesCount),
+	}
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func timePtr(t *defender.Time) *time.Time {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	v := t.Time
+	return &v
+}
+
+func intPtr(n *defender.FlexInt) *int {
+	if n == nil {
+		return nil
+	}
+	v := int(*n)
+	return &v
+}
+
+// graphQLEnum is what gqlgen generates for an enum.
+type graphQLEnum interface {
+	~string
+	IsValid() bool
+}
+
+// enumOf maps Defender's spelling of an enum value (CamelCase, "ImpairedCommunication") to the
+// schema's (IMPAIRED_COMMUNICATION); an unknown value becomes other, never an error, so that a
+// value Defender adds later cannot fail a response.
+func enumOf[E graphQLEnum](r *Resolver, ctx context.Context, field string, v *string, other E) *E {
+	if v == nil || *v == "" {
+		return nil
+	}
+	e := E(upperSnake(*v))
+	if !e.IsValid() || e == other {
+		r.noteUnknownEnum(ctx, field, *v)
+		e = other
+	}
+	return &e
+}
+
+// upperSnake turns CamelCase into UPPER_SNAKE_CASE.
+func upperSnake(s string) string {
+	var b strings.Builder
+	prevLower := false
+	for _, c := range s {
+		if unicode.IsUpper(c) && prevLower {
+			b.WriteByte('_')
+		}
+		prevLower = unicode.IsLower(c) || unicode.IsDigit(c)
+		b.WriteRune(unicode.ToUpper(c))
+	}
+	return b.String()
+}
+
+// unknownEnums remembers the enum values already logged, so each is logged once.
+var unknownEnums sync.Map
+
+func (r *Resolver) noteUnknownEnum(ctx context.Context, field, value string) {
+	if _, loaded := unknownEnums.LoadOrStore(field+"\x00"+value, true); loaded {
+		return
+	}
+	r.logger().LogAttrs(ctx, slog.LevelWarn, "Defender sent an enum value this schema does not know; answering OTHER",
+		slog.String("field", field), slog.String("value", value))
+}

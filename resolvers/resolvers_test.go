@@ -1,0 +1,177 @@
+package resolvers
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/mdegraph/mdegraph/graph/model"
+	"github.com/mdegraph/mdegraph/internal/defender"
+	"github.com/mdegraph/mdegraph/internal/quota"
+)
+
+func TestNeedsDetails(t *testing.T) {
+	t.Parallel()
+	id := defender.MachineRef("0123456789abcdef0123456789abcdef01234567")
+	name := defender.MachineRef("desk-1.contoso.local")
+	tests := []struct {
+		selected []string
+		ref      defender.MachineRef
+		want     bool
+	}{
+		{[]string{"logonUsers"}, id, false},
+		{[]string{"id", "logonUsers", "__typename"}, id, false},
+		{[]string{"logonUsers", "computerDnsName"}, id, true},
+		{[]string{"logonUsers"}, name, true}, // the name must be resolved to an id
+		{[]string{"id"}, id, true},           // nothing else proves the device exists
+		{[]string{"__typename"}, id, true},
+		{[]string{"osPlatform"}, id, true},
+		{nil, id, true},
+	}
+	for _, tt := range tests {
+		if got := NeedsDetails(tt.selected, tt.ref); got != tt.want {
+			t.Errorf("NeedsDetails(%v, %s) = %v, want %v", tt.selected, tt.ref, got, tt.want)
+		}
+	}
+}
+
+func TestUpperSnake(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"Active":                            "ACTIVE",
+		"ImpairedCommunication":             "IMPAIRED_COMMUNICATION",
+		"NoSensorDataImpairedCommunication": "NO_SENSOR_DATA_IMPAIRED_COMMUNICATION",
+		"CanBeOnboarded":                    "CAN_BE_ONBOARDED",
+		"None":                              "NONE",
+		"HIGH":                              "HIGH",
+	} {
+		if got := upperSnake(in); got != want {
+			t.Errorf("upperSnake(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestEnumOfUnknownValueBecomesOtherAndIsLogged(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	r := &Resolver{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	str := func(s string) *string { return &s }
+	tests := []struct {
+		in   *string
+		want *model.HealthStatus
+	}{
+		{nil, nil},
+		{str(""), nil},
+		{str("Active"), ptr(model.HealthStatusActive)},
+		{str("NoSensorDataImpairedCommunication"), ptr(model.HealthStatusNoSensorDataImpairedCommunication)},
+		{str("QuantumEntangled"), ptr(model.HealthStatusOther)},
+		{str("Other"), ptr(model.HealthStatusOther)},
+	}
+	for _, tt := range tests {
+		got := enumOf(r, context.Background(), "healthStatus", tt.in, model.HealthStatusOther)
+		if (got == nil) != (tt.want == nil) || (got != nil && *got != *tt.want) {
+			t.Errorf("enumOf(%v) = %v, want %v", deref(tt.in), deref(got), deref(tt.want))
+		}
+	}
+	// Logged once, however often it is seen.
+	enumOf(r, context.Background(), "healthStatus", str("QuantumEntangled"), model.HealthStatusOther)
+	if n := strings.Count(logs.String(), "QuantumEntangled"); n != 1 {
+		t.Errorf("unknown value logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func deref[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	resp := func(status int, ep defender.Endpoint) error {
+		return fmt.Errorf("wrapped: %w", &defender.ErrorResponse{Endpoint: ep, StatusCode: status, Code: "X", Message: "msg", Target: "corr-1"})
+	}
+	tests := []struct {
+		name     string
+		err      error
+		wantCode string
+		wantExt  map[string]any
+		wantMsg  string
+	}{
+		{"invalid id", &defender.InvalidInputError{Field: "id", Value: "a/b", Reason: "bad"}, CodeBadUserInput, map[string]any{"field": "id"}, "invalid id"},
+		{"404", resp(404, defender.EndpointLogonUsers), CodeNotFound, map[string]any{"correlationId": "corr-1"}, "no such device"},
+		{"401", resp(401, defender.EndpointMachine), CodeUpstreamUnauth, nil, "401"},
+		{"403 logonusers names User.Read.All", resp(403, defender.EndpointLogonUsers), CodeForbidden, map[string]any{"permission": "User.Read.All"}, "User.Read.All"},
+		{"403 machine names Machine.Read.All", resp(403, defender.EndpointMachine), CodeForbidden, map[string]any{"permission": "Machine.Read.All"}, "Machine.Read.All"},
+		{"400", resp(400, defender.EndpointMachines), CodeBadUserInput, nil, "rejected"},
+		{"500", resp(500, defender.EndpointMachine), CodeUpstreamUnavailable, nil, "500"},
+		{"503", resp(503, defender.EndpointMachine), CodeUpstreamUnavailable, nil, "503"},
+		{"429 from Defender", &defender.RateLimitError{ErrorResponse: defender.ErrorResponse{StatusCode: 429}, RetryAfter: 1500 * time.Millisecond}, CodeRateLimited, map[string]any{"retryAfter": 2}, "429"},
+		{"quota exceeded locally", fmt.Errorf("defender machines.logonusers: %w", &quota.ExceededError{RetryAfter: 41*time.Second + time.Millisecond}), CodeRateLimited, map[string]any{"retryAfter": 42}, "retry in 42 s"},
+		{"quota retryAfter is at least 1", &quota.ExceededError{RetryAfter: time.Millisecond}, CodeRateLimited, map[string]any{"retryAfter": 1}, "retry in 1 s"},
+		{"token refused", &defender.AuthError{StatusCode: 401, Code: "invalid_client"}, CodeUpstreamUnauth, nil, "MDE_CLIENT_SECRET"},
+		{"network", &defender.UnavailableError{Err: errors.New("connection refused")}, CodeUpstreamUnavailable, nil, "could not be reached"},
+		{"deadline", context.DeadlineExceeded, CodeUpstreamUnavailable, nil, "in time"},
+		{"cancelled", context.Canceled, CodeCancelled, nil, "cancelled"},
+		{"anything else", errors.New("pq: password authentication failed for secret hunter2"), CodeInternal, nil, "internal error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, msg, ext := classify(tt.err)
+			if code != tt.wantCode {
+				t.Errorf("code = %s, want %s", code, tt.wantCode)
+			}
+			if !strings.Contains(msg, tt.wantMsg) {
+				t.Errorf("message %q does not contain %q", msg, tt.wantMsg)
+			}
+			for k, v := range tt.wantExt {
+				if ext[k] != v {
+					t.Errorf("extensions[%s] = %v, want %v", k, ext[k], v)
+				}
+			}
+		})
+	}
+}
+
+func TestErrorPresenterHidesInternalErrors(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	present := ErrorPresenter(slog.New(slog.NewTextHandler(&logs, nil)))
+	got := present(context.Background(), errors.New("database password is hunter2"))
+	if got.Message != "internal error" || got.Extensions["code"] != CodeInternal {
+		t.Errorf("got %q %v, want internal error / INTERNAL", got.Message, got.Extensions)
+	}
+	if !strings.Contains(logs.String(), "hunter2") {
+		t.Error("the full error should be in the log for us")
+	}
+	// An error already carrying a code (gqlgen's validation errors, ours) passes unchanged.
+	own := &gqlerror.Error{Message: "too expensive", Extensions: map[string]any{"code": CodeQueryTooExpensive}}
+	if got := present(context.Background(), own); got.Message != "too expensive" || got.Extensions["code"] != CodeQueryTooExpensive {
+		t.Errorf("coded error changed: %q %v", got.Message, got.Extensions)
+	}
+}
+
+func TestRecoverFuncAnswersInternalError(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	err := RecoverFunc(logger)(context.Background(), "boom")
+	got := ErrorPresenter(logger)(context.Background(), err)
+	if got.Message != "internal error" || got.Extensions["code"] != CodeInternal {
+		t.Errorf("panic presented as %q %v", got.Message, got.Extensions)
+	}
+	if !strings.Contains(logs.String(), "boom") || !strings.Contains(logs.String(), "stack") {
+		t.Errorf("panic and stack should be logged: %s", logs.String())
+	}
+}
