@@ -1,0 +1,222 @@
+// Package app assembles the service from its configuration: the upstream (Defender, or the
+// embedded simulator in demo mode), the token source, the quota limiter, the client, the
+// loaders, the GraphQL handler, the web pages and the metrics. server.go routes and serves
+// what it builds; the load test and the end-to-end tests build the same thing in-process.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/oauth2"
+
+	"github.com/mdegraph/mdegraph/internal/auth"
+	"github.com/mdegraph/mdegraph/internal/config"
+	"github.com/mdegraph/mdegraph/internal/defender"
+	"github.com/mdegraph/mdegraph/internal/gqlhttp"
+	"github.com/mdegraph/mdegraph/internal/loaders"
+	"github.com/mdegraph/mdegraph/internal/metrics"
+	"github.com/mdegraph/mdegraph/internal/quota"
+	"github.com/mdegraph/mdegraph/internal/simulator"
+	"github.com/mdegraph/mdegraph/internal/web"
+	"github.com/mdegraph/mdegraph/resolvers"
+)
+
+// QuotaMargin widens Defender's windows a little: Defender counts calls when they arrive, and
+// two calls sent exactly a window apart can arrive closer together.
+const QuotaMargin = time.Second
+
+// App is the assembled service.
+type App struct {
+	// GraphQL serves /query: per-request loaders, REQUEST_TIMEOUT, the gqlgen handler.
+	GraphQL http.Handler
+	// Playground, Example and Static are the web pages (Static expects the /static prefix stripped).
+	Playground, Example, Static http.Handler
+	// Health answers while the process runs; Ready once a Defender token can be had.
+	Health, Ready http.Handler
+	// Metrics serves Prometheus metrics.
+	Metrics http.Handler
+
+	// UpstreamURL is the Defender API base URL in use.
+	UpstreamURL string
+	// Simulator is the embedded upstream in demo mode, nil otherwise.
+	Simulator *simulator.Simulator
+	// ExampleDevice prefills the playground and the example page ("" outside demo mode).
+	ExampleDevice string
+	// Quota is the upstream limiter.
+	Quota *quota.Set
+
+	close func()
+}
+
+// Options change how New builds the App, for tests and the load test.
+type Options struct {
+	// Simulator, when not nil, configures the demo-mode simulator (its Latency and Logger are
+	// taken from the configuration when zero).
+	Simulator *simulator.Options
+	// Client, when not nil, is applied to the client options before the client is built
+	// (tests shorten retry delays with it).
+	Client func(*defender.Options)
+}
+
+// New builds the service described by cfg. ctx is the application's lifetime: the token
+// source and the demo simulator live on it. Close releases what New started.
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (*App, error) {
+	a := &App{close: func() {}}
+	creds, err := a.upstream(ctx, cfg, logger, opts)
+	if err != nil {
+		return nil, err
+	}
+
+	a.Quota = quota.NewSet(cfg.QuotaMaxWait,
+		quota.Window{Limit: cfg.LimitPerMinute, Per: time.Minute + QuotaMargin},
+		quota.Window{Limit: cfg.LimitPerHour, Per: time.Hour + QuotaMargin})
+	for _, e := range defender.Endpoints {
+		a.Quota.Limiter(string(e)) // so that Query.quota and the gauges list every family from the start
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	reg.MustRegister(metrics.NewQuotaCollector(a.Quota))
+	a.Quota.OnWait = m.ObserveWait
+
+	tokens := auth.TokenSource(ctx, creds)
+	clientOpts := defender.Options{
+		BaseURL:    a.UpstreamURL,
+		HTTPClient: auth.HTTPClient(tokens, nil),
+		Limiter:    a.Quota,
+		Logger:     logger,
+		Observe:    m.ObserveCall,
+	}
+	if opts.Client != nil {
+		opts.Client(&clientOpts)
+	}
+	client, err := defender.New(clientOpts)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	fetcher := loaders.NewFetcher(loaders.Options{
+		Source:      loaders.FromClient(client),
+		CacheTTL:    cfg.CacheTTL,
+		NotFoundTTL: cfg.NotFoundTTL,
+		CallTimeout: cfg.RequestTimeout,
+		Observer:    m,
+		Logger:      logger,
+	})
+	gql := gqlhttp.New(gqlhttp.Options{
+		Resolver:         &resolvers.Resolver{Quota: a.Quota, Logger: logger},
+		MaxUpstreamCalls: cfg.MaxUpstreamCalls,
+		APQCacheSize:     cfg.APQCacheSize,
+		Logger:           logger,
+		ObserveOperation: m.ObserveOperation,
+	})
+	identity := creds.Identity()
+	a.GraphQL = withTimeout(cfg.RequestTimeout,
+		loaders.Middleware(fetcher, func(*http.Request) string { return identity }, gql))
+
+	a.Playground = web.Playground(web.PlaygroundOptions{
+		Endpoint:  "/query",
+		Title:     "mdegraph",
+		Query:     ExampleQuery,
+		Variables: web.DeviceVariables(a.ExampleDevice),
+	})
+	a.Example = web.Example(web.ExampleOptions{Endpoint: "/query", DeviceID: a.ExampleDevice})
+	a.Static = web.Static()
+	a.Health = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	a.Ready = readiness(tokens, logger)
+	a.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	return a, nil
+}
+
+// Close stops the demo simulator, if one runs.
+func (a *App) Close() { a.close() }
+
+// ExampleQuery prefills the playground.
+const ExampleQuery = `# Users logged on to a device, with the device's name and health.
+# Selecting only logonUsers costs one Defender call; detail fields cost one more.
+query DeviceLogonUsers($id: ID!) {
+  machine(id: $id) {
+    id
+    computerDnsName
+    osPlatform
+    healthStatus
+    riskScore
+    logonUsers {
+      id
+      accountName
+      accountDomain
+      isDomainAdmin
+      isOnlyNetworkUser
+      logonTypes
+      firstSeen
+      lastSeen
+    }
+  }
+}
+`
+
+// upstream points the App at Defender from cfg, or in demo mode starts the embedded simulator
+// on a loopback port, and returns the credentials to use.
+func (a *App) upstream(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (auth.ClientCredentials, error) {
+	if !cfg.Demo {
+		a.UpstreamURL = cfg.APIURL
+		return auth.ClientCredentials{TenantID: cfg.TenantID, ClientID: cfg.ClientID,
+			ClientSecret: cfg.ClientSecret.Reveal(), TokenURL: cfg.TokenURL, Scope: cfg.Scope}, nil
+	}
+	simOpts := simulator.Options{}
+	if opts.Simulator != nil {
+		simOpts = *opts.Simulator
+	}
+	if simOpts.Latency == 0 {
+		simOpts.Latency = cfg.DemoLatency
+	}
+	if simOpts.Logger == nil {
+		simOpts.Logger = logger.With("component", "simulator")
+	}
+	sim := simulator.New(simOpts)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return auth.ClientCredentials{}, fmt.Errorf("demo mode: start the simulator: %w", err)
+	}
+	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	go func() { _ = srv.Serve(ln) }()
+	a.close = func() { _ = srv.Close() }
+	a.Simulator = sim
+	a.UpstreamURL = "http://" + ln.Addr().String()
+	a.ExampleDevice = sim.ExampleMachineID()
+	logger.Info("demo mode: no MDE_* credentials set, so the upstream is the embedded Defender simulator (deterministic demo data, Defender's real rate limits)",
+		"simulator", a.UpstreamURL, "example_device", a.ExampleDevice)
+	return auth.ClientCredentials{TenantID: simulator.DemoTenantID, ClientID: sim.ClientID(),
+		ClientSecret: sim.ClientSecret(), TokenURL: a.UpstreamURL + "/" + simulator.DemoTenantID + "/oauth2/v2.0/token",
+		Scope: "https://api.securitycenter.microsoft.com/.default"}, nil
+}
+
+// withTimeout bounds each request, so nothing waits past REQUEST_TIMEOUT.
+func withTimeout(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// readiness answers 200 once the service can get a token for Defender; it spends no API quota.
+func readiness(tokens oauth2.TokenSource, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := tokens.Token(); err != nil {
+			logger.WarnContext(r.Context(), "not ready: no token for Defender", "error", err.Error())
+			http.Error(w, "not ready: cannot get a token for Defender (see the service log)", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+}

@@ -1,0 +1,145 @@
+// Command mdegraph is a GraphQL service in front of the Microsoft Defender for Endpoint API.
+// It answers many overlapping queries while calling Defender as few times as possible and
+// never past its rate limits. With no credentials it runs on an embedded Defender simulator.
+//
+// This file is wiring only: configuration, dependencies (assembled by package app), HTTP
+// routes, graceful shutdown.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/mdegraph/mdegraph/internal/app"
+	"github.com/mdegraph/mdegraph/internal/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "mdegraph:", err)
+		os.Exit(1)
+	}
+}
+
+// shutdownGrace is how long in-flight requests get to finish after a stop signal.
+const shutdownGrace = 15 * time.Second
+
+// run starts the service and serves until ctx ends. ready, when not nil, is called with the
+// base URL once the listener is open (tests use it with ADDR=127.0.0.1:0).
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready func(baseURL string)) error {
+	cfg, err := config.Load(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stderr)
+
+	// The application's lifetime context: the token source and the simulator live on it, and
+	// requests in flight at shutdown are not cancelled by the stop signal.
+	appCtx, cancelApp := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelApp()
+	a, err := app.New(appCtx, cfg, logger, app.Options{})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	mux := http.NewServeMux()
+	mux.Handle("/query", a.GraphQL)
+	mux.Handle("GET /{$}", a.Playground)
+	mux.Handle("GET /example", a.Example)
+	mux.Handle("GET /static/", http.StripPrefix("/static", a.Static))
+	mux.Handle("GET /healthz", a.Health)
+	mux.Handle("GET /readyz", a.Ready)
+	mux.Handle("GET /metrics", a.Metrics)
+
+	srv := &http.Server{
+		Handler:           accessLog(logger, mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return appCtx },
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("ADDR %s: %w", cfg.Addr, err)
+	}
+	base := "http://" + ln.Addr().String()
+	logger.Info("mdegraph listening", "playground", base+"/", "graphql", base+"/query", "example", base+"/example",
+		"metrics", base+"/metrics", "upstream", a.UpstreamURL, "cache_ttl", cfg.CacheTTL,
+		"limit_per_minute", cfg.LimitPerMinute, "limit_per_hour", cfg.LimitPerHour)
+	if tcp, ok := ln.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
+		logger.Warn("listening beyond loopback: anyone who can reach this address can query Defender through this service", "addr", ln.Addr().String())
+	}
+	fmt.Fprintf(stderr, "\n  GraphQL playground: %s/\n\n", base)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if ready != nil {
+		ready(base)
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: finishing requests in flight", "grace", shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// statusRecorder remembers the status a handler wrote, for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// accessLog writes one debug line per request.
+func accessLog(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		logger.LogAttrs(r.Context(), slog.LevelDebug, "http request", slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)))
+	})
+}
