@@ -118,6 +118,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		APQCacheSize:     cfg.APQCacheSize,
 		Logger:           logger,
 		ObserveOperation: m.ObserveOperation,
+		CORSOrigins:      cfg.CORSOrigins,
+		CacheMaxAge:      cfg.CacheTTL,
 	})
 	identity := creds.Identity()
 	a.GraphQL = withTimeout(cfg.RequestTimeout,

@@ -1,6 +1,8 @@
 // Package gqlhttp serves the GraphQL schema over HTTP: gqlgen's handler with explicit
 // transports and extensions (query cache, persisted queries, introspection, the upstream-call
-// cost limit), the error presenter, panic recovery and per-operation metrics.
+// cost limit), the error presenter, panic recovery, per-operation metrics, and what web
+// frontends expect around it: CORS, gzip, cacheable persisted GET queries, and the quota in
+// each answer's extensions.
 package gqlhttp
 
 import (
@@ -31,6 +33,12 @@ type Options struct {
 	Logger *slog.Logger
 	// ObserveOperation, if set, is called once per operation with its errors' codes.
 	ObserveOperation func(codes []string, d time.Duration)
+	// CORSOrigins are the browser origins allowed to call the endpoint ("*" for any); none
+	// means same-origin only.
+	CORSOrigins []string
+	// CacheMaxAge is how long browsers and CDNs may keep the answer to a persisted GET query
+	// (0: never cacheable).
+	CacheMaxAge time.Duration
 }
 
 // New returns the GraphQL HTTP handler (POST and GET).
@@ -54,17 +62,26 @@ func New(opts Options) http.Handler {
 	srv.Use(resolvers.CostLimit{Max: opts.MaxUpstreamCalls})
 	srv.SetErrorPresenter(resolvers.ErrorPresenter(opts.Logger))
 	srv.SetRecoverFunc(resolvers.RecoverFunc(opts.Logger))
-	if observe := opts.ObserveOperation; observe != nil {
-		srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
-			start := time.Now()
-			resp := next(ctx)
-			if resp != nil {
-				observe(errorCodes(resp), time.Since(start))
+	quota := opts.Resolver.Quota
+	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+		start := time.Now()
+		resp := next(ctx)
+		if resp == nil {
+			return nil
+		}
+		if opts.ObserveOperation != nil {
+			opts.ObserveOperation(errorCodes(resp), time.Since(start))
+		}
+		noteCacheable(ctx, resp)
+		if quota != nil {
+			if resp.Extensions == nil {
+				resp.Extensions = map[string]any{}
 			}
-			return resp
-		})
-	}
-	return srv
+			resp.Extensions["quota"] = quotaExtension(quota)
+		}
+		return resp
+	})
+	return withCORS(opts.CORSOrigins, withGzip(withCacheHeaders(opts.CacheMaxAge, srv)))
 }
 
 // errorCodes lists the extensions.code of each error in resp.

@@ -1,0 +1,123 @@
+package gqlhttp
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/klauspost/compress/gzhttp"
+	"github.com/rs/cors"
+
+	"github.com/mdegraph/mdegraph/resolvers"
+)
+
+// Conventions web frontends expect from a GraphQL endpoint: CORS from configuration, gzip,
+// cacheable persisted GET queries, and the state a frontend shows (quota) in extensions.
+
+// withCORS allows the configured browser origins to call the endpoint; with none configured,
+// only same-origin pages can (no CORS headers are sent).
+func withCORS(origins []string, next http.Handler) http.Handler {
+	if len(origins) == 0 {
+		return next
+	}
+	return cors.New(cors.Options{
+		AllowedOrigins: origins,
+		AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodOptions},
+		// Authorization for bearer tokens and API keys; the Apollo headers some clients send.
+		AllowedHeaders: []string{"Content-Type", "Authorization", "X-Api-Key", "Apollo-Require-Preflight", "X-Apollo-Operation-Name"},
+		MaxAge:         600,
+	}).Handler(next)
+}
+
+// withGzip compresses answers for clients that accept it (answers under 1 kB are sent as is).
+func withGzip(next http.Handler) http.Handler {
+	return gzhttp.GzipHandler(next)
+}
+
+// cacheHint travels in the request context from the HTTP layer to the response hook: the HTTP
+// layer says whether the request may be cached at all, the hook whether the answer may.
+type cacheHint struct {
+	candidate bool // a GET of a persisted query
+	cacheable bool // ... and the answer has no error
+}
+
+type cacheHintKey struct{}
+
+// withCacheHeaders makes GET requests of persisted queries cacheable by browsers and CDNs
+// when the answer carries no error, for maxAge; everything else is marked no-store, since
+// answers reflect live quota and errors such as RATE_LIMITED must not be replayed. A request
+// with an Authorization header is cached privately only.
+func withCacheHeaders(maxAge time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hint := &cacheHint{
+			candidate: maxAge > 0 && r.Method == http.MethodGet && strings.Contains(r.URL.Query().Get("extensions"), "persistedQuery"),
+		}
+		ctx := context.WithValue(r.Context(), cacheHintKey{}, hint)
+		cw := &cacheWriter{ResponseWriter: w, hint: hint, maxAge: maxAge, private: r.Header.Get("Authorization") != ""}
+		next.ServeHTTP(cw, r.WithContext(ctx))
+	})
+}
+
+// noteCacheable is the response hook's half: a candidate answer with no error is cacheable.
+func noteCacheable(ctx context.Context, resp *graphql.Response) {
+	if hint, ok := ctx.Value(cacheHintKey{}).(*cacheHint); ok && hint.candidate && len(resp.Errors) == 0 {
+		hint.cacheable = true
+	}
+}
+
+// cacheWriter sets Cache-Control just before the headers go out, when the hook has decided.
+type cacheWriter struct {
+	http.ResponseWriter
+	hint        *cacheHint
+	maxAge      time.Duration
+	private     bool
+	wroteHeader bool
+}
+
+func (c *cacheWriter) WriteHeader(code int) {
+	if !c.wroteHeader {
+		c.wroteHeader = true
+		h := c.Header()
+		switch {
+		case c.hint.cacheable && code == http.StatusOK:
+			scope := "public"
+			if c.private {
+				scope = "private"
+			}
+			h.Set("Cache-Control", fmt.Sprintf("%s, max-age=%d", scope, int(c.maxAge/time.Second)))
+			h.Add("Vary", "Authorization")
+		case h.Get("Cache-Control") == "":
+			h.Set("Cache-Control", "no-store")
+		}
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *cacheWriter) Write(b []byte) (int, error) {
+	if !c.wroteHeader {
+		c.WriteHeader(http.StatusOK)
+	}
+	return c.ResponseWriter.Write(b)
+}
+
+func (c *cacheWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// quotaExtension summarises the upstream quota for a frontend: per endpoint family, the calls
+// remaining in the sliding minute and hour, and the calls waiting in line.
+func quotaExtension(q resolvers.QuotaReporter) map[string]any {
+	out := map[string]any{}
+	for _, s := range q.Status() {
+		e := map[string]any{"queued": s.Queued}
+		if len(s.Windows) > 0 {
+			e["remainingMinute"] = s.Windows[0].Remaining
+		}
+		if len(s.Windows) > 1 {
+			e["remainingHour"] = s.Windows[1].Remaining
+		}
+		out[s.Family] = e
+	}
+	return out
+}

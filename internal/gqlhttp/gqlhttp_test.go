@@ -1,0 +1,242 @@
+package gqlhttp_test
+
+import (
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mdegraph/mdegraph/internal/gqlhttp"
+	"github.com/mdegraph/mdegraph/internal/quota"
+	"github.com/mdegraph/mdegraph/resolvers"
+)
+
+// fakeQuota reports one endpoint family with fixed numbers.
+type fakeQuota struct{}
+
+func (fakeQuota) Status() []quota.FamilyStatus {
+	return []quota.FamilyStatus{{Family: "machines.logonusers", Status: quota.Status{
+		Windows: []quota.WindowStatus{
+			{Window: quota.Window{Limit: 100, Per: time.Minute}, Used: 3, Remaining: 97},
+			{Window: quota.Window{Limit: 1500, Per: time.Hour}, Used: 3, Remaining: 1497},
+		},
+		NextSlot: time.Now(),
+	}}}
+}
+
+func newServer(t *testing.T, opts gqlhttp.Options) *httptest.Server {
+	t.Helper()
+	opts.Resolver = &resolvers.Resolver{Quota: fakeQuota{}}
+	srv := httptest.NewServer(gqlhttp.New(opts))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+const quotaQuery = `{ quota { endpoint minute { remaining } } }`
+
+func hashOf(q string) string {
+	sum := sha256.Sum256([]byte(q))
+	return hex.EncodeToString(sum[:])
+}
+
+func persistedExt(q string) string {
+	return fmt.Sprintf(`{"persistedQuery":{"version":1,"sha256Hash":"%s"}}`, hashOf(q))
+}
+
+type result struct {
+	status int
+	header http.Header
+	body   map[string]any
+}
+
+func do(t *testing.T, req *http.Request) result {
+	t.Helper()
+	resp, err := http.DefaultTransport.RoundTrip(req) // no transparent gzip: we check it ourselves
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r io.Reader = resp.Body
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			t.Fatalf("gzip: %v", err)
+		}
+		r = zr
+	}
+	out := result{status: resp.StatusCode, header: resp.Header}
+	b, _ := io.ReadAll(r)
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &out.body); err != nil {
+			t.Fatalf("status %d, not JSON: %s", resp.StatusCode, b)
+		}
+	}
+	return out
+}
+
+func get(t *testing.T, base string, params url.Values, header http.Header) result {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+"?"+params.Encode(), nil)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	return do(t, req)
+}
+
+func post(t *testing.T, base string, body string, header http.Header) result {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	return do(t, req)
+}
+
+func errorCode(r result) string {
+	errs, _ := r.body["errors"].([]any)
+	if len(errs) == 0 {
+		return ""
+	}
+	ext, _ := errs[0].(map[string]any)["extensions"].(map[string]any)
+	code, _ := ext["code"].(string)
+	return code
+}
+
+func TestPersistedQueriesAndCaching(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, gqlhttp.Options{CacheMaxAge: time.Minute})
+	hashOnly := url.Values{"extensions": {persistedExt(quotaQuery)}}
+
+	// Unknown hash: the client must send the query once.
+	r := get(t, srv.URL, hashOnly, nil)
+	if errorCode(r) != "PERSISTED_QUERY_NOT_FOUND" {
+		t.Fatalf("hash only, first time: code %q, want PERSISTED_QUERY_NOT_FOUND", errorCode(r))
+	}
+	if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("an error answer has Cache-Control %q, want no-store", cc)
+	}
+	body, _ := json.Marshal(map[string]any{"query": quotaQuery, "extensions": json.RawMessage(persistedExt(quotaQuery))})
+	if r := post(t, srv.URL, string(body), nil); errorCode(r) != "" {
+		t.Fatalf("registering the query: %v", r.body)
+	}
+
+	tests := []struct {
+		name   string
+		params url.Values
+		header http.Header
+		want   string
+	}{
+		{"persisted GET is public", hashOnly, nil, "public, max-age=60"},
+		{"persisted GET with a token is private", hashOnly, http.Header{"Authorization": {"Bearer x"}}, "private, max-age=60"},
+		{"plain GET is not cached", url.Values{"query": {quotaQuery}}, nil, "no-store"},
+	}
+	for _, tt := range tests {
+		r := get(t, srv.URL, tt.params, tt.header)
+		if errorCode(r) != "" {
+			t.Fatalf("%s: %v", tt.name, r.body)
+		}
+		if cc := r.header.Get("Cache-Control"); cc != tt.want {
+			t.Errorf("%s: Cache-Control %q, want %q", tt.name, cc, tt.want)
+		}
+	}
+	if cc := post(t, srv.URL, `{"query":"`+quotaQuery+`"}`, nil).header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("POST: Cache-Control %q, want no-store", cc)
+	}
+}
+
+func TestPersistedQueryCacheIsBounded(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, gqlhttp.Options{APQCacheSize: 2})
+	queries := []string{`{ quota { endpoint } }`, `{ quota { queued } }`, `{ quota { call } }`}
+	for _, q := range queries {
+		body, _ := json.Marshal(map[string]any{"query": q, "extensions": json.RawMessage(persistedExt(q))})
+		if r := post(t, srv.URL, string(body), nil); errorCode(r) != "" {
+			t.Fatalf("%s: %v", q, r.body)
+		}
+	}
+	evicted := get(t, srv.URL, url.Values{"extensions": {persistedExt(queries[0])}}, nil)
+	kept := get(t, srv.URL, url.Values{"extensions": {persistedExt(queries[2])}}, nil)
+	if errorCode(evicted) != "PERSISTED_QUERY_NOT_FOUND" || errorCode(kept) != "" {
+		t.Errorf("with room for 2: oldest answered %q, newest %q; want it evicted and the newest kept", errorCode(evicted), errorCode(kept))
+	}
+}
+
+func TestQuotaInExtensions(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, gqlhttp.Options{})
+	r := post(t, srv.URL, `{"query":"{ __typename }"}`, nil)
+	ext, _ := r.body["extensions"].(map[string]any)
+	q, _ := ext["quota"].(map[string]any)["machines.logonusers"].(map[string]any)
+	if q["remainingMinute"] != float64(97) || q["remainingHour"] != float64(1497) || q["queued"] != float64(0) {
+		t.Errorf("extensions.quota = %v, want remainingMinute 97, remainingHour 1497, queued 0", ext["quota"])
+	}
+}
+
+func TestGzip(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t, gqlhttp.Options{})
+	introspection := `{"query":"{ __schema { types { name description fields { name description } } } }"}`
+	r := post(t, srv.URL, introspection, http.Header{"Accept-Encoding": {"gzip"}})
+	if r.header.Get("Content-Encoding") != "gzip" {
+		t.Errorf("Content-Encoding %q, want gzip", r.header.Get("Content-Encoding"))
+	}
+	if _, ok := r.body["data"].(map[string]any)["__schema"]; !ok {
+		t.Errorf("the decompressed answer has no schema: %v", r.body)
+	}
+	if r := post(t, srv.URL, introspection, nil); r.header.Get("Content-Encoding") != "" {
+		t.Errorf("a client that did not ask got Content-Encoding %q", r.header.Get("Content-Encoding"))
+	}
+}
+
+func TestCORS(t *testing.T) {
+	t.Parallel()
+	preflight := func(srv *httptest.Server, origin string) http.Header {
+		req, _ := http.NewRequest(http.MethodOptions, srv.URL, nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization,content-type") // as browsers send it
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header
+	}
+	tests := []struct {
+		name    string
+		origins []string
+		origin  string
+		want    string
+	}{
+		{"allowed origin", []string{"https://soc.example.com"}, "https://soc.example.com", "https://soc.example.com"},
+		{"other origin", []string{"https://soc.example.com"}, "https://evil.example.com", ""},
+		{"any origin", []string{"*"}, "https://anything.example", "*"},
+		{"none configured: same origin only", nil, "https://soc.example.com", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newServer(t, gqlhttp.Options{CORSOrigins: tt.origins})
+			h := preflight(srv, tt.origin)
+			if got := h.Get("Access-Control-Allow-Origin"); got != tt.want {
+				t.Errorf("Access-Control-Allow-Origin %q, want %q", got, tt.want)
+			}
+			if tt.want != "" && !strings.Contains(strings.ToLower(h.Get("Access-Control-Allow-Headers")), "authorization") {
+				t.Errorf("Authorization not allowed: %q", h.Get("Access-Control-Allow-Headers"))
+			}
+			r := post(t, srv.URL, `{"query":"{ __typename }"}`, http.Header{"Origin": {tt.origin}})
+			if got := r.header.Get("Access-Control-Allow-Origin"); got != tt.want {
+				t.Errorf("POST: Access-Control-Allow-Origin %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
