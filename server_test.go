@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mdegraph/mdegraph/internal/simulator"
+)
+
+// syncBuffer is a log sink safe to read while the service writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startService runs the whole service in demo mode on a free loopback port, as `go run .`
+// would, and returns its base URL; it is stopped (gracefully) when the test ends.
+func startService(t *testing.T, env map[string]string) (base string, logs *syncBuffer) {
+	t.Helper()
+	if env == nil {
+		env = map[string]string{}
+	}
+	if env["ADDR"] == "" {
+		env["ADDR"] = "127.0.0.1:0"
+	}
+	logs = &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, logs, func(u string) { ready <- u }) }()
+	select {
+	case base = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("the service did not start: %v\n%s", err, logs)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatalf("the service did not start within 30 s\n%s", logs)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if !strings.Contains(logs.String(), "stopped") {
+			t.Errorf("no shutdown log line:\n%s", logs)
+		}
+	})
+	return base, logs
+}
+
+func fetch(t *testing.T, method, u, body string) (int, http.Header, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, u, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func TestDemoModeEndToEnd(t *testing.T) {
+	t.Parallel()
+	base, logs := startService(t, nil)
+	sim := simulator.New(simulator.Options{}) // the demo data set: same default seed
+	id := sim.ExampleMachineID()
+	users, _ := sim.LogonUsers(id)
+
+	if !strings.Contains(logs.String(), "demo mode") || !strings.Contains(logs.String(), "GraphQL playground: "+base+"/") {
+		t.Errorf("startup log should say demo mode and print the playground URL:\n%s", logs)
+	}
+
+	// The playground's prefilled query, with its prefilled variables, answers logon users.
+	status, _, page := fetch(t, http.MethodGet, base+"/", "")
+	if status != http.StatusOK || !strings.Contains(page, id) {
+		t.Fatalf("GET /: status %d, the page should prefill device %s", status, id)
+	}
+	body, _ := json.Marshal(map[string]any{"query": exampleQueryFromPage(t, page), "variables": map[string]string{"id": id}})
+	status, _, answer := fetch(t, http.MethodPost, base+"/query", string(body))
+	if status != http.StatusOK || strings.Contains(answer, `"errors"`) {
+		t.Fatalf("POST /query: status %d: %s", status, answer)
+	}
+	for _, u := range users {
+		want, _ := json.Marshal(u.ID)
+		if !strings.Contains(answer, string(want)) {
+			t.Errorf("answer lacks logon user %s: %s", u.ID, answer)
+		}
+	}
+
+	// The same question again is answered from the cache.
+	if _, _, again := fetch(t, http.MethodPost, base+"/query", string(body)); again[:200] != answer[:200] {
+		t.Errorf("second answer differs:\n%s\n%s", again, answer)
+	}
+
+	for _, tt := range []struct {
+		path       string
+		wantStatus int
+		wantBody   string
+	}{
+		{"/healthz", 200, "ok"},
+		{"/readyz", 200, "ready"},
+		{"/example", 200, "users"},
+		{"/metrics", 200, "mdegraph_upstream_calls_total"},
+		{"/nope", 404, ""},
+	} {
+		status, _, got := fetch(t, http.MethodGet, base+tt.path, "")
+		if status != tt.wantStatus || !strings.Contains(got, tt.wantBody) {
+			t.Errorf("GET %s: status %d, want %d with %q", tt.path, status, tt.wantStatus, tt.wantBody)
+		}
+	}
+
+	// Every metric the service promises is exported.
+	_, _, metrics := fetch(t, http.MethodGet, base+"/metrics", "")
+	for _, name := range []string{
+		`mdegraph_upstream_calls_total{endpoint="machines.logonusers",status="200"} 1`,
+		"mdegraph_upstream_call_duration_seconds",
+		`mdegraph_upstream_calls_saved_total{endpoint="machines.logonusers",reason="cache"} 1`,
+		"mdegraph_quota_wait_seconds",
+		`mdegraph_quota_queue_length{endpoint="machines.logonusers"} 0`,
+		`mdegraph_quota_remaining{endpoint="machines.logonusers",window="61"} 99`,
+		`mdegraph_graphql_operations_total{outcome="ok"}`,
+	} {
+		if !strings.Contains(metrics, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+}
+
+// exampleQueryFromPage reads the prefilled query out of the playground's config block.
+func exampleQueryFromPage(t *testing.T, page string) string {
+	t.Helper()
+	const marker = `id="mdegraph-config">`
+	i := strings.Index(page, marker)
+	if i < 0 {
+		t.Fatal("the playground has no config block")
+	}
+	rest := page[i+len(marker):]
+	var cfg struct{ Query string }
+	if err := json.NewDecoder(strings.NewReader(rest)).Decode(&cfg); err != nil || cfg.Query == "" {
+		t.Fatalf("config block: %v", err)
+	}
+	return cfg.Query
+}
+
+func TestStartupErrorsNameTheSetting(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env  map[string]string
+		want []string
+	}{
+		{map[string]string{"MDE_CLIENT_ID": "abc"}, []string{"MDE_TENANT_ID", "MDE_CLIENT_SECRET"}},
+		{map[string]string{"MDE_TENANT_ID": "t", "MDE_CLIENT_ID": "c"}, []string{"MDE_CLIENT_SECRET"}},
+		{map[string]string{"MDE_API_URL": "http://127.0.0.1:9"}, []string{"MDE_API_URL", "credentials"}},
+		{map[string]string{"CACHE_TTL": "soon"}, []string{"CACHE_TTL"}},
+		{map[string]string{"ADDR": "nonsense"}, []string{"ADDR"}},
+	}
+	for _, tt := range tests {
+		var out bytes.Buffer
+		err := run(t.Context(), nil, func(k string) string { return tt.env[k] }, &out, func(string) { t.Error("started anyway") })
+		if err == nil {
+			t.Errorf("%v: started, want an error", tt.env)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: error %q does not name %s", tt.env, err, w)
+			}
+		}
+	}
+}
