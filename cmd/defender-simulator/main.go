@@ -31,7 +31,7 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
+			return // -h asked for the usage, which was printed
 		}
 		fmt.Fprintln(os.Stderr, "defender-simulator:", err)
 		os.Exit(1)
