@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"log/slog"
 	"slices"
 	"strings"
@@ -553,5 +554,24 @@ func TestSecretHiddenFromJSON(t *testing.T) {
 	}
 	if strings.Contains(string(b), "hunter2") {
 		t.Errorf("json.Marshal leaks the secret: %s", b)
+	}
+}
+
+// TestREADMEListsEverySetting keeps the README's configuration table in step with Settings.
+func TestREADMEListsEverySetting(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range config.Settings {
+		def := ""
+		if s.Default != "" {
+			def = "`" + s.Default + "`"
+		}
+		row := strings.ReplaceAll(fmt.Sprintf("| `%s` | %s | %s |", s.Env, def, s.Usage), "|  |", "| |")
+		if !strings.Contains(string(readme), row) {
+			t.Errorf("README.md lacks the row:\n%s", row)
+		}
 	}
 }
