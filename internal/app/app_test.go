@@ -432,3 +432,20 @@ func TestAnyDefenderLikeServer(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstream429PausesThenRetries: Defender answers 429 with Retry-After 1 s; the service
+// pauses that endpoint family (no call goes out meanwhile) and retries within the caller's
+// deadline, so the query succeeds with exactly one extra call.
+func TestUpstream429PausesThenRetries(t *testing.T) {
+	t.Parallel()
+	s := newService(t, nil, app.Options{})
+	s.sim.InjectRetryAfter(simulator.EndpointLogonUsers, time.Second, 1)
+	r := s.query(t, `{ machine(id: "`+s.sim.ExampleMachineID()+`") { logonUsers { id } } }`, nil)
+	if len(r.Errors) > 0 {
+		t.Fatalf("errors: %+v", r.Errors)
+	}
+	st := s.sim.Stats()[simulator.EndpointLogonUsers]
+	if st.Calls != 2 || st.TooManyRequests != 1 {
+		t.Errorf("logonusers: %d calls, %d answered 429; want 2 and 1", st.Calls, st.TooManyRequests)
+	}
+}
