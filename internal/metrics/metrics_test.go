@@ -1,0 +1,102 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mdegraph/mdegraph/internal/defender"
+	"github.com/mdegraph/mdegraph/internal/metrics"
+	"github.com/mdegraph/mdegraph/internal/quota"
+)
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	m.ObserveCall(defender.Call{Endpoint: defender.EndpointLogonUsers, Status: 200, Duration: 20 * time.Millisecond})
+	m.ObserveCall(defender.Call{Endpoint: defender.EndpointLogonUsers, Status: 429})
+	m.ObserveCall(defender.Call{Endpoint: defender.EndpointMachine, Err: errors.New("refused")})
+	m.Saved(defender.EndpointLogonUsers, "cache", 3)
+	m.ObserveWait("machines.logonusers", time.Second, nil)
+	m.ObserveWait("machines.logonusers", 0, fmt.Errorf("quota: %w", &quota.ExceededError{RetryAfter: time.Second}))
+	m.ObserveWait("machines.logonusers", 0, context.Canceled)
+	m.ObserveOperation(nil, time.Millisecond)
+	m.ObserveOperation([]string{"NOT_FOUND", "RATE_LIMITED"}, time.Millisecond)
+
+	want := `
+# HELP mdegraph_upstream_calls_total HTTP calls made to the Defender API, by endpoint family and status ("error" when no answer came).
+# TYPE mdegraph_upstream_calls_total counter
+mdegraph_upstream_calls_total{endpoint="machines.get",status="error"} 1
+mdegraph_upstream_calls_total{endpoint="machines.logonusers",status="200"} 1
+mdegraph_upstream_calls_total{endpoint="machines.logonusers",status="429"} 1
+# HELP mdegraph_upstream_calls_saved_total Upstream calls avoided, by endpoint family and reason: batching (within a request), sharing (a call in flight for another request), cache.
+# TYPE mdegraph_upstream_calls_saved_total counter
+mdegraph_upstream_calls_saved_total{endpoint="machines.logonusers",reason="cache"} 3
+# HELP mdegraph_graphql_operations_total GraphQL operations, by outcome: ok, or the extensions.code of the first error.
+# TYPE mdegraph_graphql_operations_total counter
+mdegraph_graphql_operations_total{outcome="NOT_FOUND"} 1
+mdegraph_graphql_operations_total{outcome="ok"} 1
+# HELP mdegraph_graphql_errors_total Errors in GraphQL responses, by extensions.code.
+# TYPE mdegraph_graphql_errors_total counter
+mdegraph_graphql_errors_total{code="NOT_FOUND"} 1
+mdegraph_graphql_errors_total{code="RATE_LIMITED"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "mdegraph_upstream_calls_total",
+		"mdegraph_upstream_calls_saved_total", "mdegraph_graphql_operations_total", "mdegraph_graphql_errors_total"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(reg, "mdegraph_quota_wait_seconds"); n != 3 {
+		t.Errorf("quota wait series = %d, want 3 (granted, exceeded, cancelled)", n)
+	}
+}
+
+type fixedQuota []quota.FamilyStatus
+
+func (f fixedQuota) Status() []quota.FamilyStatus { return f }
+
+func TestQuotaCollector(t *testing.T) {
+	t.Parallel()
+	q := fixedQuota{{Family: "machines.logonusers", Status: quota.Status{
+		Windows: []quota.WindowStatus{
+			{Window: quota.Window{Limit: 100, Per: 61 * time.Second}, Used: 40, Remaining: 60},
+			{Window: quota.Window{Limit: 1500, Per: 3601 * time.Second}, Used: 40, Remaining: 1460},
+		},
+		Queued:      7,
+		PausedUntil: time.Now().Add(time.Hour),
+	}}}
+	c := metrics.NewQuotaCollector(q)
+	want := `
+# HELP mdegraph_quota_queue_length Calls waiting in line for quota, by endpoint family.
+# TYPE mdegraph_quota_queue_length gauge
+mdegraph_quota_queue_length{endpoint="machines.logonusers"} 7
+# HELP mdegraph_quota_remaining Upstream calls still allowed in the sliding window ending now, by endpoint family and window (seconds).
+# TYPE mdegraph_quota_remaining gauge
+mdegraph_quota_remaining{endpoint="machines.logonusers",window="3601"} 1460
+mdegraph_quota_remaining{endpoint="machines.logonusers",window="61"} 60
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "mdegraph_quota_queue_length", "mdegraph_quota_remaining"); err != nil {
+		t.Error(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "mdegraph_quota_paused_seconds" {
+			if v := f.GetMetric()[0].GetGauge().GetValue(); v < 3500 || v > 3600 {
+				t.Errorf("paused seconds = %v, want about an hour", v)
+			}
+			return
+		}
+	}
+	t.Error("no mdegraph_quota_paused_seconds")
+}
