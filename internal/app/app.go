@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	a.Playground = web.Playground(web.PlaygroundOptions{
 		Endpoint:  "/query",
 		Title:     "mdegraph",
-		Query:     ExampleQuery,
+		Query:     web.DefaultQuery,
 		Variables: web.DeviceVariables(a.ExampleDevice),
 	})
 	a.Example = web.Example(web.ExampleOptions{Endpoint: "/query", DeviceID: a.ExampleDevice})
@@ -141,30 +141,6 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 
 // Close stops the demo simulator, if one runs.
 func (a *App) Close() { a.close() }
-
-// ExampleQuery prefills the playground.
-const ExampleQuery = `# Users logged on to a device, with the device's name and health.
-# Selecting only logonUsers costs one Defender call; detail fields cost one more.
-query DeviceLogonUsers($id: ID!) {
-  machine(id: $id) {
-    id
-    computerDnsName
-    osPlatform
-    healthStatus
-    riskScore
-    logonUsers {
-      id
-      accountName
-      accountDomain
-      isDomainAdmin
-      isOnlyNetworkUser
-      logonTypes
-      firstSeen
-      lastSeen
-    }
-  }
-}
-`
 
 // upstream points the App at Defender from cfg, or in demo mode starts the embedded simulator
 // on a loopback port, and returns the credentials to use.

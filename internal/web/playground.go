@@ -20,6 +20,7 @@ var templates = template.Must(template.ParseFS(templateFS, "templates/*.html"))
 // question the service exists to answer.
 const DefaultQuery = `# One Defender device and its logged-on users.
 # $id: a 40-hex device id or a computer DNS name.
+# Selecting only logonUsers costs one Defender call; detail fields cost one more.
 query Machine($id: ID!) {
   machine(id: $id) {
     id
