@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/mdegraph/mdegraph/internal/defender"
@@ -142,39 +143,10 @@ func notFound(endpoint defender.Endpoint, ref string) error {
 // Machines returns one result per ref, in order. refs are normalised machine refs (device ids
 // or computer names, see defender.ParseMachineRef); repeated refs are answered once.
 func (f *Fetcher) Machines(ctx context.Context, refs []string) []Result[*defender.Machine] {
-	const ep = defender.EndpointMachine
-	byKey := make(map[string]Result[*defender.Machine], len(refs))
-	keyOf := make(map[string]string, len(refs)) // ref → key
-	var want []string
-	for _, ref := range refs {
-		k := cacheKey(ctx, ep, ref)
-		if _, dup := keyOf[ref]; dup {
-			continue
-		}
-		keyOf[ref] = k
-		if e, ok := f.opts.Machines.Get(ctx, k); ok {
-			f.opts.Observer.Saved(ep, SavedByCache, 1)
-			byKey[k] = machineEntryResult(e, ref)
-			continue
-		}
-		want = append(want, k)
-	}
-
-	joined, missing := f.machines.join(want)
-	if n := len(want) - len(missing); n > 0 {
-		f.opts.Observer.Saved(ep, SavedBySharing, n)
-	}
-	calls := joined
-	if calls == nil {
-		calls = make(map[string]*call[*defender.Machine])
-	}
-	refOf := make(map[string]string, len(missing)) // key → ref
-	for ref, k := range keyOf {
-		refOf[k] = ref
-	}
+	b := newBatch(ctx, f, defender.EndpointMachine, refs, f.opts.Machines, f.machines)
 	var ids, names []string
-	for _, k := range missing {
-		if ref := refOf[k]; defender.MachineRef(ref).IsDeviceID() {
+	for _, ref := range b.missing {
+		if defender.MachineRef(ref).IsDeviceID() {
 			ids = append(ids, ref)
 		} else {
 			names = append(names, ref)
@@ -185,46 +157,20 @@ func (f *Fetcher) Machines(ctx context.Context, refs []string) []Result[*defende
 		names = append(names, ids[0])
 		ids = nil
 	}
-	for len(ids) > 0 {
-		n := min(len(ids), defender.MaxIDsPerList)
-		chunk := ids[:n]
-		ids = ids[n:]
-		if n > 1 {
-			f.opts.Observer.Saved(defender.EndpointMachines, SavedByBatching, n-1)
+	for chunk := range slices.Chunk(ids, defender.MaxIDsPerList) {
+		if len(chunk) > 1 {
+			f.opts.Observer.Saved(defender.EndpointMachines, SavedByBatching, len(chunk)-1)
 		}
-		keys := make([]string, n)
-		for i, id := range chunk {
-			keys[i] = keyOf[id]
-		}
-		c := f.machines.start(ctx, keys, func(cctx context.Context) (map[string]Result[*defender.Machine], error) {
+		b.start(chunk, func(cctx context.Context) (map[string]Result[*defender.Machine], error) {
 			return f.listMachines(cctx, chunk)
 		})
-		for _, k := range keys {
-			calls[k] = c
-		}
 	}
 	for _, ref := range names {
-		k := keyOf[ref]
-		calls[k] = f.machines.start(ctx, []string{k}, func(cctx context.Context) (map[string]Result[*defender.Machine], error) {
+		b.start([]string{ref}, func(cctx context.Context) (map[string]Result[*defender.Machine], error) {
 			return f.getMachine(cctx, ref)
 		})
 	}
-	for k, r := range f.machines.waitAll(ctx, calls) {
-		byKey[k] = r
-	}
-
-	out := make([]Result[*defender.Machine], len(refs))
-	for i, ref := range refs {
-		out[i] = byKey[keyOf[ref]]
-	}
-	return out
-}
-
-func machineEntryResult(e Entry[*defender.Machine], ref string) Result[*defender.Machine] {
-	if e.NotFound {
-		return Result[*defender.Machine]{Err: notFound(defender.EndpointMachine, ref)}
-	}
-	return Result[*defender.Machine]{Value: e.Value}
+	return b.wait()
 }
 
 // getMachine is the shared call for one machine by id or name.
@@ -275,44 +221,10 @@ func (f *Fetcher) storeMachine(ctx context.Context, m *defender.Machine) {
 
 // LogonUsers returns the logon users of each device id, in order.
 func (f *Fetcher) LogonUsers(ctx context.Context, ids []string) []Result[[]defender.User] {
-	const ep = defender.EndpointLogonUsers
-	byKey := make(map[string]Result[[]defender.User], len(ids))
-	keyOf := make(map[string]string, len(ids))
-	var want []string
-	for _, id := range ids {
-		if _, dup := keyOf[id]; dup {
-			continue
-		}
-		k := cacheKey(ctx, ep, id)
-		keyOf[id] = k
-		if e, ok := f.opts.LogonUsers.Get(ctx, k); ok {
-			f.opts.Observer.Saved(ep, SavedByCache, 1)
-			if e.NotFound {
-				byKey[k] = Result[[]defender.User]{Err: notFound(ep, id)}
-			} else {
-				byKey[k] = Result[[]defender.User]{Value: e.Value}
-			}
-			continue
-		}
-		want = append(want, k)
-	}
-	joined, missing := f.users.join(want)
-	if n := len(want) - len(missing); n > 0 {
-		f.opts.Observer.Saved(ep, SavedBySharing, n)
-	}
-	calls := joined
-	if calls == nil {
-		calls = make(map[string]*call[[]defender.User])
-	}
-	missingSet := make(map[string]bool, len(missing))
-	for _, k := range missing {
-		missingSet[k] = true
-	}
-	for id, k := range keyOf {
-		if !missingSet[k] {
-			continue
-		}
-		calls[k] = f.users.start(ctx, []string{k}, func(cctx context.Context) (map[string]Result[[]defender.User], error) {
+	b := newBatch(ctx, f, defender.EndpointLogonUsers, ids, f.opts.LogonUsers, f.users)
+	for _, id := range b.missing {
+		k := cacheKey(ctx, defender.EndpointLogonUsers, id)
+		b.start([]string{id}, func(cctx context.Context) (map[string]Result[[]defender.User], error) {
 			users, err := f.opts.Source.LogonUsers(cctx, id)
 			if err != nil {
 				if defender.IsNotFound(err) {
@@ -325,12 +237,79 @@ func (f *Fetcher) LogonUsers(ctx context.Context, ids []string) []Result[[]defen
 			return map[string]Result[[]defender.User]{k: {Value: users}}, nil
 		})
 	}
-	for k, r := range f.users.waitAll(ctx, calls) {
-		byKey[k] = r
+	return b.wait()
+}
+
+// batch is one Fetcher call's bookkeeping, the same for every kind of answer: repeated refs are
+// asked once, cached answers are used, calls already in flight are joined, and what is left
+// (missing) is for the caller to start.
+type batch[V any] struct {
+	ctx     context.Context
+	refs    []string
+	keyOf   map[string]string // ref → key
+	byKey   map[string]Result[V]
+	calls   map[string]*call[V] // key → the call that will answer it
+	flight  *flight[V]
+	missing []string // refs nobody is fetching yet
+}
+
+func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs []string, cache Cache[V], fl *flight[V]) *batch[V] {
+	b := &batch[V]{ctx: ctx, refs: refs, flight: fl,
+		keyOf: make(map[string]string, len(refs)), byKey: make(map[string]Result[V], len(refs))}
+	var want []string
+	refOf := make(map[string]string, len(refs))
+	for _, ref := range refs {
+		if _, dup := b.keyOf[ref]; dup {
+			continue
+		}
+		k := cacheKey(ctx, ep, ref)
+		b.keyOf[ref] = k
+		if e, ok := cache.Get(ctx, k); ok {
+			f.opts.Observer.Saved(ep, SavedByCache, 1)
+			if e.NotFound {
+				b.byKey[k] = Result[V]{Err: notFound(ep, ref)}
+			} else {
+				b.byKey[k] = Result[V]{Value: e.Value}
+			}
+			continue
+		}
+		want = append(want, k)
+		refOf[k] = ref
 	}
-	out := make([]Result[[]defender.User], len(ids))
-	for i, id := range ids {
-		out[i] = byKey[keyOf[id]]
+	joined, missing := fl.join(want)
+	if n := len(want) - len(missing); n > 0 {
+		f.opts.Observer.Saved(ep, SavedBySharing, n)
+	}
+	b.calls = joined
+	if b.calls == nil {
+		b.calls = make(map[string]*call[V], len(missing))
+	}
+	for _, k := range missing {
+		b.missing = append(b.missing, refOf[k])
+	}
+	return b
+}
+
+// start runs fn as the shared call answering refs.
+func (b *batch[V]) start(refs []string, fn func(ctx context.Context) (map[string]Result[V], error)) {
+	keys := make([]string, len(refs))
+	for i, ref := range refs {
+		keys[i] = b.keyOf[ref]
+	}
+	c := b.flight.start(b.ctx, keys, fn)
+	for _, k := range keys {
+		b.calls[k] = c
+	}
+}
+
+// wait waits for every call and returns one result per ref, in the order asked.
+func (b *batch[V]) wait() []Result[V] {
+	for k, r := range b.flight.waitAll(b.ctx, b.calls) {
+		b.byKey[k] = r
+	}
+	out := make([]Result[V], len(b.refs))
+	for i, ref := range b.refs {
+		out[i] = b.byKey[b.keyOf[ref]]
 	}
 	return out
 }
