@@ -46,7 +46,9 @@ func startService(t *testing.T, env map[string]string) (base string, logs *syncB
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, logs, func(u string) { ready <- u }) }()
+	go func() {
+		done <- run(ctx, nil, func(k string) string { return env[k] }, logs, func(u string) { ready <- u })
+	}()
 	select {
 	case base = <-ready:
 	case err := <-done:
