@@ -240,6 +240,19 @@ func (f *Fetcher) LogonUsers(ctx context.Context, ids []string) []Result[[]defen
 	return b.wait()
 }
 
+// cached returns the cached answer for ref, counting the call it saves.
+func cached[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, cache Cache[V], ref string) (Result[V], bool) {
+	e, ok := cache.Get(ctx, cacheKey(ctx, ep, ref))
+	if !ok {
+		return Result[V]{}, false
+	}
+	f.opts.Observer.Saved(ep, SavedByCache, 1)
+	if e.NotFound {
+		return Result[V]{Err: notFound(ep, ref)}, true
+	}
+	return Result[V]{Value: e.Value}, true
+}
+
 // batch is one Fetcher call's bookkeeping, the same for every kind of answer: repeated refs are
 // asked once, cached answers are used, calls already in flight are joined, and what is left
 // (missing) is for the caller to start.
@@ -264,13 +277,8 @@ func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs
 		}
 		k := cacheKey(ctx, ep, ref)
 		b.keyOf[ref] = k
-		if e, ok := cache.Get(ctx, k); ok {
-			f.opts.Observer.Saved(ep, SavedByCache, 1)
-			if e.NotFound {
-				b.byKey[k] = Result[V]{Err: notFound(ep, ref)}
-			} else {
-				b.byKey[k] = Result[V]{Value: e.Value}
-			}
+		if r, ok := cached(ctx, f, ep, cache, ref); ok {
+			b.byKey[k] = r
 			continue
 		}
 		want = append(want, k)

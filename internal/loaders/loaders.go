@@ -16,8 +16,12 @@ import (
 
 // batchWait is how long a dataloader collects keys before calling the fetcher. Resolvers of one
 // request run concurrently and ask within microseconds of each other; a short window keeps the
-// latency cost small.
+// latency cost small, and answers already cached skip it (see Loaders.Machine).
 const batchWait = 2 * time.Millisecond
+
+// batchInput is the capacity of a dataloader's key queue. A request asks for a few keys, and
+// the cost limit bounds it to a few dozen; more keys only wait their turn to be queued.
+const batchInput = 64
 
 type ctxKey struct{}
 
@@ -35,9 +39,11 @@ type Loaders struct {
 func New(f *Fetcher) *Loaders {
 	l := &Loaders{fetcher: f, seen: make(map[string]bool)}
 	l.machines = dataloader.NewBatchedLoader(l.loadMachines,
-		dataloader.WithWait[string, *defender.Machine](batchWait))
+		dataloader.WithWait[string, *defender.Machine](batchWait),
+		dataloader.WithInputCapacity[string, *defender.Machine](batchInput))
 	l.users = dataloader.NewBatchedLoader(l.loadUsers,
-		dataloader.WithWait[string, []defender.User](batchWait))
+		dataloader.WithWait[string, []defender.User](batchWait),
+		dataloader.WithInputCapacity[string, []defender.User](batchInput))
 	return l
 }
 
@@ -57,19 +63,28 @@ func For(ctx context.Context) *Loaders {
 	return l
 }
 
-// Machine returns the machine with the given device id or computer name.
+// Machine returns the machine with the given device id or computer name. A cached answer is
+// returned at once; anything else goes through the request's dataloader, which waits
+// batchWait for the other keys of the request.
 func (l *Loaders) Machine(ctx context.Context, ref defender.MachineRef) (*defender.Machine, error) {
 	if l == nil {
 		return nil, errNoLoaders
+	}
+	if r, ok := cached(ctx, l.fetcher, defender.EndpointMachine, l.fetcher.opts.Machines, ref.String()); ok {
+		return r.Value, r.Err
 	}
 	l.noteRepeat(defender.EndpointMachine, ref.String())
 	return l.machines.Load(ctx, ref.String())()
 }
 
-// LogonUsers returns the users logged on to the device id.
+// LogonUsers returns the users logged on to the device id, from the cache at once when it
+// has them.
 func (l *Loaders) LogonUsers(ctx context.Context, id string) ([]defender.User, error) {
 	if l == nil {
 		return nil, errNoLoaders
+	}
+	if r, ok := cached(ctx, l.fetcher, defender.EndpointLogonUsers, l.fetcher.opts.LogonUsers, id); ok {
+		return r.Value, r.Err
 	}
 	l.noteRepeat(defender.EndpointLogonUsers, id)
 	return l.users.Load(ctx, id)()
