@@ -66,6 +66,9 @@ func startService(t *testing.T, env map[string]string) (base string, logs *syncB
 		if !strings.Contains(logs.String(), "stopped") {
 			t.Errorf("no shutdown log line:\n%s", logs)
 		}
+		if t.Failed() {
+			t.Logf("service log:\n%s", logs)
+		}
 	})
 	return base, logs
 }

@@ -1,0 +1,326 @@
+package main
+
+// Browser tests: headless Chromium, driven with chromedp, against the whole service started
+// in-process in demo mode. They check what the HTTP tests cannot: that the pages actually run
+// under their Content-Security-Policy, load nothing from another origin, log no error, and
+// show the demo device's users. The harness is in browsertest_test.go.
+//
+// They skip when no Chromium is found (see chromiumPath), and fail instead under CI=true.
+// UPDATE_SCREENSHOTS=1 also writes the screenshots the README shows to docs/.
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/mdegraph/mdegraph/internal/simulator"
+)
+
+// demoDevice returns the demo data set's example device and its logon users, from a
+// simulator built with the default seed: the data the service serves in demo mode.
+func demoDevice(t *testing.T) (simulator.Machine, []simulator.User) {
+	t.Helper()
+	sim := simulator.New(simulator.Options{})
+	m, ok := sim.Machine(sim.ExampleMachineID())
+	if !ok {
+		t.Fatalf("the simulator has no example machine %s", sim.ExampleMachineID())
+	}
+	users, ok := sim.LogonUsers(m.ID)
+	if !ok || len(users) == 0 {
+		t.Fatalf("the example machine %s has no logon users; the browser tests need some", m.ID)
+	}
+	return m, users
+}
+
+// editorValueJS returns the text of the CodeMirror editor inside the element sel selects
+// (GraphiQL 3 uses CodeMirror 5, which keeps its instance on the .CodeMirror element), or
+// the element's text when there is no such editor; null when sel selects nothing.
+const editorValueJS = `((sel) => {
+  const root = document.querySelector(sel);
+  if (!root) return null;
+  const el = root.matches('.CodeMirror') ? root : root.querySelector('.CodeMirror');
+  if (el && el.CodeMirror) return el.CodeMirror.getValue();
+  return (el || root).innerText;
+})`
+
+// Selectors of GraphiQL 3.9 (web/playground/package.json), as its bundle renders them.
+const (
+	giQueryEditor     = ".graphiql-query-editor"
+	giVariablesEditor = ".graphiql-editor-tool .graphiql-editor:not(.hidden)" // the headers editor is the hidden one
+	giExecute         = ".graphiql-execute-button"
+	giResult          = ".graphiql-response .result-window"
+	giDocExplorer     = ".graphiql-doc-explorer"
+	giShowDocs        = `.graphiql-sidebar button[aria-label="Show Documentation Explorer"]`
+	giHideDocs        = `.graphiql-sidebar button[aria-label="Hide Documentation Explorer"]`
+)
+
+func TestBrowserPlayground(t *testing.T) {
+	t.Parallel()
+	chromium := chromiumPath(t)
+	machine, users := demoDevice(t)
+	base, _ := startService(t, nil)
+	ctx, rec := openBrowser(t, chromium)
+
+	resp := step(ctx, t, "load the playground", chromedp.NavigateResponse(base+"/"))
+	if resp.Status != 200 {
+		t.Fatalf("GET /: status %d, want 200", resp.Status)
+	}
+	step(ctx, t, "wait for GraphiQL to render", chromedp.WaitVisible(chromedp.CSS(giQueryEditor)))
+
+	// The editors hold what the page's config block prefills: the default query, and the
+	// demo device as $id.
+	var cfg struct {
+		Query     string `json:"query"`
+		Variables string `json:"variables"`
+	}
+	cfgJSON := step(ctx, t, "read the config block", chromedp.Evaluate[string](
+		`document.getElementById('mdegraph-config').textContent`))
+	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
+		t.Fatalf("config block %q: %v", cfgJSON, err)
+	}
+	query := poll[string](ctx, t, "the query editor to be filled", editorValueJS+`(`+jsString(giQueryEditor)+`)`)
+	if strings.TrimSpace(query) != strings.TrimSpace(cfg.Query) || !strings.Contains(query, "logonUsers") {
+		t.Errorf("query editor holds\n%s\nwant the configured query\n%s", query, cfg.Query)
+	}
+	vars := poll[string](ctx, t, "the variables editor to be filled", editorValueJS+`(`+jsString(giVariablesEditor)+`)`)
+	var gotVars map[string]any
+	if err := json.Unmarshal([]byte(vars), &gotVars); err != nil || gotVars["id"] != machine.ID || len(gotVars) != 1 {
+		t.Errorf("variables editor holds %q, want {\"id\": %q}", vars, machine.ID)
+	}
+
+	// The schema loaded and the documentation explorer works. The page opens it by default;
+	// it is closed first, if open, so that opening it is tested either way. Opened, it lists
+	// the Query root type, and following that link shows the machine field.
+	if step(ctx, t, "look for the doc explorer", chromedp.Evaluate[bool](`!!document.querySelector(`+jsString(giDocExplorer)+`)`)) {
+		step(ctx, t, "close the doc explorer", chromedp.Click(chromedp.CSS(giHideDocs)))
+		step(ctx, t, "wait for the doc explorer to close", chromedp.WaitNotPresent(chromedp.CSS(giDocExplorer)))
+	}
+	step(ctx, t, "open the doc explorer", chromedp.Click(chromedp.CSS(giShowDocs)))
+	poll[bool](ctx, t, "the doc explorer to list the Query type", `[...document.querySelectorAll('`+giDocExplorer+` a.graphiql-doc-explorer-type-name')].some((a) => a.textContent === 'Query')`)
+	step(ctx, t, "open the Query type in the doc explorer", chromedp.Click(chromedp.Search(`//section[contains(@class, "graphiql-doc-explorer")]//a[text()="Query"]`)))
+	poll[bool](ctx, t, "the doc explorer to show Query.machine", `(() => {
+  const title = document.querySelector('.graphiql-doc-explorer-title');
+  const fields = [...document.querySelectorAll('.graphiql-doc-explorer .graphiql-doc-explorer-field-name')].map((a) => a.textContent);
+  return !!title && title.textContent.trim() === 'Query' && fields.includes('machine');
+})()`)
+
+	// Run the prefilled query: the result pane shows the demo device's logon users. It shows
+	// JSON, so the first user's id is looked for JSON-quoted ("contoso\\jdoe").
+	firstUser, _ := json.Marshal(users[0].ID) // a string always marshals
+	step(ctx, t, "click the execute button", chromedp.Click(chromedp.CSS(giExecute)))
+	result := poll[string](ctx, t, "the response pane to show user "+string(firstUser), `(() => {
+  const text = `+editorValueJS+`(`+jsString(giResult)+`);
+  return text && (text.includes(`+jsString(string(firstUser))+`) || text.includes('"errors"')) ? text : false;
+})()`)
+	var answer struct {
+		Data struct {
+			Machine struct {
+				ID         string `json:"id"`
+				LogonUsers []struct {
+					ID          string `json:"id"`
+					AccountName string `json:"accountName"`
+				} `json:"logonUsers"`
+			} `json:"machine"`
+		} `json:"data"`
+		Errors []json.RawMessage `json:"errors"`
+	}
+	if err := json.Unmarshal([]byte(result), &answer); err != nil {
+		t.Fatalf("the response pane does not hold JSON: %v\n%s", err, result)
+	}
+	if len(answer.Errors) > 0 || answer.Data.Machine.ID != machine.ID {
+		t.Fatalf("the response pane shows errors or another device, want device %s:\n%s", machine.ID, result)
+	}
+	var gotIDs, wantIDs []string
+	for _, u := range answer.Data.Machine.LogonUsers {
+		gotIDs = append(gotIDs, u.ID)
+	}
+	for _, u := range users {
+		wantIDs = append(wantIDs, u.ID)
+	}
+	if !slices.Equal(gotIDs, wantIDs) {
+		t.Errorf("the response pane lists users %v, want the simulator's %v", gotIDs, wantIDs)
+	}
+	if n := rec.count("POST", base+"/query"); n < 2 { // the schema introspection, then the query
+		t.Errorf("%d POST /query requests, want the introspection and the query", n)
+	}
+
+	waitFonts(ctx, t)
+	saveScreenshot(t, "playground.png", step(ctx, t, "take a screenshot", chromedp.FullScreenshot(100)))
+	rec.assertClean(t, base)
+}
+
+func TestBrowserExample(t *testing.T) {
+	t.Parallel()
+	chromium := chromiumPath(t)
+	machine, users := demoDevice(t)
+	base, _ := startService(t, nil)
+	ctx, rec := openBrowser(t, chromium)
+
+	resp := step(ctx, t, "load the example page", chromedp.NavigateResponse(base+"/example"))
+	if resp.Status != 200 {
+		t.Fatalf("GET /example: status %d, want 200", resp.Status)
+	}
+	step(ctx, t, "wait for the form", chromedp.WaitVisible(chromedp.ID("lookup")))
+	if got := step(ctx, t, "read #device-id", chromedp.Value(chromedp.ID("device-id"))); got != machine.ID {
+		t.Errorf("#device-id is prefilled with %q, want the demo device %s", got, machine.ID)
+	}
+	if got := bodyState(ctx, t); got != "idle" {
+		t.Errorf("body[data-state] = %q before any lookup, want idle", got)
+	}
+	watchState(ctx, t)
+
+	// The prefilled demo device: one table row per logon user.
+	if got := lookUp(ctx, t, ""); got != "ok" {
+		t.Fatalf("looking up the demo device ended in state %q, want ok; #message: %q", got, messageText(ctx, t))
+	}
+	rows := step(ctx, t, "read the users table", chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll('#users tbody tr')].map((tr) => tr.innerText)`))
+	if len(rows) != len(users) {
+		t.Errorf("#users has %d rows, want %d (the simulator's users of %s)", len(rows), len(users), machine.ID)
+	}
+	if len(rows) > 0 && !strings.Contains(rows[0], users[0].AccountName) {
+		t.Errorf("first #users row is %q, want it to show account %q", rows[0], users[0].AccountName)
+	}
+	if got := step(ctx, t, "read #device-name", chromedp.Text(chromedp.ID("device-name"))); got != machine.ComputerDNSName {
+		t.Errorf("#device-name = %q, want %q", got, machine.ComputerDNSName)
+	}
+	shown := step(ctx, t, "read what is shown", chromedp.Evaluate[map[string]bool](
+		`({device: !document.getElementById('device').hidden, message: !document.getElementById('message').hidden, noUsers: !document.getElementById('no-users').hidden})`))
+	if want := map[string]bool{"device": true, "message": false, "noUsers": false}; !maps.Equal(shown, want) {
+		t.Errorf("after a successful lookup, shown %v, want %v", shown, want)
+	}
+	waitFonts(ctx, t)
+	saveScreenshot(t, "example.png", step(ctx, t, "take a screenshot", chromedp.FullScreenshot(100)))
+
+	// Failures show in #message, with the GraphQL error code and a sentence for people.
+	for _, tt := range []struct {
+		id, wantKind, wantCode string
+	}{
+		{strings.Repeat("e", 40), "not-found", "NOT_FOUND"},
+		{"bad id!", "bad-input", "BAD_USER_INPUT"},
+	} {
+		if got := lookUp(ctx, t, tt.id); got != "error" {
+			t.Errorf("looking up %q ended in state %q, want error", tt.id, got)
+			continue
+		}
+		msg := step(ctx, t, "read #message", chromedp.Evaluate[exampleMessage](`(() => {
+  const m = document.getElementById('message');
+  return {kind: m.dataset.kind ?? '', code: m.dataset.code ?? '', text: m.textContent, hidden: m.hidden,
+          deviceHidden: document.getElementById('device').hidden, rows: document.querySelectorAll('#users tbody tr').length};
+})()`))
+		if msg.Code != tt.wantCode || msg.Kind != tt.wantKind {
+			t.Errorf("%q: #message has data-code=%q data-kind=%q, want %q and %q", tt.id, msg.Code, msg.Kind, tt.wantCode, tt.wantKind)
+		}
+		if msg.Hidden || !strings.Contains(msg.Text, tt.id) || strings.Contains(msg.Text, "undefined") ||
+			strings.Contains(msg.Text, "[object") || strings.HasPrefix(strings.TrimSpace(msg.Text), "{") {
+			t.Errorf("%q: #message (hidden=%v) reads %q, want a visible sentence naming the id", tt.id, msg.Hidden, msg.Text)
+		}
+		if !msg.DeviceHidden || msg.Rows != 0 {
+			t.Errorf("%q: the previous device is still shown (#device hidden=%v, %d rows)", tt.id, msg.DeviceHidden, msg.Rows)
+		}
+	}
+
+	if n := rec.count("POST", base+"/query"); n != 3 {
+		t.Errorf("%d POST /query requests, want 3 (one per lookup)", n)
+	}
+	rec.assertClean(t, base)
+}
+
+// exampleMessage is what the example page shows after a failed lookup.
+type exampleMessage struct {
+	Kind         string `json:"kind"` // #message[data-kind]
+	Code         string `json:"code"` // #message[data-code]
+	Text         string `json:"text"`
+	Hidden       bool   `json:"hidden"`
+	DeviceHidden bool   `json:"deviceHidden"`
+	Rows         int    `json:"rows"` // #users tbody tr
+}
+
+// TestBrowserRecorderCatchesViolations shows that the checks of the tests above can fail in a
+// real browser: an inline script (forbidden by the page's CSP) and a console error are
+// reported. TestPageRecorderProblems covers the rest of the checks without a browser.
+func TestBrowserRecorderCatchesViolations(t *testing.T) {
+	t.Parallel()
+	chromium := chromiumPath(t)
+	base, _ := startService(t, nil)
+	ctx, rec := openBrowser(t, chromium)
+	step(ctx, t, "load the example page", chromedp.Navigate(base+"/example"))
+	step(ctx, t, "break the page's rules", chromedp.Evaluate[chromedp.Void](`(() => {
+  const s = document.createElement('script');
+  s.textContent = 'window.inlineRan = true';
+  document.head.append(s);
+  console.error('deliberate console error');
+})()`))
+	got := rec.waitProblems(ctx, t, base, "CSP violation", "deliberate console error")
+	if ran := step(ctx, t, "check the inline script", chromedp.Evaluate[bool](`window.inlineRan === true`)); ran {
+		t.Error("the inline script ran: the page has no CSP")
+	}
+	t.Logf("caught, as it should:\n  %s", strings.Join(got, "\n  "))
+}
+
+// jsString quotes s as a JavaScript string literal.
+func jsString(s string) string {
+	b, _ := json.Marshal(s) // a string always marshals
+	return string(b)
+}
+
+// waitFonts waits until the page's web fonts have loaded, so that screenshots show them.
+func waitFonts(ctx context.Context, t *testing.T) {
+	t.Helper()
+	step(ctx, t, "wait for the fonts", chromedp.Evaluate[string](`document.fonts.ready.then(() => document.fonts.status)`, chromedp.EvalAwaitPromise))
+}
+
+// bodyState returns the example page's body[data-state].
+func bodyState(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	return step(ctx, t, "read body[data-state]", chromedp.Evaluate[string](`document.body.dataset.state`))
+}
+
+// messageText returns the text of the example page's #message.
+func messageText(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	return step(ctx, t, "read #message", chromedp.Evaluate[string](`document.getElementById('message').textContent`))
+}
+
+// watchState makes the example page keep every value its body[data-state] takes in
+// window.mdegraphStates, so that lookUp can wait for the end of the lookup it started
+// even when the page goes through "loading" faster than a poll can see it.
+func watchState(ctx context.Context, t *testing.T) {
+	t.Helper()
+	step(ctx, t, "watch body[data-state]", chromedp.Evaluate[chromedp.Void](`(() => {
+  window.mdegraphStates = [];
+  new MutationObserver(() => window.mdegraphStates.push(document.body.dataset.state))
+    .observe(document.body, {attributes: true, attributeFilter: ['data-state']});
+})()`))
+}
+
+// lookUp types id into the example page's #device-id (keeping the prefilled value when id
+// is ""), clicks #lookup and returns the state the page settles in after loading.
+func lookUp(ctx context.Context, t *testing.T, id string) string {
+	t.Helper()
+	if id != "" {
+		// Not chromedp.Clear, which sets the value attribute (ignored once the input was
+		// edited), nor SetValue(""), which takes the empty result for a failure.
+		step(ctx, t, "clear #device-id", chromedp.Evaluate[chromedp.Void](`(() => {
+  const input = document.getElementById('device-id');
+  input.value = '';
+  input.dispatchEvent(new Event('input', {bubbles: true}));
+})()`))
+		step(ctx, t, "type into #device-id", chromedp.SendKeys(chromedp.ID("device-id"), id))
+		if got := step(ctx, t, "read #device-id", chromedp.Value(chromedp.ID("device-id"))); got != id {
+			t.Fatalf("#device-id holds %q after typing, want %q", got, id)
+		}
+	}
+	step(ctx, t, "reset the state log", chromedp.Evaluate[chromedp.Void](`window.mdegraphStates.length = 0`))
+	step(ctx, t, "click #lookup", chromedp.Click(chromedp.ID("lookup")))
+	return poll[string](ctx, t, "the lookup of "+jsString(id)+" to end", `(() => {
+  const s = window.mdegraphStates;
+  const i = s.lastIndexOf('loading');
+  return i >= 0 && s.length > i + 1 ? s[s.length - 1] : false;
+})()`)
+}
