@@ -1,0 +1,186 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mdegraph/mdegraph/internal/simulator"
+)
+
+// answerFor writes the GraphQL answer a correct service gives for want, as gqlgen would.
+func answerFor(t *testing.T, want expected, edit func(users []map[string]any, machine map[string]any)) []byte {
+	t.Helper()
+	users := make([]map[string]any, len(want.users))
+	for i, u := range want.users {
+		users[i] = map[string]any{"id": u.id, "accountName": u.accountName, "isDomainAdmin": u.isDomainAdmin,
+			"logonTypes": u.logonTypes, "lastSeen": u.lastSeen.Format(time.RFC3339Nano)}
+	}
+	machine := map[string]any{"logonUsers": users}
+	if want.details {
+		machine["computerDnsName"] = want.dnsName
+	}
+	if edit != nil {
+		edit(users, machine)
+	}
+	b, err := json.Marshal(map[string]any{"data": map[string]any{"machine": machine}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func errorAnswer(ext string) []byte {
+	return []byte(`{"errors":[{"message":"m","path":["machine"],"extensions":` + ext + `}],"data":{"machine":null}}`)
+}
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	sim := simulator.New(simulator.Options{Devices: 5})
+	known := expectationFor(sim, sim.ExampleMachineID(), false)
+	withDetails := expectationFor(sim, sim.ExampleMachineID(), true)
+	unknown := expectationFor(sim, unknownID(1, 0), false)
+	if !known.known || len(known.users) < 2 || unknown.known {
+		t.Fatalf("fixture: the example device must be known with several users (%d), the unknown id unknown", len(known.users))
+	}
+
+	tests := []struct {
+		name         string
+		status       int
+		body         []byte
+		want         expected
+		outcome      outcome
+		reason       string // a substring of the reason, for wrong answers
+		noRetryAfter bool
+		retryAfter   int64
+	}{
+		{name: "correct", body: answerFor(t, known, nil), want: known, outcome: correct},
+		{name: "correct with details", body: answerFor(t, withDetails, nil), want: withDetails, outcome: correct},
+		{name: "the same instant written another way", want: known, outcome: correct,
+			body: answerFor(t, known, func(us []map[string]any, _ map[string]any) {
+				us[0]["lastSeen"] = known.users[0].lastSeen.In(time.FixedZone("", 3600)).Format("2006-01-02T15:04:05.000-07:00")
+			})},
+		{name: "wrong account name", want: known, outcome: wrong, reason: "accountName",
+			body: answerFor(t, known, func(us []map[string]any, _ map[string]any) { us[1]["accountName"] = "mallory" })},
+		{name: "users out of order", want: known, outcome: wrong, reason: "order",
+			body: answerFor(t, known, func(us []map[string]any, _ map[string]any) { us[0], us[1] = us[1], us[0] })},
+		{name: "a user missing", want: known, outcome: wrong, reason: "logon users",
+			body: answerFor(t, known, func(us []map[string]any, m map[string]any) { m["logonUsers"] = us[1:] })},
+		{name: "logon types joined", want: known, outcome: wrong, reason: "logonTypes",
+			body: answerFor(t, known, func(us []map[string]any, _ map[string]any) {
+				us[0]["logonTypes"] = []string{strings.Join(known.users[0].logonTypes, ", ")}
+			})},
+		{name: "isDomainAdmin null", want: known, outcome: wrong, reason: "isDomainAdmin",
+			body: answerFor(t, known, func(us []map[string]any, _ map[string]any) { us[0]["isDomainAdmin"] = nil })},
+		{name: "lastSeen a second off", want: known, outcome: wrong, reason: "lastSeen",
+			body: answerFor(t, known, func(us []map[string]any, _ map[string]any) {
+				us[0]["lastSeen"] = known.users[0].lastSeen.Add(time.Second).Format(time.RFC3339)
+			})},
+		{name: "a field not asked for", want: known, outcome: wrong, reason: "unknown field",
+			body: answerFor(t, known, func(us []map[string]any, _ map[string]any) { us[0]["accountSid"] = "S-1" })},
+		{name: "wrong computer name", want: withDetails, outcome: wrong, reason: "computerDnsName",
+			body: answerFor(t, withDetails, func(_ []map[string]any, m map[string]any) { m["computerDnsName"] = "x" })},
+		{name: "machine null without error", body: []byte(`{"data":{"machine":null}}`), want: known, outcome: wrong, reason: "null without an error"},
+
+		{name: "rate limited with retryAfter", body: errorAnswer(`{"code":"RATE_LIMITED","retryAfter":30}`), want: known, outcome: declined, retryAfter: 30},
+		{name: "rate limited without retryAfter", body: errorAnswer(`{"code":"RATE_LIMITED"}`), want: known,
+			outcome: wrong, reason: "retryAfter", noRetryAfter: true},
+		{name: "rate limited, retryAfter 0", body: errorAnswer(`{"code":"RATE_LIMITED","retryAfter":0}`), want: known,
+			outcome: wrong, noRetryAfter: true},
+		{name: "rate limited, retryAfter not whole", body: errorAnswer(`{"code":"RATE_LIMITED","retryAfter":1.5}`), want: known,
+			outcome: wrong, noRetryAfter: true},
+		{name: "rate limited, retryAfter a string", body: errorAnswer(`{"code":"RATE_LIMITED","retryAfter":"30"}`), want: known,
+			outcome: wrong, noRetryAfter: true},
+		{name: "upstream unavailable", body: errorAnswer(`{"code":"UPSTREAM_UNAVAILABLE"}`), want: known, outcome: declined},
+		{name: "rate limited unknown id", body: errorAnswer(`{"code":"RATE_LIMITED","retryAfter":5}`), want: unknown, outcome: declined, retryAfter: 5},
+		{name: "error alongside data", want: known, outcome: wrong, reason: "alongside", retryAfter: 3,
+			body: []byte(`{"errors":[{"message":"m","extensions":{"code":"RATE_LIMITED","retryAfter":3}}],"data":{"machine":{"logonUsers":[]}}}`)},
+		{name: "known id not found", body: errorAnswer(`{"code":"NOT_FOUND"}`), want: known, outcome: wrong, reason: "NOT_FOUND"},
+		{name: "internal error", body: errorAnswer(`{"code":"INTERNAL"}`), want: known, outcome: wrong, reason: "INTERNAL"},
+		{name: "error without code", body: errorAnswer(`{}`), want: known, outcome: wrong, reason: "without extensions.code"},
+
+		{name: "unknown id not found", body: errorAnswer(`{"code":"NOT_FOUND"}`), want: unknown, outcome: correct},
+		{name: "unknown id, two errors", want: unknown, outcome: wrong, reason: "NOT_FOUND",
+			body: []byte(`{"errors":[{"message":"a","extensions":{"code":"NOT_FOUND"}},{"message":"b","extensions":{"code":"NOT_FOUND"}}],"data":{"machine":null}}`)},
+		{name: "unknown id answered", body: []byte(`{"data":{"machine":{"logonUsers":[]}}}`), want: unknown, outcome: wrong, reason: "without an error"},
+
+		{name: "HTTP 500", status: 500, body: []byte(`oops`), want: known, outcome: wrong, reason: "HTTP 500"},
+		{name: "not JSON", body: []byte(`<html>`), want: known, outcome: wrong, reason: "not a JSON"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			status := tt.status
+			if status == 0 {
+				status = 200
+			}
+			got := check(status, tt.body, tt.want)
+			if got.outcome != tt.outcome {
+				t.Fatalf("outcome = %v (%s), want %v", got.outcome, got.reason, tt.outcome)
+			}
+			if !strings.Contains(got.reason, tt.reason) {
+				t.Errorf("reason = %q, want it to mention %q", got.reason, tt.reason)
+			}
+			if got.noRetryAfter != tt.noRetryAfter {
+				t.Errorf("noRetryAfter = %v, want %v", got.noRetryAfter, tt.noRetryAfter)
+			}
+			if got.retryAfter != tt.retryAfter {
+				t.Errorf("retryAfter = %d, want %d", got.retryAfter, tt.retryAfter)
+			}
+		})
+	}
+}
+
+func (o outcome) String() string {
+	return [...]string{"correct", "declined", "wrong"}[o]
+}
+
+func TestParseSeries(t *testing.T) {
+	t.Parallel()
+	text := `# HELP mdegraph_upstream_calls_total HTTP calls.
+# TYPE mdegraph_upstream_calls_total counter
+mdegraph_upstream_calls_total{endpoint="machines.logonusers",status="200"} 95
+mdegraph_upstream_calls_total{endpoint="machines.logonusers",status="404"} 5
+mdegraph_upstream_calls_total{status="429",endpoint="machines.get"} 2
+# TYPE mdegraph_quota_wait_seconds histogram
+mdegraph_quota_wait_seconds_bucket{endpoint="machines.logonusers",outcome="exceeded",le="1"} 2
+mdegraph_quota_wait_seconds_bucket{endpoint="machines.logonusers",outcome="exceeded",le="+Inf"} 7
+mdegraph_quota_wait_seconds_sum{endpoint="machines.logonusers",outcome="exceeded"} 40.5
+mdegraph_quota_wait_seconds_count{endpoint="machines.logonusers",outcome="exceeded"} 7 1700000000000
+odd{label="a \"quoted\" \\ value"} 1.5e3
+# TYPE go_goroutines gauge
+go_goroutines 12
+`
+	s, err := parseSeries(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byEndpoint := s.sum("mdegraph_upstream_calls_total", "endpoint")
+	if byEndpoint["machines.logonusers"] != 100 || byEndpoint["machines.get"] != 2 {
+		t.Errorf("calls by endpoint = %v, want logonusers 100, get 2", byEndpoint)
+	}
+	if got := s.sum("mdegraph_upstream_calls_total", "status")["429"]; got != 2 {
+		t.Errorf("429s = %v, want 2", got)
+	}
+	if got := s.sum("mdegraph_quota_wait_seconds_count", "outcome")["exceeded"]; got != 7 {
+		t.Errorf("exceeded = %v, want 7", got)
+	}
+	if got := s.sum("odd", "label")[`a "quoted" \ value`]; got != 1500 {
+		t.Errorf("escaped label: %v", s.sum("odd", "label"))
+	}
+	if got := s.sum("go_goroutines")[""]; got != 12 {
+		t.Errorf("unlabelled sample = %v, want 12", got)
+	}
+	if _, err := parseSeries(strings.NewReader("broken{label=\"x\" 3\n")); err == nil {
+		t.Error("a malformed page was read without an error")
+	}
+
+	before, err := parseSeries(strings.NewReader("mdegraph_upstream_calls_total{endpoint=\"machines.logonusers\",status=\"200\"} 90\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.since(before).sum("mdegraph_upstream_calls_total", "endpoint")["machines.logonusers"]; got != 10 {
+		t.Errorf("increase since the first scrape = %v, want 10", got)
+	}
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/http/httptest"
+
+	"github.com/mdegraph/mdegraph/internal/app"
+	"github.com/mdegraph/mdegraph/internal/config"
+	"github.com/mdegraph/mdegraph/internal/simulator"
+)
+
+// target is the service under test, and what the load test can know about its upstream.
+type target struct {
+	queryURL   string
+	metricsURL string // "" when there is none to read
+	// ref is the data set answers are checked against.
+	ref *simulator.Simulator
+	// sim is the upstream the service calls, in-process only (then it is ref): its statistics
+	// are Defender's own view of the run. nil with -url.
+	sim *simulator.Simulator
+	// cfg is the in-process service's configuration; nil with -url.
+	cfg *config.Config
+	// simOpts is how the in-process simulator, or the reference one, was built.
+	simOpts simulator.Options
+	close   func()
+}
+
+// knownIDs is how many of the -m ids the data set must know.
+func knownIDs(o options) int {
+	return o.ids - int(math.Round(float64(o.ids)*o.unknown))
+}
+
+// startTarget starts the service in-process, or describes the one at -url.
+func startTarget(ctx context.Context, o options, getenv func(string) string, stderr io.Writer) (*target, error) {
+	if !o.inProcess() {
+		simOpts := simulator.Options{Seed: o.simSeed, Devices: o.devices}
+		return &target{queryURL: o.url, metricsURL: o.metricsURL, ref: simulator.New(simOpts), simOpts: simOpts, close: func() {}}, nil
+	}
+	lookup := func(k string) string {
+		if k == "CACHE_TTL" && o.cacheTTL != "" {
+			return o.cacheTTL
+		}
+		if v, ok := o.env[k]; ok {
+			return v
+		}
+		return getenv(k)
+	}
+	cfg, err := config.Load(nil, lookup, stderr)
+	if err != nil {
+		return nil, fmt.Errorf("the in-process service's configuration (-cache-ttl, -env, environment): %w", err)
+	}
+	if !cfg.Demo {
+		return nil, errors.New("MDE_TENANT_ID, MDE_CLIENT_ID or MDE_CLIENT_SECRET is set (in the environment or -env): " +
+			"the in-process service must run in demo mode on the simulator, never against a real tenant; unset them, or target a running service with -url")
+	}
+	devices := o.devices
+	if devices == 0 {
+		devices = max(simulator.DefaultDevices, knownIDs(o))
+	}
+	simOpts := simulator.Options{Seed: o.simSeed, Devices: devices, Latency: o.latency, PerMinute: o.simPerMinute, PerHour: o.simPerHour}
+
+	// As server.go does: the application's lifetime is not the caller's (an interrupt must not
+	// fail the token source under requests still in flight); close ends it.
+	appCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	opts := simOpts
+	a, err := app.New(appCtx, cfg, newLogger(cfg, stderr), app.Options{Simulator: &opts})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("start the service: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/query", a.GraphQL)
+	mux.Handle("GET /metrics", a.Metrics)
+	srv := httptest.NewServer(mux)
+	return &target{
+		queryURL:   srv.URL + "/query",
+		metricsURL: srv.URL + "/metrics",
+		ref:        a.Simulator,
+		sim:        a.Simulator,
+		cfg:        &cfg,
+		simOpts:    simOpts,
+		close: func() {
+			srv.Close()
+			a.Close()
+			cancel()
+		},
+	}, nil
+}
+
+// newLogger logs like the service's main does.
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
