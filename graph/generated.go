@@ -625,8 +625,7 @@ func newExecutionContext(
 
 var sources = []*ast.Source{
 	{Name: "../schema/logonuser.graphqls", Input: `"""
-An account Defender has seen logging on to a device: one entry of Defender's
-GET /api/machines/{id}/logonusers answer.
+An account Defender has seen logging on to a device: one entry of Defender's GET /api/machines/{id}/logonusers answer.
 """
 type LogonUser {
   "Defender's id for the account: ` + "`" + `domain\\name` + "`" + `, e.g. ` + "`" + `contoso\\jdoe` + "`" + `. Local accounts use the host name as domain; names may contain spaces."
@@ -656,8 +655,7 @@ type LogonUser {
 }
 `, BuiltIn: false},
 	{Name: "../schema/machine.graphqls", Input: `"""
-A device onboarded to (or discovered by) Microsoft Defender for Endpoint: Defender's Machine
-entity. Every field but ` + "`" + `id` + "`" + ` may be null when Defender leaves it empty.
+A device onboarded to (or discovered by) Microsoft Defender for Endpoint: Defender's Machine entity. Every field but ` + "`" + `id` + "`" + ` may be null when Defender leaves it empty.
 """
 type Machine {
   "The device id: 40 lower-case hex digits, stable for the life of the device in Defender."
@@ -723,15 +721,13 @@ type Machine {
   "The cloud virtual machine behind this device, when it is one."
   vmMetadata: VmMetadata
   """
-  Users Defender has seen logging on to the device (GET /api/machines/{id}/logonusers), as
-  Defender returns them. Costs one upstream call per device, shared by every query that asks.
+  Users Defender has seen logging on to the device (GET /api/machines/{id}/logonusers), as Defender returns them. Costs one upstream call per device, shared by every query that asks.
   """
   logonUsers: [LogonUser!]!
 }
 
 """
-A device's sensor health as Defender reports it. OTHER stands for a value Defender added after
-this service was built; the service logs it.
+A device's sensor health as Defender reports it. OTHER stands for a value Defender added after this service was built; the service logs it.
 """
 enum HealthStatus {
   "The device reports to Defender."
@@ -831,9 +827,7 @@ type VmMetadata {
 }
 `, BuiltIn: false},
 	{Name: "../schema/quota.graphqls", Input: `"""
-The rate limit of one upstream endpoint family, as this service spends it. Defender allows each
-endpoint a number of calls in any sliding minute and in any sliding hour, for the whole
-application; this service never goes past either.
+The rate limit of one upstream endpoint family, as this service spends it. Defender allows each endpoint a number of calls in any sliding minute and in any sliding hour, for the whole application; this service never goes past either.
 """
 type EndpointQuota {
   "The endpoint family, e.g. ` + "`" + `machines.logonusers` + "`" + `."
@@ -865,24 +859,20 @@ type QuotaWindow {
 }
 `, BuiltIn: false},
 	{Name: "../schema/schema.graphqls", Input: `"""
-An instant in time, written as an RFC 3339 string in UTC with up to nanosecond precision,
-for example ` + "`" + `2026-11-20T07:27:36.052313Z` + "`" + `.
+An instant in time, written as an RFC 3339 string in UTC with up to nanosecond precision, for example ` + "`" + `2026-11-20T07:27:36.052313Z` + "`" + `.
 """
 scalar DateTime
 
 """
-The entry point. mdegraph answers from Microsoft Defender for Endpoint's REST API, calling it
-as few times as it can: identical calls are shared, answers are cached briefly, and calls are
-spread to stay inside Defender's quota (see ` + "`" + `quota` + "`" + `).
+The entry point. mdegraph answers from Microsoft Defender for Endpoint's REST API, calling it as few times as it can: identical calls are shared, answers are cached briefly, and calls are spread to stay inside Defender's quota (see ` + "`" + `quota` + "`" + `).
 """
 type Query {
   """
-  A device that Defender for Endpoint knows, by its device id (40 hex digits, as in the
-  Defender portal's URL) or by its computer DNS name (for example ` + "`" + `desk-4f2a91.contoso.local` + "`" + `).
-  Null, with one error whose ` + "`" + `extensions.code` + "`" + ` is ` + "`" + `NOT_FOUND` + "`" + `, when Defender does not know it;
-  an id that is neither shape fails with ` + "`" + `BAD_USER_INPUT` + "`" + ` before any upstream call.
-  Selecting only ` + "`" + `logonUsers` + "`" + ` costs one upstream call (` + "`" + `GET /api/machines/{id}/logonusers` + "`" + `);
-  device details (` + "`" + `GET /api/machines/{id}` + "`" + `) are fetched only when a detail field is selected.
+  A device that Defender for Endpoint knows, by its device id (40 hex digits, as in the Defender portal's URL) or by its computer DNS name (for example ` + "`" + `desk-4f2a91.contoso.local` + "`" + `).
+
+  Null, with one error whose ` + "`" + `extensions.code` + "`" + ` is ` + "`" + `NOT_FOUND` + "`" + `, when Defender does not know it; an id that is neither shape fails with ` + "`" + `BAD_USER_INPUT` + "`" + ` before any upstream call.
+
+  Selecting only ` + "`" + `logonUsers` + "`" + ` costs one upstream call (` + "`" + `GET /api/machines/{id}/logonusers` + "`" + `); device details (` + "`" + `GET /api/machines/{id}` + "`" + `) are fetched only when a detail field is selected.
   """
   machine(
     "The device id (40 hex digits) or the computer DNS name of the device."
@@ -890,9 +880,7 @@ type Query {
   ): Machine
 
   """
-  The service's view of Defender's rate limits, one entry per upstream endpoint family: how
-  much of the quota is spent in the sliding minute and hour, and when the next call can go out.
-  Reading it costs no upstream call.
+  The service's view of Defender's rate limits, one entry per upstream endpoint family: how much of the quota is spent in the sliding minute and hour, and when the next call can go out. Reading it costs no upstream call.
   """
   quota: [EndpointQuota!]!
 }

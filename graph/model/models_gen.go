@@ -10,9 +10,7 @@ import (
 	"time"
 )
 
-// The rate limit of one upstream endpoint family, as this service spends it. Defender allows each
-// endpoint a number of calls in any sliding minute and in any sliding hour, for the whole
-// application; this service never goes past either.
+// The rate limit of one upstream endpoint family, as this service spends it. Defender allows each endpoint a number of calls in any sliding minute and in any sliding hour, for the whole application; this service never goes past either.
 type EndpointQuota struct {
 	// The endpoint family, e.g. `machines.logonusers`.
 	Endpoint string `json:"endpoint"`
@@ -42,8 +40,7 @@ type IPAddress struct {
 	OperationalStatus *string `json:"operationalStatus,omitempty"`
 }
 
-// An account Defender has seen logging on to a device: one entry of Defender's
-// GET /api/machines/{id}/logonusers answer.
+// An account Defender has seen logging on to a device: one entry of Defender's GET /api/machines/{id}/logonusers answer.
 type LogonUser struct {
 	// Defender's id for the account: `domain\name`, e.g. `contoso\jdoe`. Local accounts use the host name as domain; names may contain spaces.
 	ID string `json:"id"`
@@ -71,8 +68,7 @@ type LogonUser struct {
 	LogOnMachinesCount *int `json:"logOnMachinesCount,omitempty"`
 }
 
-// A device onboarded to (or discovered by) Microsoft Defender for Endpoint: Defender's Machine
-// entity. Every field but `id` may be null when Defender leaves it empty.
+// A device onboarded to (or discovered by) Microsoft Defender for Endpoint: Defender's Machine entity. Every field but `id` may be null when Defender leaves it empty.
 type Machine struct {
 	// The device id: 40 lower-case hex digits, stable for the life of the device in Defender.
 	ID string `json:"id"`
@@ -138,9 +134,7 @@ type Machine struct {
 	VMMetadata *VMMetadata `json:"vmMetadata,omitempty"`
 }
 
-// The entry point. mdegraph answers from Microsoft Defender for Endpoint's REST API, calling it
-// as few times as it can: identical calls are shared, answers are cached briefly, and calls are
-// spread to stay inside Defender's quota (see `quota`).
+// The entry point. mdegraph answers from Microsoft Defender for Endpoint's REST API, calling it as few times as it can: identical calls are shared, answers are cached briefly, and calls are spread to stay inside Defender's quota (see `quota`).
 type Query struct {
 }
 
@@ -299,8 +293,7 @@ func (e ExposureLevel) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// A device's sensor health as Defender reports it. OTHER stands for a value Defender added after
-// this service was built; the service logs it.
+// A device's sensor health as Defender reports it. OTHER stands for a value Defender added after this service was built; the service logs it.
 type HealthStatus string
 
 const (
