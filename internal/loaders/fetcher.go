@@ -75,8 +75,12 @@ type Options struct {
 	// 100000 entries each.
 	Machines   Cache[*defender.Machine]
 	LogonUsers Cache[[]defender.User]
-	// CallTimeout bounds a shared upstream call, which outlives the request that started it
-	// (default 30s).
+	// MachineCalls and LogonUserCalls share the calls in progress for the two kinds of
+	// answer; nil means an in-process Flight each.
+	MachineCalls   Sharing[*defender.Machine]
+	LogonUserCalls Sharing[[]defender.User]
+	// CallTimeout bounds a shared upstream call of the default Flights, which outlives the
+	// request that started it (default 30s).
 	CallTimeout time.Duration
 	Observer    Observer
 	Logger      *slog.Logger
@@ -86,9 +90,7 @@ type Options struct {
 // answers from its cache, joins identical calls already in flight, and otherwise makes the
 // fewest calls it can (device ids in list calls). It is safe for concurrent use.
 type Fetcher struct {
-	opts     Options
-	machines *flight[*defender.Machine]
-	users    *flight[[]defender.User]
+	opts Options
 }
 
 // NewFetcher returns a Fetcher for opts.
@@ -109,11 +111,13 @@ func NewFetcher(opts Options) *Fetcher {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Fetcher{
-		opts:     opts,
-		machines: newFlight[*defender.Machine](opts.CallTimeout),
-		users:    newFlight[[]defender.User](opts.CallTimeout),
+	if opts.MachineCalls == nil {
+		opts.MachineCalls = NewFlight[*defender.Machine](opts.CallTimeout)
 	}
+	if opts.LogonUserCalls == nil {
+		opts.LogonUserCalls = NewFlight[[]defender.User](opts.CallTimeout)
+	}
+	return &Fetcher{opts: opts}
 }
 
 type identityKey struct{}
@@ -143,7 +147,7 @@ func notFound(endpoint defender.Endpoint, ref string) error {
 // Machines returns one result per ref, in order. refs are normalised machine refs (device ids
 // or computer names, see defender.ParseMachineRef); repeated refs are answered once.
 func (f *Fetcher) Machines(ctx context.Context, refs []string) []Result[*defender.Machine] {
-	b := newBatch(ctx, f, defender.EndpointMachine, refs, f.opts.Machines, f.machines)
+	b := newBatch(ctx, f, defender.EndpointMachine, refs, f.opts.Machines, f.opts.MachineCalls)
 	var ids, names []string
 	for _, ref := range b.missing {
 		if defender.MachineRef(ref).IsDeviceID() {
@@ -221,7 +225,7 @@ func (f *Fetcher) storeMachine(ctx context.Context, m *defender.Machine) {
 
 // LogonUsers returns the logon users of each device id, in order.
 func (f *Fetcher) LogonUsers(ctx context.Context, ids []string) []Result[[]defender.User] {
-	b := newBatch(ctx, f, defender.EndpointLogonUsers, ids, f.opts.LogonUsers, f.users)
+	b := newBatch(ctx, f, defender.EndpointLogonUsers, ids, f.opts.LogonUsers, f.opts.LogonUserCalls)
 	for _, id := range b.missing {
 		k := cacheKey(ctx, defender.EndpointLogonUsers, id)
 		b.start([]string{id}, func(cctx context.Context) (map[string]Result[[]defender.User], error) {
@@ -261,13 +265,12 @@ type batch[V any] struct {
 	refs    []string
 	keyOf   map[string]string // ref → key
 	byKey   map[string]Result[V]
-	calls   map[string]*call[V] // key → the call that will answer it
-	flight  *flight[V]
-	missing []string // refs nobody is fetching yet
+	shared  Shared[V] // the calls that will answer the keys not cached
+	missing []string  // refs nobody is fetching yet
 }
 
-func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs []string, cache Cache[V], fl *flight[V]) *batch[V] {
-	b := &batch[V]{ctx: ctx, refs: refs, flight: fl,
+func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs []string, cache Cache[V], calls Sharing[V]) *batch[V] {
+	b := &batch[V]{ctx: ctx, refs: refs,
 		keyOf: make(map[string]string, len(refs)), byKey: make(map[string]Result[V], len(refs))}
 	var want []string
 	refOf := make(map[string]string, len(refs))
@@ -284,14 +287,11 @@ func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs
 		want = append(want, k)
 		refOf[k] = ref
 	}
-	joined, missing := fl.join(want)
+	shared, missing := calls.Join(want)
 	if n := len(want) - len(missing); n > 0 {
 		f.opts.Observer.Saved(ep, SavedBySharing, n)
 	}
-	b.calls = joined
-	if b.calls == nil {
-		b.calls = make(map[string]*call[V], len(missing))
-	}
+	b.shared = shared
 	for _, k := range missing {
 		b.missing = append(b.missing, refOf[k])
 	}
@@ -304,15 +304,12 @@ func (b *batch[V]) start(refs []string, fn func(ctx context.Context) (map[string
 	for i, ref := range refs {
 		keys[i] = b.keyOf[ref]
 	}
-	c := b.flight.start(b.ctx, keys, fn)
-	for _, k := range keys {
-		b.calls[k] = c
-	}
+	b.shared.Start(b.ctx, keys, fn)
 }
 
 // wait waits for every call and returns one result per ref, in the order asked.
 func (b *batch[V]) wait() []Result[V] {
-	for k, r := range b.flight.waitAll(b.ctx, b.calls) {
+	for k, r := range b.shared.Wait(b.ctx) {
 		b.byKey[k] = r
 	}
 	out := make([]Result[V], len(b.refs))

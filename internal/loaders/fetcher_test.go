@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -421,6 +422,116 @@ func TestFetcherSharedCallTimeout(t *testing.T) {
 		}
 		if d := time.Since(start); d != 5*time.Second {
 			t.Errorf("took %v, want the 5s call timeout", d)
+		}
+	})
+}
+
+// countingSharing wraps a Flight and counts the keys joined and started through it.
+type countingSharing[V any] struct {
+	*Flight[V]
+	mu      sync.Mutex
+	joined  int
+	started int
+}
+
+func (c *countingSharing[V]) Join(keys []string) (Shared[V], []string) {
+	s, missing := c.Flight.Join(keys)
+	c.mu.Lock()
+	c.joined += len(keys) - len(missing)
+	c.mu.Unlock()
+	return countingShared[V]{s, c}, missing
+}
+
+type countingShared[V any] struct {
+	Shared[V]
+	c *countingSharing[V]
+}
+
+func (s countingShared[V]) Start(ctx context.Context, keys []string, fn func(ctx context.Context) (map[string]Result[V], error)) {
+	s.c.mu.Lock()
+	s.c.started += len(keys)
+	s.c.mu.Unlock()
+	s.Shared.Start(ctx, keys, fn)
+}
+
+// TestFetcherUsesGivenSharing checks that the in-flight sharing is pluggable (as a Sharing
+// shared by replicas will be): every call the Fetcher makes, and every call it joins, goes
+// through the Sharing in Options.
+func TestFetcherUsesGivenSharing(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		src := newFakeSource(3)
+		src.gate = make(chan struct{})
+		users := &countingSharing[[]defender.User]{Flight: NewFlight[[]defender.User](time.Minute)}
+		machines := &countingSharing[*defender.Machine]{Flight: NewFlight[*defender.Machine](time.Minute)}
+		f := NewFetcher(Options{Source: src, LogonUserCalls: users, MachineCalls: machines})
+		ctx := appCtx()
+
+		var wg sync.WaitGroup
+		wg.Go(func() { f.LogonUsers(ctx, []string{deviceID(0), deviceID(1)}) })
+		wg.Go(func() { f.Machines(ctx, []string{deviceID(0), deviceID(1), deviceID(2)}) })
+		synctest.Wait() // both blocked in the upstream
+		wg.Go(func() { f.LogonUsers(ctx, []string{deviceID(1)}) })
+		synctest.Wait() // the third caller waits on the first one's call
+		close(src.gate)
+		wg.Wait()
+
+		if users.joined != 1 || users.started != 2 || machines.started != 3 {
+			t.Errorf("logonusers keys joined %d, started %d; machine keys started %d; want 1, 2, 3",
+				users.joined, users.started, machines.started)
+		}
+		if _, list, n := src.calls(); list != 1 || n != 2 {
+			t.Errorf("upstream calls: %d list, %d logonusers; want 1 and 2 (the third caller joined)", list, n)
+		}
+	})
+}
+
+// TestFlightReservesMissingKeys checks that a key is reserved by the Join that finds nobody
+// fetching it: a second caller joining before the first has started its call waits for that
+// call instead of making its own.
+func TestFlightReservesMissingKeys(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		fl := NewFlight[int](time.Minute)
+		ctx := context.Background()
+		first, missing := fl.Join([]string{"a", "b"})
+		if !slices.Equal(missing, []string{"a", "b"}) {
+			t.Fatalf("first Join: missing %v, want [a b]", missing)
+		}
+		second, missing := fl.Join([]string{"b", "c"})
+		if !slices.Equal(missing, []string{"c"}) {
+			t.Fatalf("second Join, before the first started: missing %v, want [c]", missing)
+		}
+		var calls atomic.Int32
+		first.Start(ctx, []string{"a", "b"}, func(context.Context) (map[string]Result[int], error) {
+			calls.Add(1)
+			return map[string]Result[int]{"a": {Value: 1}, "b": {Value: 2}}, nil
+		})
+		second.Start(ctx, []string{"c"}, func(context.Context) (map[string]Result[int], error) {
+			calls.Add(1)
+			return nil, errors.New("c failed")
+		})
+		got := second.Wait(ctx)
+		if got["b"].Value != 2 || got["c"].Err == nil || got["c"].Err.Error() != "c failed" {
+			t.Errorf("second caller: %v", got)
+		}
+		if got := first.Wait(ctx); got["a"].Value != 1 || got["b"].Value != 2 {
+			t.Errorf("first caller: %v", got)
+		}
+		if n := calls.Load(); n != 2 {
+			t.Errorf("calls = %d, want 2 (b fetched once)", n)
+		}
+		// A key reserved and never started is settled rather than left hanging.
+		third, missing := fl.Join([]string{"d"})
+		if len(missing) != 1 {
+			t.Fatalf("third Join: missing %v, want [d]", missing)
+		}
+		if got := third.Wait(ctx); !errors.Is(got["d"].Err, errNoResult) {
+			t.Errorf("unstarted key: %v, want errNoResult", got["d"])
+		}
+		// Settled keys are forgotten: the next caller fetches afresh.
+		if _, missing := fl.Join([]string{"a", "d"}); len(missing) != 2 {
+			t.Errorf("after settling: missing %v, want [a d]", missing)
 		}
 	})
 }
