@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 
@@ -137,11 +136,8 @@ func upperSnake(s string) string {
 	return b.String()
 }
 
-// unknownEnums remembers the enum values already logged, so each is logged once.
-var unknownEnums sync.Map
-
 func (r *Resolver) noteUnknownEnum(ctx context.Context, field, value string) {
-	if _, loaded := unknownEnums.LoadOrStore(field+"\x00"+value, true); loaded {
+	if _, loaded := r.unknownEnums.LoadOrStore(field+"\x00"+value, true); loaded {
 		return
 	}
 	r.logger().LogAttrs(ctx, slog.LevelWarn, "Defender sent an enum value this schema does not know; answering OTHER",

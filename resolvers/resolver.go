@@ -5,6 +5,7 @@ package resolvers
 
 import (
 	"log/slog"
+	"sync"
 
 	"github.com/mdegraph/mdegraph/internal/quota"
 )
@@ -17,6 +18,8 @@ type Resolver struct {
 	Quota QuotaReporter
 	// Logger receives warnings such as unknown enum values; nil discards them.
 	Logger *slog.Logger
+
+	unknownEnums sync.Map // enum values already logged, so that each is logged once
 }
 
 func (r *Resolver) logger() *slog.Logger {
