@@ -18,6 +18,10 @@ func ParseMachineRef(s string) (MachineRef, error) {
 	if isDeviceID(s) {
 		return MachineRef(strings.ToLower(s)), nil
 	}
+	if n := len(s); n >= nearDeviceID && n <= 2*40-nearDeviceID && isHex(s) {
+		return "", &InvalidInputError{Field: "id", Value: s,
+			Reason: fmt.Sprintf("has %d hex digits; a device id has exactly 40", n)}
+	}
 	if reason := dnsNameProblem(s); reason != "" {
 		return "", &InvalidInputError{Field: "id", Value: s, Reason: reason}
 	}
@@ -30,10 +34,14 @@ func (r MachineRef) IsDeviceID() bool { return isDeviceID(string(r)) }
 // String returns the normalised id or name.
 func (r MachineRef) String() string { return string(r) }
 
-func isDeviceID(s string) bool {
-	if len(s) != 40 {
-		return false
-	}
+// nearDeviceID is the length from which a string of hex digits is taken for a mistyped device
+// id rather than a computer name: no host is named with 30 to 50 hex digits, and accepting
+// such a typo as a name would spend an upstream call to learn that it does not exist.
+const nearDeviceID = 30
+
+func isDeviceID(s string) bool { return len(s) == 40 && isHex(s) }
+
+func isHex(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
@@ -61,10 +69,9 @@ func dnsNameProblem(s string) string {
 		if label[0] == '-' || label[len(label)-1] == '-' {
 			return "is neither a 40-hex device id nor a computer DNS name (a label starts or ends with '-')"
 		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
+		for _, c := range label {
 			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return fmt.Sprintf("is neither a 40-hex device id nor a computer DNS name (character %q is not allowed)", rune(c))
+				return fmt.Sprintf("is neither a 40-hex device id nor a computer DNS name (character %q is not allowed)", c)
 			}
 		}
 	}

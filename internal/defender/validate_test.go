@@ -23,8 +23,7 @@ func TestParseMachineRef(t *testing.T) {
 		{"desktop_42.corp.contoso.com", "desktop_42.corp.contoso.com", false},
 		{"a", "a", false},
 		{"1234567890", "1234567890", false},
-		{deviceID[:39], deviceID[:39], false},                     // 39 hex: a valid name, not an id
-		{deviceID + "0", deviceID + "0", false},                   // 41 hex: likewise
+		{deviceID[:29], deviceID[:29], false},                     // 29 hex: short enough to be a host name
 		{strings.Repeat("g", 40), strings.Repeat("g", 40), false}, // 40 chars, not hex
 		{label63, label63, false},
 		{name253, name253, false},
@@ -57,6 +56,10 @@ func TestParseMachineRef(t *testing.T) {
 		{"a:b", "", false},
 		{"a@b", "", false},
 		{`a\b`, "", false},
+		{deviceID[:39], "", false},                      // 39 hex: a mistyped device id
+		{deviceID + "0", "", false},                     // 41 hex: likewise
+		{strings.ToUpper(deviceID[:30]), "", false},     // 30 hex
+		{deviceID + strings.Repeat("f", 10), "", false}, // 50 hex
 	}
 	for _, tt := range tests {
 		ref, err := ParseMachineRef(tt.in)
@@ -75,6 +78,25 @@ func TestParseMachineRef(t *testing.T) {
 		}
 		assertEqual(t, "ParseMachineRef("+tt.in+")", ref.String(), tt.want)
 		assertEqual(t, "IsDeviceID("+tt.in+")", ref.IsDeviceID(), tt.deviceID)
+	}
+}
+
+// TestParseMachineRefReasons checks that the error says what is wrong in the user's terms.
+func TestParseMachineRefReasons(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{deviceID[:39], "has 39 hex digits; a device id has exactly 40"},
+		{deviceID + "0", "has 41 hex digits; a device id has exactly 40"},
+		{"ünïcode.local", `character 'ü' is not allowed`},
+		{"host​", `character '\u200b' is not allowed`},
+		{"a/b", `character '/' is not allowed`},
+		{"", "must not be empty"},
+	}
+	for _, tt := range tests {
+		_, err := ParseMachineRef(tt.in)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ParseMachineRef(%q) = %v, want an error containing %q", tt.in, err, tt.want)
+		}
 	}
 }
 
@@ -115,6 +137,9 @@ func FuzzParseMachineRef(f *testing.F) {
 		}
 		if !strings.EqualFold(r, s) {
 			t.Errorf("ParseMachineRef(%q) = %q: want s in lower case", s, r)
+		}
+		if !ref.IsDeviceID() && len(r) >= nearDeviceID && len(r) <= 80-nearDeviceID && isHex(r) {
+			t.Errorf("ParseMachineRef(%q) = %q: %d hex digits accepted as a name, want a mistyped id", s, r, len(r))
 		}
 		again, err := ParseMachineRef(r)
 		if err != nil || again != ref {
