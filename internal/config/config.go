@@ -73,7 +73,7 @@ func (s Setting) Flag() string { return strings.ToLower(strings.ReplaceAll(s.Env
 // Settings lists every configuration variable, in README order.
 var Settings = []Setting{
 	{"ADDR", "127.0.0.1:8080", "listen address (loopback by default; use :8080 to listen on all interfaces)"},
-	{"MDE_TENANT_ID", "", "Entra ID tenant id (GUID) of the Defender tenant; with no credentials at all the service runs in demo mode"},
+	{"MDE_TENANT_ID", "", "Entra ID tenant of the Defender tenant: its id (a GUID) or its domain (contoso.onmicrosoft.com); with no credentials at all the service runs in demo mode"},
 	{"MDE_CLIENT_ID", "", "application (client) id of the Entra ID app registration"},
 	{"MDE_CLIENT_SECRET", "", "client secret of that app registration"},
 	{"MDE_CLOUD", "commercial", "Defender cloud: " + strings.Join(defender.CloudNames(), ", ")},
@@ -163,6 +163,7 @@ func parse(get func(string) string) (Config, error) {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("MDE_CLOUD: %w", err))
 	}
+	cloudKnown := err == nil // else the URLs it would give are not checked: that is one mistake, not three
 	c.Cloud = cloud
 	c.APIURL, c.TokenURL, c.Scope = get("MDE_API_URL"), get("MDE_TOKEN_URL"), get("MDE_SCOPE")
 	if c.Demo {
@@ -182,13 +183,17 @@ func parse(get func(string) string) (Config, error) {
 			c.Scope = cloud.Scope
 		}
 		c.APIURL = strings.TrimRight(c.APIURL, "/")
-		if err := checkURL(c.APIURL); err != nil {
-			errs = append(errs, fmt.Errorf("MDE_API_URL: %w", err))
-		} else if strings.HasSuffix(c.APIURL, "/api") {
-			errs = append(errs, fmt.Errorf("MDE_API_URL %q: give the base URL without /api", c.APIURL))
+		if cloudKnown || get("MDE_API_URL") != "" {
+			if err := checkURL(c.APIURL); err != nil {
+				errs = append(errs, fmt.Errorf("MDE_API_URL: %w", err))
+			} else if strings.HasSuffix(c.APIURL, "/api") {
+				errs = append(errs, fmt.Errorf("MDE_API_URL %q: give the base URL without /api", c.APIURL))
+			}
 		}
-		if err := checkURL(c.TokenURL); err != nil {
-			errs = append(errs, fmt.Errorf("MDE_TOKEN_URL: %w", err))
+		if cloudKnown || get("MDE_TOKEN_URL") != "" {
+			if err := checkURL(c.TokenURL); err != nil {
+				errs = append(errs, fmt.Errorf("MDE_TOKEN_URL: %w", err))
+			}
 		}
 	}
 
@@ -202,7 +207,7 @@ func parse(get func(string) string) (Config, error) {
 	durVar := func(name string) time.Duration {
 		d, err := ParseDuration(get(name))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			errs = append(errs, fmt.Errorf("%s %w", name, err))
 		}
 		return d
 	}
@@ -214,7 +219,7 @@ func parse(get func(string) string) (Config, error) {
 	c.MaxUpstreamCalls = intVar("MAX_UPSTREAM_CALLS_PER_QUERY", 1)
 	c.RequestTimeout = durVar("REQUEST_TIMEOUT")
 	if c.RequestTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("REQUEST_TIMEOUT must be positive"))
+		errs = append(errs, fmt.Errorf("REQUEST_TIMEOUT %q: must be more than 0", get("REQUEST_TIMEOUT")))
 	}
 	c.APQCacheSize = intVar("APQ_CACHE_SIZE", 1)
 	c.DemoLatency = durVar("DEMO_LATENCY")

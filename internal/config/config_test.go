@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -219,6 +220,7 @@ func TestBadValues(t *testing.T) {
 		{"ADDR", "localhost", false},
 		{"ADDR", "[::1", false},
 		{"MDE_CLOUD", "mars", false},
+		{"MDE_CLOUD", "mars", true},
 		{"MDE_API_URL", "api.securitycenter.microsoft.com", true},
 		{"MDE_API_URL", "ftp://api.example.com", true},
 		{"MDE_API_URL", "https://api.securitycenter.microsoft.com/api", true},
@@ -259,6 +261,13 @@ func TestBadValues(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), tt.name) {
 			t.Errorf("%s=%q: error %q does not name the variable", tt.name, tt.value, err)
+		}
+		// One mistake, one message, showing the value (CORS_ORIGINS shows the bad origin).
+		if n := strings.Count(err.Error(), "\n") + 1; n != 1 {
+			t.Errorf("%s=%q: %d errors, want 1:\n%v", tt.name, tt.value, n, err)
+		}
+		if tt.name != "CORS_ORIGINS" && !strings.Contains(err.Error(), strconv.Quote(tt.value)) {
+			t.Errorf("%s=%q: error %q does not show the value", tt.name, tt.value, err)
 		}
 		// The same value given as a flag fails the same way.
 		flagName := "-" + strings.ToLower(strings.ReplaceAll(tt.name, "_", "-"))
