@@ -872,7 +872,7 @@ type Query {
 
   Null, with one error whose ` + "`" + `extensions.code` + "`" + ` is ` + "`" + `NOT_FOUND` + "`" + `, when Defender does not know it; an id that is neither shape fails with ` + "`" + `BAD_USER_INPUT` + "`" + ` before any upstream call.
 
-  Selecting only ` + "`" + `logonUsers` + "`" + ` costs one upstream call (` + "`" + `GET /api/machines/{id}/logonusers` + "`" + `); device details (` + "`" + `GET /api/machines/{id}` + "`" + `) are fetched only when a detail field is selected.
+  Selecting only ` + "`" + `logonUsers` + "`" + ` (with ` + "`" + `id` + "`" + ` or ` + "`" + `__typename` + "`" + ` if wanted) costs one upstream call (` + "`" + `GET /api/machines/{id}/logonusers` + "`" + `). Device details (` + "`" + `GET /api/machines/{id}` + "`" + `) are fetched only when a detail field is selected, when the device is named by its computer name, or when nothing else is selected (` + "`" + `{ id }` + "`" + ` alone must still learn whether the device exists).
   """
   machine(
     "The device id (40 hex digits) or the computer DNS name of the device."
