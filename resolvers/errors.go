@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/mdegraph/mdegraph/internal/defender"
@@ -28,6 +31,11 @@ const (
 	CodeQueryTooExpensive   = "QUERY_TOO_EXPENSIVE"
 	CodeCancelled           = "CANCELLED"
 	CodeInternal            = "INTERNAL"
+	// CodeBadRequest is a request that is not a well-formed GraphQL request: a body that is not
+	// JSON, an unsupported Content-Type, malformed persisted-query data.
+	CodeBadRequest = "BAD_REQUEST"
+	// CodeMethodNotAllowed is an HTTP method the endpoint does not serve (package gqlhttp).
+	CodeMethodNotAllowed = "METHOD_NOT_ALLOWED"
 )
 
 // permissions names the application permission each endpoint family needs, for FORBIDDEN.
@@ -37,36 +45,118 @@ var permissions = map[defender.Endpoint]string{
 	defender.EndpointLogonUsers: "User.Read.All",
 }
 
-// ErrorPresenter maps every error a resolver returns to a GraphQL error with an
-// extensions.code, in one table. Errors it does not recognise become "internal error" for the
-// client and a full log line for us. Nothing it writes carries a secret or a token.
+// ErrorPresenter maps every error gqlgen reports (a resolver's, or a malformed request's) to a
+// GraphQL error with an extensions.code, in one table. Errors it does not recognise become
+// "internal error" for the client and a full log line for us. Nothing it writes carries a
+// secret or a token.
+//
+// It presents a copy and leaves err as it was, so the log line has the original text (the
+// connection error behind UPSTREAM_UNAVAILABLE, say) while the client gets the safe message.
 func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
-		gqlErr := graphql.DefaultErrorPresenter(ctx, err)
+		orig := graphql.DefaultErrorPresenter(ctx, err)
+		cause := errorText(err)
+		out := *orig
+		out.Extensions = maps.Clone(orig.Extensions)
 		var already *gqlerror.Error
 		if errors.As(err, &already) && already.Extensions["code"] != nil && errors.Unwrap(already) == nil {
-			return gqlErr // gqlgen's own parse/validation errors, or one we built
+			// gqlgen's own parse/validation errors, or one we built: unchanged.
+			code, _ := already.Extensions["code"].(string)
+			logError(ctx, logger, logLevel(code), code, out.Path, cause)
+			return &out
 		}
 		code, msg, ext := classify(err)
-		gqlErr.Message = msg
-		if gqlErr.Extensions == nil {
-			gqlErr.Extensions = map[string]any{}
+		out.Message = msg
+		if out.Extensions == nil {
+			out.Extensions = map[string]any{}
 		}
-		gqlErr.Extensions["code"] = code
+		out.Extensions["code"] = code
 		for k, v := range ext {
-			gqlErr.Extensions[k] = v
+			out.Extensions[k] = v
 		}
-		level := slog.LevelDebug
-		if code == CodeInternal || code == CodeUpstreamUnauth || code == CodeForbidden || code == CodeUpstreamUnavailable {
-			level = slog.LevelWarn
+		if code == CodeBadRequest && strings.HasPrefix(cause, decodeErrorPrefix) {
+			// gqlgen's message repeats the whole request body after " body:": the client's
+			// own, but of any size and content, so the log keeps only what went wrong.
+			cause, _, _ = strings.Cut(cause, " body:")
 		}
-		if code == CodeInternal {
-			level = slog.LevelError
-		}
-		logger.LogAttrs(ctx, level, "graphql field error", slog.String("code", code),
-			slog.String("path", gqlErr.Path.String()), slog.String("error", err.Error()))
-		return gqlErr
+		logError(ctx, logger, logLevel(code), code, out.Path, cause)
+		return &out
 	}
+}
+
+// errorText is err's own text for the log: what the resolver or gqlgen returned, without the
+// "input: path:" prefix gqlerror adds (the path is logged on its own).
+func errorText(err error) string {
+	if g, ok := err.(*gqlerror.Error); ok {
+		if g.Err != nil {
+			return g.Err.Error()
+		}
+		return g.Message
+	}
+	return err.Error()
+}
+
+// logLevel says how loud an error is in our log: bugs are errors, what an administrator must
+// fix or watch is a warning, and the client's own mistakes are debug.
+func logLevel(code string) slog.Level {
+	switch code {
+	case CodeInternal:
+		return slog.LevelError
+	case CodeUpstreamUnauth, CodeForbidden, CodeUpstreamUnavailable:
+		return slog.LevelWarn
+	}
+	return slog.LevelDebug
+}
+
+// logError writes the one log line of a presented error: its code, where, and the cause.
+func logError(ctx context.Context, logger *slog.Logger, level slog.Level, code string, path ast.Path, cause string) {
+	msg := "graphql field error"
+	if len(path) == 0 {
+		msg = "graphql request error" // before execution: the request itself, or a panic outside a field
+	}
+	logger.LogAttrs(ctx, level, msg, slog.String("code", code),
+		slog.String("path", path.String()), slog.String("error", cause))
+}
+
+// requestErrors are the errors gqlgen's POST transport and APQ extension return for a
+// malformed request, matched on their exact text (gqlgen v0.17.98: handler/transport/http_post.go,
+// handler/extension/apq.go). They carry no code and no path, wrap nothing, and describe the
+// client's own mistake, so they become BAD_REQUEST; message replaces gqlgen's where that is
+// terse. Matching the text, not merely "a code-less gqlerror without a path", keeps anything
+// else of that shape (a panic outside a field, a future gqlgen error) INTERNAL: if gqlgen
+// rewords one of these, it fails towards INTERNAL and the tests say so.
+var requestErrors = []struct {
+	text    string
+	prefix  bool // text is a prefix: gqlgen appends the underlying error
+	message string
+}{
+	{text: decodeErrorPrefix, prefix: true},
+	{text: "could not read request body: ", prefix: true},
+	{text: "invalid APQ extension data", message: `extensions.persistedQuery must be an object {"version": 1, "sha256Hash": "<hex SHA-256 of the query>"}`},
+	{text: "unsupported APQ version", message: "extensions.persistedQuery.version must be 1, the only version of automatic persisted queries"},
+	{text: "provided APQ hash does not match query", message: "extensions.persistedQuery.sha256Hash does not match the query: it must be the hex SHA-256 of the exact query text"},
+}
+
+// decodeErrorPrefix starts gqlgen's message for a POST body that is not a JSON object; it goes
+// on with the decoder's error, then " body:" and the body.
+const decodeErrorPrefix = "json request body could not be decoded: "
+
+// requestError reports whether err is one of gqlgen's requestErrors, and the message for the
+// client.
+func requestError(err error) (string, bool) {
+	g, ok := err.(*gqlerror.Error)
+	if !ok || g.Err != nil || len(g.Path) > 0 || g.Extensions["code"] != nil {
+		return "", false
+	}
+	for _, r := range requestErrors {
+		if g.Message == r.text || r.prefix && strings.HasPrefix(g.Message, r.text) {
+			if r.message == "" {
+				return g.Message, true
+			}
+			return r.message, true
+		}
+	}
+	return "", false
 }
 
 // classify is the one table from Go errors to (code, client message, extra extensions).
@@ -79,6 +169,9 @@ func classify(err error) (code, msg string, ext map[string]any) {
 		unavailable *defender.UnavailableError
 		resp        *defender.ErrorResponse
 	)
+	if msg, ok := requestError(err); ok {
+		return CodeBadRequest, msg, nil
+	}
 	switch {
 	case errors.As(err, &invalid):
 		return CodeBadUserInput, invalid.Error(), map[string]any{"field": invalid.Field}

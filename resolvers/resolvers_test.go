@@ -3,6 +3,7 @@ package resolvers
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/mdegraph/mdegraph/graph/model"
@@ -124,6 +126,20 @@ func TestClassify(t *testing.T) {
 		{"deadline", context.DeadlineExceeded, CodeUpstreamUnavailable, nil, "in time"},
 		{"cancelled", context.Canceled, CodeCancelled, nil, "cancelled"},
 		{"anything else", errors.New("pq: password authentication failed for secret hunter2"), CodeInternal, nil, "internal error"},
+
+		// gqlgen's errors for a malformed request: no code, no path, nothing wrapped.
+		{"body not JSON keeps gqlgen's message", gqlerror.Errorf("json request body could not be decoded: unexpected EOF body:{"), CodeBadRequest, nil, "could not be decoded: unexpected EOF body:{"},
+		{"body unreadable", gqlerror.Errorf("could not read request body: http: request body too large"), CodeBadRequest, nil, "request body too large"},
+		{"APQ data not an object", gqlerror.Errorf("invalid APQ extension data"), CodeBadRequest, nil, `must be an object {"version": 1`},
+		{"APQ version", gqlerror.Errorf("unsupported APQ version"), CodeBadRequest, nil, "version must be 1"},
+		{"APQ hash", gqlerror.Errorf("provided APQ hash does not match query"), CodeBadRequest, nil, "hex SHA-256 of the exact query text"},
+		// ... and what only looks like them stays INTERNAL.
+		{"panic outside a field", gqlerror.Errorf("internal error"), CodeInternal, nil, "internal error"},
+		{"other code-less gqlgen error", gqlerror.Errorf("some new gqlgen failure"), CodeInternal, nil, "internal error"},
+		{"request error text on a field", &gqlerror.Error{Message: "unsupported APQ version", Path: ast.Path{ast.PathName("machine")}}, CodeInternal, nil, "internal error"},
+		{"request error text wrapping a cause", &gqlerror.Error{Message: "could not read request body: x", Err: errors.New("x")}, CodeInternal, nil, "internal error"},
+		{"request error text wrapping an upstream error", &gqlerror.Error{Message: "unsupported APQ version", Err: &defender.UnavailableError{Err: errors.New("reset")}}, CodeUpstreamUnavailable, nil, "could not be reached"},
+		{"request error text wrapped", fmt.Errorf("wrapped: %w", gqlerror.Errorf("unsupported APQ version")), CodeInternal, nil, "internal error"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,6 +175,77 @@ func TestErrorPresenterHidesInternalErrors(t *testing.T) {
 	own := &gqlerror.Error{Message: "too expensive", Extensions: map[string]any{"code": CodeQueryTooExpensive}}
 	if got := present(context.Background(), own); got.Message != "too expensive" || got.Extensions["code"] != CodeQueryTooExpensive {
 		t.Errorf("coded error changed: %q %v", got.Message, got.Extensions)
+	}
+}
+
+// TestErrorPresenterLogsTheCause: the client gets the safe message, the log line the original
+// error (the connection error behind UPSTREAM_UNAVAILABLE, say) at a level that fits the code,
+// and the error gqlgen handed over is left as it was.
+func TestErrorPresenterLogsTheCause(t *testing.T) {
+	t.Parallel()
+	field := ast.Path{ast.PathName("machine"), ast.PathName("logonUsers")}
+	tests := []struct {
+		name       string
+		err        error // as gqlgen hands it to the presenter
+		wantCode   string
+		wantMsg    string // the client's message contains it
+		wantLevel  string
+		wantLogMsg string
+		wantLog    string // the logged error contains it
+		notLogged  string // ... and not this
+	}{
+		{"unreachable upstream",
+			gqlerror.WrapPath(field, fmt.Errorf("logon users: %w", &defender.UnavailableError{Endpoint: defender.EndpointLogonUsers, Err: errors.New("dial tcp 10.0.0.7:443: connect: connection refused")})),
+			CodeUpstreamUnavailable, "could not be reached", "WARN", "graphql field error", "logon users: defender machines.logonusers: unavailable: dial tcp 10.0.0.7:443: connect: connection refused", "try again"},
+		{"Defender 503",
+			gqlerror.WrapPath(field, &defender.ErrorResponse{Endpoint: defender.EndpointLogonUsers, StatusCode: 503, Code: "ServiceUnavailable", Message: "backend busy", Target: "corr-9"}),
+			CodeUpstreamUnavailable, "(503)", "WARN", "graphql field error", "503 ServiceUnavailable: backend busy (correlation id corr-9)", ""},
+		{"bug",
+			gqlerror.WrapPath(field, errors.New("convert: unexpected osPlatform type float64")),
+			CodeInternal, "internal error", "ERROR", "graphql field error", "convert: unexpected osPlatform type float64", ""},
+		{"not found is the client's business",
+			gqlerror.WrapPath(field, &defender.ErrorResponse{Endpoint: defender.EndpointMachine, StatusCode: 404, Message: "Machine was not found"}),
+			CodeNotFound, "no such device", "DEBUG", "graphql field error", "404: Machine was not found", ""},
+		{"malformed body: the log keeps the decoder's error, not the body",
+			gqlerror.Errorf(`json request body could not be decoded: unexpected EOF body:{"variables":{"note":"do-not-log-me"}`),
+			CodeBadRequest, "do-not-log-me", "DEBUG", "graphql request error", "json request body could not be decoded: unexpected EOF", "do-not-log-me"},
+		{"APQ mistake",
+			gqlerror.Errorf("provided APQ hash does not match query"),
+			CodeBadRequest, "sha256Hash does not match", "DEBUG", "graphql request error", "provided APQ hash does not match query", ""},
+		{"gqlgen's own code passes",
+			&gqlerror.Error{Message: "PersistedQueryNotFound", Extensions: map[string]any{"code": "PERSISTED_QUERY_NOT_FOUND"}},
+			"PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound", "DEBUG", "graphql request error", "PersistedQueryNotFound", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var logs bytes.Buffer
+			present := ErrorPresenter(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+			before := tt.err.Error()
+			got := present(context.Background(), tt.err)
+
+			if got.Extensions["code"] != tt.wantCode || !strings.Contains(got.Message, tt.wantMsg) {
+				t.Errorf("client got %q %v, want code %s and a message containing %q", got.Message, got.Extensions, tt.wantCode, tt.wantMsg)
+			}
+			if after := tt.err.Error(); after != before {
+				t.Errorf("the presenter changed the error: %q, was %q", after, before)
+			}
+			var line struct {
+				Level, Msg, Code, Error string
+			}
+			if err := json.Unmarshal(logs.Bytes(), &line); err != nil {
+				t.Fatalf("want one JSON log line, got %q: %v", logs.String(), err)
+			}
+			if line.Level != tt.wantLevel || line.Msg != tt.wantLogMsg || line.Code != tt.wantCode {
+				t.Errorf("logged level=%s msg=%q code=%s, want %s %q %s", line.Level, line.Msg, line.Code, tt.wantLevel, tt.wantLogMsg, tt.wantCode)
+			}
+			if !strings.Contains(line.Error, tt.wantLog) {
+				t.Errorf("logged error %q, want it to contain %q", line.Error, tt.wantLog)
+			}
+			if tt.notLogged != "" && strings.Contains(logs.String(), tt.notLogged) {
+				t.Errorf("log %q should not contain %q", logs.String(), tt.notLogged)
+			}
+		})
 	}
 }
 

@@ -41,7 +41,8 @@ type Options struct {
 	CacheMaxAge time.Duration
 }
 
-// New returns the GraphQL HTTP handler (POST and GET).
+// New returns the GraphQL HTTP handler (POST and GET). Every error it writes carries
+// extensions.code, including the answer to a request it does not serve.
 func New(opts Options) http.Handler {
 	if opts.MaxUpstreamCalls <= 0 {
 		opts.MaxUpstreamCalls = 50
@@ -54,8 +55,9 @@ func New(opts Options) http.Handler {
 	}
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: opts.Resolver}))
 	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.GET{})
+	srv.AddTransport(queryParams{})
 	srv.AddTransport(transport.POST{})
+	srv.AddTransport(unsupported{}) // last: it supports every request
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](opts.APQCacheSize)})

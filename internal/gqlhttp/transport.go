@@ -1,0 +1,118 @@
+package gqlhttp
+
+import (
+	"encoding/json"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/mdegraph/mdegraph/resolvers"
+)
+
+// gqlgen answers some malformed requests itself, with errors that carry no extensions.code:
+// a request no transport supports ("transport not supported", as text/plain), and a GET whose
+// parameters cannot be decoded. The transports here answer those with coded JSON errors.
+
+// supported says what the endpoint serves, in every answer to a request it does not.
+const supported = "send POST with Content-Type: application/json, or GET with the query in URL parameters (query, variables, operationName, extensions)"
+
+// allowedMethods is the Allow header of a 405, as gqlgen's OPTIONS answer lists them.
+const allowedMethods = "OPTIONS, GET, POST"
+
+// queryParams is gqlgen's GET transport, except that a query string, variables or extensions
+// that cannot be decoded are answered BAD_REQUEST.
+type queryParams struct {
+	transport.GET
+}
+
+var _ graphql.Transport = queryParams{}
+
+// Do checks what gqlgen's GET decodes, the same way, before handing the request over.
+func (q queryParams) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	if msg := checkQueryParams(r.URL.RawQuery); msg != "" {
+		writeError(w, r, exec, http.StatusBadRequest, resolvers.CodeBadRequest, msg)
+		return
+	}
+	q.GET.Do(w, r, exec)
+}
+
+// checkQueryParams says what is wrong with a GET's query string, or "" if gqlgen can decode it.
+func checkQueryParams(rawQuery string) string {
+	params, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return fmt.Sprintf("the URL's query string cannot be parsed: %v", err)
+	}
+	for _, name := range []string{"variables", "extensions"} {
+		v := params.Get(name)
+		if v == "" {
+			continue
+		}
+		// As gqlgen decodes it: the first JSON value, into an object.
+		var obj map[string]any
+		if err := json.NewDecoder(strings.NewReader(v)).Decode(&obj); err != nil {
+			return fmt.Sprintf("the %s parameter must be a JSON object: %v", name, err)
+		}
+	}
+	return ""
+}
+
+// unsupported answers every request the transports before it do not support: a method other
+// than GET, POST, OPTIONS and HEAD gets METHOD_NOT_ALLOWED (405, with Allow), anything else
+// (a POST that is not JSON, a WebSocket upgrade) BAD_REQUEST (400). It supports every request,
+// so it must be added last.
+type unsupported struct{}
+
+var _ graphql.Transport = unsupported{}
+
+// Supports accepts every request: it is the last resort.
+func (unsupported) Supports(*http.Request) bool { return true }
+
+// Do says what the endpoint serves instead.
+func (unsupported) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	switch {
+	case r.Method != http.MethodGet && r.Method != http.MethodPost:
+		w.Header().Set("Allow", allowedMethods)
+		writeError(w, r, exec, http.StatusMethodNotAllowed, resolvers.CodeMethodNotAllowed,
+			fmt.Sprintf("method %s is not allowed: %s", r.Method, supported))
+	case r.Header.Get("Upgrade") != "":
+		writeError(w, r, exec, http.StatusBadRequest, resolvers.CodeBadRequest,
+			"protocol upgrades (WebSocket, subscriptions) are not supported: "+supported)
+	default:
+		writeError(w, r, exec, http.StatusBadRequest, resolvers.CodeBadRequest,
+			fmt.Sprintf("%s is not supported: %s", describeContentType(r.Header.Get("Content-Type")), supported))
+	}
+}
+
+// describeContentType names a request's Content-Type for a message, without repeating more
+// of the header than its media type.
+func describeContentType(v string) string {
+	if v == "" {
+		return "a request without Content-Type"
+	}
+	mediaType, _, err := mime.ParseMediaType(v)
+	if err != nil {
+		return "a malformed Content-Type"
+	}
+	return fmt.Sprintf("Content-Type %s", mediaType)
+}
+
+// writeError answers with one coded GraphQL error, through the executor like gqlgen's own
+// request errors, so that the error presenter logs it and the response hooks (metrics, quota
+// extension) see it.
+func writeError(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, status int, code, msg string) {
+	resp := exec.DispatchError(r.Context(), gqlerror.List{{Message: msg, Extensions: map[string]any{"code": code}}})
+	b, err := json.Marshal(resp)
+	if err != nil { // not expected: the response holds only strings, numbers and maps of them
+		b = fmt.Appendf(nil, `{"errors":[{"message":"internal error","extensions":{"code":%q}}],"data":null}`, resolvers.CodeInternal)
+		status = http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,238 @@
+package gqlhttp_test
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mdegraph/mdegraph/internal/gqlhttp"
+)
+
+// syncBuffer collects log output written by the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// codeRecorder keeps the codes ObserveOperation is called with.
+type codeRecorder struct {
+	mu    sync.Mutex
+	codes [][]string
+}
+
+func (c *codeRecorder) observe(codes []string, _ time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.codes = append(c.codes, codes)
+}
+
+func (c *codeRecorder) all() [][]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.codes)
+}
+
+// TestRequestErrorsAreCoded: a request that is not a well-formed GraphQL request gets a JSON
+// error with extensions.code (never INTERNAL, never gqlgen's code-less "transport not
+// supported"), a message saying what is wrong, a debug log line rather than an ERROR, and
+// counts in the metrics under its code.
+func TestRequestErrorsAreCoded(t *testing.T) {
+	t.Parallel()
+	const q = `{ quota { endpoint } }`
+	zeroHash := `{"persistedQuery":{"version":1,"sha256Hash":"` + strings.Repeat("0", 64) + `"}}`
+	getURL := func(params url.Values) string { return "?" + params.Encode() }
+	tests := []struct {
+		name        string
+		method      string
+		target      string // appended to the server's URL
+		contentType string
+		header      http.Header
+		body        string
+		wantStatus  int
+		wantCode    string
+		wantMsg     string // the message contains it
+		wantAllow   string
+	}{
+		{name: "malformed JSON body", method: http.MethodPost, contentType: "application/json", body: `{"query": "` + q + `"`,
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "json request body could not be decoded: unexpected EOF"},
+		{name: "empty body", method: http.MethodPost, contentType: "application/json",
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "could not be decoded: EOF"},
+		{name: "batch array", method: http.MethodPost, contentType: "application/json", body: `[{"query":"` + q + `"}]`,
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "cannot unmarshal array"},
+		// gqlgen answers APQ mistakes with 200, as it does PERSISTED_QUERY_NOT_FOUND.
+		{name: "APQ hash does not match the query", method: http.MethodGet,
+			target:     getURL(url.Values{"query": {q}, "extensions": {zeroHash}}),
+			wantStatus: http.StatusOK, wantCode: "BAD_REQUEST", wantMsg: "sha256Hash does not match the query"},
+		{name: "APQ version 2", method: http.MethodGet,
+			target:     getURL(url.Values{"query": {q}, "extensions": {`{"persistedQuery":{"version":2,"sha256Hash":"` + hashOf(q) + `"}}`}}),
+			wantStatus: http.StatusOK, wantCode: "BAD_REQUEST", wantMsg: "version must be 1"},
+		{name: "APQ data not an object", method: http.MethodPost, contentType: "application/json", body: `{"query":"` + q + `","extensions":{"persistedQuery":"x"}}`,
+			wantStatus: http.StatusOK, wantCode: "BAD_REQUEST", wantMsg: "extensions.persistedQuery must be an object"},
+		{name: "APQ hash unknown keeps gqlgen's code", method: http.MethodGet,
+			target:     getURL(url.Values{"extensions": {zeroHash}}),
+			wantStatus: http.StatusOK, wantCode: "PERSISTED_QUERY_NOT_FOUND", wantMsg: "PersistedQueryNotFound"},
+		{name: "text/plain", method: http.MethodPost, contentType: "text/plain", body: `{"query":"` + q + `"}`,
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "Content-Type text/plain is not supported: send POST with Content-Type: application/json, or GET"},
+		{name: "form-encoded", method: http.MethodPost, contentType: "application/x-www-form-urlencoded", body: "query=" + url.QueryEscape(q),
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "Content-Type application/x-www-form-urlencoded is not supported"},
+		{name: "application/graphql", method: http.MethodPost, contentType: "application/graphql", body: q,
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "Content-Type application/graphql is not supported"},
+		{name: "no Content-Type", method: http.MethodPost, body: `{"query":"` + q + `"}`,
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "without Content-Type is not supported"},
+		{name: "malformed Content-Type", method: http.MethodPost, contentType: "application/json; =", body: `{"query":"` + q + `"}`,
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "malformed Content-Type is not supported"},
+		{name: "WebSocket upgrade", method: http.MethodGet, target: getURL(url.Values{"query": {q}}), header: http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}},
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "WebSocket"},
+		{name: "PUT", method: http.MethodPut, contentType: "application/json", body: `{"query":"` + q + `"}`,
+			wantStatus: http.StatusMethodNotAllowed, wantCode: "METHOD_NOT_ALLOWED", wantMsg: "method PUT is not allowed", wantAllow: "OPTIONS, GET, POST"},
+		{name: "DELETE", method: http.MethodDelete,
+			wantStatus: http.StatusMethodNotAllowed, wantCode: "METHOD_NOT_ALLOWED", wantMsg: "method DELETE is not allowed", wantAllow: "OPTIONS, GET, POST"},
+		{name: "GET variables not JSON", method: http.MethodGet, target: getURL(url.Values{"query": {q}, "variables": {"{"}}),
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "the variables parameter must be a JSON object"},
+		{name: "GET variables an array", method: http.MethodGet, target: getURL(url.Values{"query": {q}, "variables": {"[1]"}}),
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "the variables parameter must be a JSON object"},
+		{name: "GET extensions not JSON", method: http.MethodGet, target: getURL(url.Values{"query": {q}, "extensions": {"{"}}),
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "the extensions parameter must be a JSON object"},
+		{name: "GET query string malformed", method: http.MethodGet, target: "?query=%zz",
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "query string cannot be parsed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var logs syncBuffer
+			rec := &codeRecorder{}
+			srv := newServer(t, gqlhttp.Options{
+				Logger:           slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+				ObserveOperation: rec.observe,
+			})
+			var body io.Reader
+			if tt.body != "" {
+				body = strings.NewReader(tt.body)
+			}
+			req, err := http.NewRequest(tt.method, srv.URL+tt.target, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tt.header {
+				req.Header[k] = v
+			}
+			if tt.contentType != "" {
+				req.Header.Set("Content-Type", tt.contentType)
+			}
+			r := do(t, req) // fails unless the body is JSON
+
+			if r.status != tt.wantStatus {
+				t.Errorf("status %d, want %d", r.status, tt.wantStatus)
+			}
+			if got := errorCode(r); got != tt.wantCode {
+				t.Errorf("extensions.code %q, want %q (body %v)", got, tt.wantCode, r.body)
+			}
+			if got := errorMessage(r); !strings.Contains(got, tt.wantMsg) {
+				t.Errorf("message %q, want it to contain %q", got, tt.wantMsg)
+			}
+			if got := r.header.Get("Content-Type"); got != "application/json" {
+				t.Errorf("Content-Type %q, want application/json", got)
+			}
+			if ext, _ := r.body["extensions"].(map[string]any); ext["quota"] == nil {
+				t.Errorf("extensions %v, want the quota as in any answer", r.body["extensions"])
+			}
+			if got := r.header.Get("Allow"); got != tt.wantAllow {
+				t.Errorf("Allow %q, want %q", got, tt.wantAllow)
+			}
+			if got, want := rec.all(), [][]string{{tt.wantCode}}; !slices.EqualFunc(got, want, slices.Equal) {
+				t.Errorf("ObserveOperation got codes %v, want %v", got, want)
+			}
+			log := logs.String()
+			if !strings.Contains(log, "level=DEBUG") || !strings.Contains(log, "code="+tt.wantCode) || strings.Contains(log, "level=ERROR") {
+				t.Errorf("log should have one DEBUG line with code=%s and no ERROR:\n%s", tt.wantCode, log)
+			}
+		})
+	}
+}
+
+// TestMalformedBodyIsNotLogged: gqlgen's message repeats the request body to the client; the
+// log keeps only the decoder's error.
+func TestMalformedBodyIsNotLogged(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	srv := newServer(t, gqlhttp.Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	r := post(t, srv.URL, `{"query": "{ quota { endpoint } }", "variables": {"note": "do-not-log-me"}`, nil)
+	if errorCode(r) != "BAD_REQUEST" {
+		t.Fatalf("code %q, want BAD_REQUEST", errorCode(r))
+	}
+	if log := logs.String(); strings.Contains(log, "do-not-log-me") || !strings.Contains(log, "unexpected EOF") {
+		t.Errorf("log should have the decoder's error and not the body:\n%s", log)
+	}
+}
+
+// TestOptionsStillAnswered: OPTIONS and HEAD are answered before the catch-all transport, and
+// a CORS preflight by rs/cors before gqlgen.
+func TestOptionsStillAnswered(t *testing.T) {
+	t.Parallel()
+	const origin = "https://soc.example.com"
+	tests := []struct {
+		name       string
+		method     string
+		origins    []string
+		header     http.Header
+		wantStatus int
+		wantHeader map[string]string
+	}{
+		{name: "OPTIONS without CORS", method: http.MethodOptions,
+			wantStatus: http.StatusOK, wantHeader: map[string]string{"Allow": "OPTIONS, GET, POST"}},
+		{name: "HEAD", method: http.MethodHead, wantStatus: http.StatusMethodNotAllowed},
+		{name: "CORS preflight", method: http.MethodOptions, origins: []string{origin},
+			header:     http.Header{"Origin": {origin}, "Access-Control-Request-Method": {"POST"}, "Access-Control-Request-Headers": {"content-type"}},
+			wantStatus: http.StatusNoContent, wantHeader: map[string]string{"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": "POST"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newServer(t, gqlhttp.Options{CORSOrigins: tt.origins})
+			req, _ := http.NewRequest(tt.method, srv.URL, nil)
+			for k, v := range tt.header {
+				req.Header[k] = v
+			}
+			r := do(t, req)
+			if r.status != tt.wantStatus {
+				t.Errorf("status %d, want %d", r.status, tt.wantStatus)
+			}
+			if r.body != nil {
+				t.Errorf("body %v, want none", r.body)
+			}
+			for k, want := range tt.wantHeader {
+				if got := r.header.Get(k); got != want {
+					t.Errorf("%s %q, want %q", k, got, want)
+				}
+			}
+		})
+	}
+}
+
+func errorMessage(r result) string {
+	errs, _ := r.body["errors"].([]any)
+	if len(errs) == 0 {
+		return ""
+	}
+	msg, _ := errs[0].(map[string]any)["message"].(string)
+	return msg
+}
