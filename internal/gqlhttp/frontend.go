@@ -3,6 +3,7 @@ package gqlhttp
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -106,11 +107,14 @@ func (c *cacheWriter) Write(b []byte) (int, error) {
 func (c *cacheWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // quotaExtension summarises the upstream quota for a frontend: per endpoint family, the calls
-// remaining in the sliding minute and hour, and the calls waiting in line.
+// remaining in the sliding minute and hour, the calls waiting in line, and the whole seconds
+// until a call could go out (0 when one can now; more while the windows are full or Defender
+// asked for a pause with a 429).
 func quotaExtension(q resolvers.QuotaReporter) map[string]any {
 	out := map[string]any{}
 	for _, s := range q.Status() {
-		e := map[string]any{"queued": s.Queued}
+		next := max(int(math.Ceil(time.Until(s.NextSlot).Seconds())), 0)
+		e := map[string]any{"queued": s.Queued, "nextSlotSeconds": next}
 		if len(s.Windows) > 0 {
 			e["remainingMinute"] = s.Windows[0].Remaining
 		}

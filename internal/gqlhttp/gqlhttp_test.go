@@ -29,6 +29,13 @@ func (fakeQuota) Status() []quota.FamilyStatus {
 			{Window: quota.Window{Limit: 1500, Per: time.Hour}, Used: 3, Remaining: 1497},
 		},
 		NextSlot: time.Now(),
+	}}, {Family: "machines.get", Status: quota.Status{
+		Windows: []quota.WindowStatus{
+			{Window: quota.Window{Limit: 100, Per: time.Minute}, Used: 1, Remaining: 99},
+			{Window: quota.Window{Limit: 1500, Per: time.Hour}, Used: 1, Remaining: 1499},
+		},
+		NextSlot:    time.Now().Add(30 * time.Second), // paused after a 429
+		PausedUntil: time.Now().Add(30 * time.Second),
 	}}}
 }
 
@@ -176,8 +183,14 @@ func TestQuotaInExtensions(t *testing.T) {
 	r := post(t, srv.URL, `{"query":"{ __typename }"}`, nil)
 	ext, _ := r.body["extensions"].(map[string]any)
 	q, _ := ext["quota"].(map[string]any)["machines.logonusers"].(map[string]any)
-	if q["remainingMinute"] != float64(97) || q["remainingHour"] != float64(1497) || q["queued"] != float64(0) {
-		t.Errorf("extensions.quota = %v, want remainingMinute 97, remainingHour 1497, queued 0", ext["quota"])
+	if q["remainingMinute"] != float64(97) || q["remainingHour"] != float64(1497) || q["queued"] != float64(0) || q["nextSlotSeconds"] != float64(0) {
+		t.Errorf("extensions.quota = %v, want remainingMinute 97, remainingHour 1497, queued 0, nextSlotSeconds 0", ext["quota"])
+	}
+	// A paused family has slots left in its windows, but none until the pause ends: the
+	// frontend learns when (whole seconds, rounded up, so 30 unless the test ran slower than 1 s).
+	paused, _ := ext["quota"].(map[string]any)["machines.get"].(map[string]any)
+	if n, _ := paused["nextSlotSeconds"].(float64); n < 29 || n > 30 {
+		t.Errorf("paused family: nextSlotSeconds = %v, want 30", paused["nextSlotSeconds"])
 	}
 }
 
