@@ -341,3 +341,287 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 		t.Errorf("the redirect was followed and the other host got Authorization %q", v)
 	}
 }
+
+// refusal is Entra ID's answer to a wrong client secret.
+const refusal = `{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.","error_codes":[7000215]}`
+
+// tokenAnswer is one scripted answer of the token endpoint.
+type tokenAnswer func(n int, req *http.Request) (*http.Response, error)
+
+// issue answers a token "tok-n" living expiresIn seconds.
+func issue(expiresIn int) tokenAnswer {
+	return func(n int, req *http.Request) (*http.Response, error) {
+		return jsonAnswer(req, http.StatusOK, fmt.Sprintf(`{"token_type":"Bearer","expires_in":%d,"access_token":"tok-%d"}`, expiresIn, n)), nil
+	}
+}
+
+// refuse answers status with Entra ID's invalid_client body and header key/value pairs.
+func refuse(status int, kv ...string) tokenAnswer {
+	return func(n int, req *http.Request) (*http.Response, error) {
+		resp := jsonAnswer(req, status, refusal)
+		for i := 0; i+1 < len(kv); i += 2 {
+			resp.Header.Set(kv[i], kv[i+1])
+		}
+		return resp, nil
+	}
+}
+
+func unreachable(int, *http.Request) (*http.Response, error) {
+	return nil, errors.New("dial tcp 20.190.0.1:443: connect: connection refused")
+}
+
+func jsonAnswer(req *http.Request, status int, body string) *http.Response {
+	return &http.Response{
+		StatusCode: status, Status: http.StatusText(status), Request: req,
+		Header: http.Header{"Content-Type": {"application/json; charset=utf-8"}},
+		Body:   io.NopCloser(strings.NewReader(body)),
+	}
+}
+
+// scriptedTokens is an in-memory token endpoint (usable in a synctest bubble): fetch n gets
+// answers[n-1], the last answer repeating. With hold set, every fetch first waits for it to be
+// closed.
+type scriptedTokens struct {
+	answers []tokenAnswer
+	hold    chan struct{}
+
+	mu sync.Mutex
+	n  int
+}
+
+func (s *scriptedTokens) RoundTrip(req *http.Request) (*http.Response, error) {
+	if s.hold != nil {
+		<-s.hold
+	}
+	s.mu.Lock()
+	s.n++
+	n := s.n
+	s.mu.Unlock()
+	return s.answers[min(n, len(s.answers))-1](n, req)
+}
+
+func (s *scriptedTokens) fetches() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// scriptedSource returns a Source whose token endpoint is tr.
+func scriptedSource(t *testing.T, tr *scriptedTokens) *Source {
+	t.Helper()
+	ctx := context.WithValue(t.Context(), oauth2.HTTPClient, &http.Client{Transport: tr})
+	return TokenSource(ctx, ClientCredentials{TenantID: tenant, ClientID: client, ClientSecret: secret,
+		TokenURL: "https://login.example.test/" + tenant + "/oauth2/v2.0/token", Scope: scope})
+}
+
+// TestFailureIsRemembered: callers that ask while a failed fetch is remembered (concurrently
+// with it, or after it within the window) share its error and cause no other request to the
+// token endpoint; the first caller after the window fetches again.
+func TestFailureIsRemembered(t *testing.T) {
+	t.Parallel()
+	const callers = 20
+	tests := []struct {
+		name       string
+		answer     tokenAnswer
+		wantWindow time.Duration
+		wantRefuse bool // the error is an *oauth2.RetrieveError
+	}{
+		{"refused credentials", refuse(http.StatusUnauthorized), FailureTTL, true},
+		{"unreachable token endpoint", unreachable, FailureTTL, false},
+		{"throttled: Retry-After is honoured", refuse(http.StatusTooManyRequests, "Retry-After", "60"), time.Minute, true},
+		{"a Retry-After shorter than FailureTTL does not shorten it", refuse(http.StatusTooManyRequests, "Retry-After", "2"), FailureTTL, true},
+		{"a Retry-After is capped", refuse(http.StatusTooManyRequests, "Retry-After", "86400"), MaxFailureTTL, true},
+		{"a garbled Retry-After is ignored", refuse(http.StatusTooManyRequests, "Retry-After", "soon"), FailureTTL, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				tr := &scriptedTokens{answers: []tokenAnswer{tt.answer}, hold: make(chan struct{})}
+				src := scriptedSource(t, tr)
+
+				// Concurrent callers: all of them wait for the one fetch, held until they do.
+				errs := make([]error, callers)
+				var wg sync.WaitGroup
+				for i := range callers {
+					wg.Go(func() {
+						tok, err := src.TokenContext(t.Context())
+						if tok != nil {
+							t.Errorf("caller %d got token %q, want none", i, tok.AccessToken)
+						}
+						errs[i] = err
+					})
+				}
+				synctest.Wait()
+				close(tr.hold)
+				wg.Wait()
+				assertEqual(t, "token fetches for concurrent callers", tr.fetches(), 1)
+				var re *oauth2.RetrieveError
+				if errs[0] == nil || errors.As(errs[0], &re) != tt.wantRefuse {
+					t.Fatalf("error %v (%T): want a failure, *oauth2.RetrieveError: %v", errs[0], errs[0], tt.wantRefuse)
+				}
+				for i, err := range errs {
+					if err != errs[0] {
+						t.Errorf("caller %d: error %v, want the shared %v", i, err, errs[0])
+					}
+				}
+
+				// Successive callers within the window get the same error at once.
+				time.Sleep(tt.wantWindow - time.Second)
+				for range callers {
+					if _, err := src.Token(); err != errs[0] {
+						t.Errorf("within the window: error %v, want the remembered %v", err, errs[0])
+					}
+				}
+				assertEqual(t, "token fetches within the window", tr.fetches(), 1)
+
+				// After it, the next caller fetches again.
+				time.Sleep(time.Second)
+				if _, err := src.Token(); err == nil {
+					t.Error("after the window: no error, want the endpoint's failure again")
+				}
+				assertEqual(t, "token fetches after the window", tr.fetches(), 2)
+			})
+		})
+	}
+}
+
+// TestTokenLifecycle follows one Source through a script of token endpoint answers.
+func TestTokenLifecycle(t *testing.T) {
+	t.Parallel()
+	type step struct {
+		sleep       time.Duration // before the call
+		wantToken   string        // "" for an error
+		wantFetches int
+	}
+	const hour = 3599 * time.Second
+	tests := []struct {
+		name    string
+		answers []tokenAnswer
+		steps   []step
+	}{
+		{
+			name:    "credentials fixed: the first fetch after the window succeeds and the failure is forgotten",
+			answers: []tokenAnswer{refuse(http.StatusUnauthorized), issue(3599), refuse(http.StatusUnauthorized)},
+			steps: []step{
+				{0, "", 1},
+				{FailureTTL - time.Second, "", 1},
+				{time.Second, "tok-2", 2},
+				{0, "tok-2", 2},
+				{hour - EarlyRefresh - time.Second, "tok-2", 2},
+			},
+		},
+		{
+			name:    "a refused refresh keeps serving the token until it expires",
+			answers: []tokenAnswer{issue(3599), refuse(http.StatusUnauthorized)},
+			steps: []step{
+				{0, "tok-1", 1},
+				{hour - EarlyRefresh + time.Second, "tok-1", 2}, // refresh refused, tok-1 still valid
+				{FailureTTL - time.Second, "tok-1", 2},          // the refusal is remembered
+				{time.Second, "tok-1", 3},                       // tried again, refused again
+				{EarlyRefresh, "", 4},                           // tok-1 has expired: the error shows
+			},
+		},
+		{
+			name:    "a token living less than EarlyRefresh is fetched on every call",
+			answers: []tokenAnswer{issue(200)},
+			steps:   []step{{0, "tok-1", 1}, {0, "tok-2", 2}, {time.Minute, "tok-3", 3}},
+		},
+		{
+			name: "an answer without an access token is a failure",
+			answers: []tokenAnswer{func(n int, req *http.Request) (*http.Response, error) {
+				return jsonAnswer(req, 200, `{"token_type":"Bearer"}`), nil
+			}},
+			steps: []step{{0, "", 1}, {FailureTTL - time.Second, "", 1}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				tr := &scriptedTokens{answers: tt.answers}
+				src := scriptedSource(t, tr)
+				var elapsed time.Duration
+				for _, s := range tt.steps {
+					time.Sleep(s.sleep)
+					elapsed += s.sleep
+					tok, err := src.TokenContext(t.Context())
+					got := ""
+					if err == nil {
+						got = tok.AccessToken
+					}
+					assertEqual(t, fmt.Sprintf("token at %v (error %v)", elapsed, err), got, s.wantToken)
+					assertEqual(t, fmt.Sprintf("fetches at %v", elapsed), tr.fetches(), s.wantFetches)
+				}
+			})
+		})
+	}
+}
+
+// TestCancelledCallerDoesNotFailOthers: a caller that stops waiting for a fetch gets its
+// context's error; the fetch goes on and serves the callers still waiting.
+func TestCancelledCallerDoesNotFailOthers(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		tr := &scriptedTokens{answers: []tokenAnswer{issue(3599)}, hold: make(chan struct{})}
+		src := scriptedSource(t, tr)
+		ctx, cancel := context.WithCancel(t.Context())
+		var cancelledErr, otherErr error
+		var other *oauth2.Token
+		var cancelled, waiting sync.WaitGroup
+		cancelled.Go(func() { _, cancelledErr = src.TokenContext(ctx) })
+		waiting.Go(func() { other, otherErr = src.TokenContext(t.Context()) })
+		synctest.Wait() // both wait for the held fetch
+		cancel()
+		cancelled.Wait()
+		if !errors.Is(cancelledErr, context.Canceled) {
+			t.Errorf("cancelled caller: error %v, want context.Canceled", cancelledErr)
+		}
+		close(tr.hold)
+		waiting.Wait()
+		if otherErr != nil || other.AccessToken != "tok-1" {
+			t.Errorf("other caller: token %v, error %v; want tok-1", other, otherErr)
+		}
+		assertEqual(t, "fetches", tr.fetches(), 1)
+		if _, err := src.TokenContext(ctx); !errors.Is(err, context.Canceled) {
+			t.Errorf("with a done context: error %v, want context.Canceled", err)
+		}
+	})
+}
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		header string
+		want   time.Duration
+	}{
+		{"", 0},
+		{"30", 30 * time.Second},
+		{" 30 ", 30 * time.Second},
+		{"0", 0},
+		{"-5", 0},
+		{"1.5", 0},
+		{"99999999999999999999", 0},
+		{"9223372036854775807", MaxFailureTTL},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+		{"soon", 0},
+	}
+	for _, tt := range tests {
+		assertEqual(t, fmt.Sprintf("retryAfter(%q)", tt.header), retryAfter(tt.header, now), tt.want)
+	}
+}
+
+func TestFailureErrorHasNoSecret(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		for _, answer := range []tokenAnswer{refuse(http.StatusUnauthorized), unreachable} {
+			src := scriptedSource(t, &scriptedTokens{answers: []tokenAnswer{answer}})
+			_, err := src.Token()
+			if err == nil || strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), url.QueryEscape(secret)) {
+				t.Errorf("error %v: want one without the secret", err)
+			}
+		}
+	})
+}

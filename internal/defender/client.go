@@ -1,6 +1,7 @@
 // Package defender is a client for the Microsoft Defender for Endpoint REST API: the few
 // endpoints mdegraph serves, typed errors decoded from Defender's error bodies, every call
-// passed through a rate limiter, and bounded retries that spend quota like any call.
+// passed through a rate limiter, and bounded retries that spend quota like any call. The
+// bearer token is obtained before a call takes its quota, so a sign-in failure spends none.
 package defender
 
 import (
@@ -43,6 +44,13 @@ type Limiter interface {
 	Pause(family string, until time.Time)
 }
 
+// TokenSource gives the client the bearer token of its API calls. TokenContext returns a token
+// that is valid now, or an error: an *oauth2.RetrieveError when the token endpoint refused the
+// credentials. It stops waiting when ctx ends. *auth.Source implements it.
+type TokenSource interface {
+	TokenContext(ctx context.Context) (*oauth2.Token, error)
+}
+
 // Call describes one HTTP attempt, for metrics.
 type Call struct {
 	Endpoint Endpoint
@@ -60,8 +68,17 @@ type Call struct {
 type Options struct {
 	// BaseURL is the API base URL without the /api suffix, e.g. https://api.securitycenter.microsoft.com.
 	BaseURL string
-	// HTTPClient sends the requests and adds the bearer token (see package auth). Default http.DefaultClient.
+	// HTTPClient sends the requests (default http.DefaultClient). Without Tokens, it must add
+	// the bearer token itself (auth.HTTPClient); a token failure then happens inside an attempt,
+	// after the limiter granted it.
 	HTTPClient *http.Client
+	// Tokens, if set, gives the bearer token of every attempt, and HTTPClient must not add one.
+	// The client asks it before the limiter, so a token failure takes no quota and is no API
+	// call (Observe does not see it, Response.Attempts stays 0): the call fails at once with an
+	// *AuthError, or an *UnavailableError if the token endpoint could not be reached, and is not
+	// retried (the token source remembers failures itself). The client then follows no
+	// redirect, so the token cannot follow one to another host.
+	Tokens TokenSource
 	// Limiter gates every attempt; nil means no client-side limiting.
 	Limiter Limiter
 	// MaxRetries bounds the retries of a GET after a 5xx answer or a network error (default 2; negative: none).
@@ -84,6 +101,7 @@ type Options struct {
 type Client struct {
 	base    string
 	hc      *http.Client
+	tokens  TokenSource
 	limiter Limiter
 	opts    Options
 	logger  *slog.Logger
@@ -137,14 +155,23 @@ func New(opts Options) (*Client, error) {
 	if opts.UserAgent == "" {
 		opts.UserAgent = "mdegraph"
 	}
-	c := &Client{base: base, hc: opts.HTTPClient, limiter: opts.Limiter, opts: opts, logger: opts.Logger}
+	hc := opts.HTTPClient
+	if opts.Tokens != nil {
+		// The API does not redirect; refusing redirects keeps the bearer token we add from
+		// following one to another host.
+		noRedirect := *hc
+		noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		hc = &noRedirect
+	}
+	c := &Client{base: base, hc: hc, tokens: opts.Tokens, limiter: opts.Limiter, opts: opts, logger: opts.Logger}
 	c.Machines = &MachinesService{client: c}
 	return c, nil
 }
 
-// get calls GET base+path?query for endpoint and decodes the JSON answer into v. It waits for
-// the limiter before every attempt, pauses the endpoint family on 429, and retries 429s,
-// 5xx answers and network errors a bounded number of times.
+// get calls GET base+path?query for endpoint and decodes the JSON answer into v. Before every
+// attempt it gets the token, then waits for the limiter; it pauses the endpoint family on 429,
+// and retries 429s, 5xx answers and network errors a bounded number of times. A token failure
+// ends the call before the limiter is asked.
 func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string, v any) (*Response, error) {
 	u := c.base + path
 	if query != "" {
@@ -156,6 +183,10 @@ func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string,
 		if err := ctx.Err(); err != nil {
 			return resp, err
 		}
+		tok, err := c.token(ctx, endpoint)
+		if err != nil {
+			return resp, err
+		}
 		if c.limiter != nil {
 			if err := c.limiter.Wait(ctx, string(endpoint)); err != nil {
 				if ctxErr := ctx.Err(); ctxErr != nil {
@@ -163,9 +194,16 @@ func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string,
 				}
 				return resp, fmt.Errorf("defender %s: %w", endpoint, err)
 			}
+			if tok != nil && !tok.Valid() {
+				// The wait outlasted the token (a QUOTA_MAX_WAIT longer than the token source's
+				// early refresh): take the replacement rather than send an expired one.
+				if tok, err = c.token(ctx, endpoint); err != nil {
+					return resp, err
+				}
+			}
 		}
 		resp.Attempts++
-		status, err := c.attempt(ctx, endpoint, u, resp.Attempts, v)
+		status, err := c.attempt(ctx, endpoint, u, tok, resp.Attempts, v)
 		resp.StatusCode = status
 		if err == nil {
 			return resp, nil
@@ -207,8 +245,37 @@ func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string,
 	}
 }
 
-// attempt makes one HTTP request and decodes a 2xx answer into v.
-func (c *Client) attempt(ctx context.Context, endpoint Endpoint, u string, n int, v any) (int, error) {
+// token returns the bearer token for the next attempt (nil without Options.Tokens), or the
+// error that ends the call.
+func (c *Client) token(ctx context.Context, endpoint Endpoint) (*oauth2.Token, error) {
+	if c.tokens == nil {
+		return nil, nil
+	}
+	tok, err := c.tokens.TokenContext(ctx)
+	if err == nil {
+		return tok, nil
+	}
+	err = tokenError(ctx, endpoint, err)
+	c.logger.DebugContext(ctx, "no token for the upstream call", "endpoint", string(endpoint), "error", err.Error())
+	return nil, err
+}
+
+// tokenError classifies an error from the token source: a refusal is an *AuthError, a token
+// endpoint that could not be reached an *UnavailableError, and after a cancellation ctx.Err().
+func tokenError(ctx context.Context, endpoint Endpoint, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		return newAuthError(re)
+	}
+	return &UnavailableError{Endpoint: endpoint, Err: fmt.Errorf("get a token: %w", err)}
+}
+
+// attempt makes one HTTP request, with tok as its bearer token if not nil, and decodes a 2xx
+// answer into v.
+func (c *Client) attempt(ctx context.Context, endpoint Endpoint, u string, tok *oauth2.Token, n int, v any) (int, error) {
 	actx, cancel := context.WithTimeout(ctx, c.opts.AttemptTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, u, nil)
@@ -217,6 +284,9 @@ func (c *Client) attempt(ctx context.Context, endpoint Endpoint, u string, n int
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.opts.UserAgent)
+	if tok != nil {
+		tok.SetAuthHeader(req)
+	}
 
 	start := time.Now()
 	httpResp, err := c.hc.Do(req)
@@ -254,8 +324,9 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// transportError classifies an error from http.Client.Do: a token failure is an *AuthError,
-// anything else (refused connection, timeout) an *UnavailableError.
+// transportError classifies an error from http.Client.Do: a token failure (from an
+// HTTPClient that adds the token itself) is an *AuthError, anything else (refused connection,
+// timeout) an *UnavailableError.
 func (c *Client) transportError(ctx context.Context, endpoint Endpoint, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return ctxErr
