@@ -2,14 +2,18 @@
 // embedded simulator in demo mode), the token source, the quota limiter, the client, the
 // loaders, the GraphQL handler, the web pages and the metrics. server.go routes and serves
 // what it builds; the load test and the end-to-end tests build the same thing in-process.
+// Outside demo mode it also checks the credentials once at startup, in the background, and
+// logs the outcome.
 package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +37,12 @@ import (
 // two calls sent exactly a window apart can arrive closer together.
 const QuotaMargin = time.Second
 
+// CredentialCheckTimeout bounds how long the startup credential check waits for a token.
+const CredentialCheckTimeout = 15 * time.Second
+
+// The token source is what the client asks for its bearer token before it takes quota.
+var _ defender.TokenSource = (*auth.Source)(nil)
+
 // App is the assembled service.
 type App struct {
 	// GraphQL serves /query: per-request loaders, REQUEST_TIMEOUT, the gqlgen handler.
@@ -53,7 +63,8 @@ type App struct {
 	// Quota is the upstream limiter.
 	Quota *quota.Set
 
-	close func()
+	close            func()
+	credentialsCheck chan struct{}
 }
 
 // Options change how New builds the App, for tests and the load test.
@@ -67,9 +78,15 @@ type Options struct {
 }
 
 // New builds the service described by cfg. ctx is the application's lifetime: the token
-// source and the demo simulator live on it. Close releases what New started.
+// source, the demo simulator and the startup credential check live on it. Close releases what
+// New started.
+//
+// Outside demo mode New starts the credential check and returns without waiting for it: it
+// fetches a token (waiting at most CredentialCheckTimeout) and logs one INFO line if Entra ID
+// gave one, one WARN line naming the problem otherwise; the service starts either way, and
+// queries share the check's token, or its failure for auth.FailureTTL.
 func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (*App, error) {
-	a := &App{close: func() {}}
+	a := &App{close: func() {}, credentialsCheck: make(chan struct{})}
 	creds, err := a.upstream(ctx, cfg, logger, opts)
 	if err != nil {
 		return nil, err
@@ -90,11 +107,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 
 	tokens := auth.TokenSource(ctx, creds)
 	clientOpts := defender.Options{
-		BaseURL:    a.UpstreamURL,
-		HTTPClient: auth.HTTPClient(tokens, nil),
-		Limiter:    a.Quota,
-		Logger:     logger,
-		Observe:    m.ObserveCall,
+		BaseURL: a.UpstreamURL,
+		Tokens:  tokens, // asked before the limiter: a sign-in failure takes no quota
+		Limiter: a.Quota,
+		Logger:  logger,
+		Observe: m.ObserveCall,
 	}
 	if opts.Client != nil {
 		opts.Client(&clientOpts)
@@ -136,11 +153,24 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	a.Health = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	a.Ready = readiness(tokens, logger)
 	a.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+
+	if cfg.Demo {
+		close(a.credentialsCheck) // the simulator's credentials are right by construction
+	} else {
+		go func() {
+			defer close(a.credentialsCheck)
+			checkCredentials(ctx, tokens, creds, logger, CredentialCheckTimeout)
+		}()
+	}
 	return a, nil
 }
 
 // Close stops the demo simulator, if one runs.
 func (a *App) Close() { a.close() }
+
+// CredentialsChecked is closed once the startup credential check has logged its line; in demo
+// mode, which has no check, it is closed from the start.
+func (a *App) CredentialsChecked() <-chan struct{} { return a.credentialsCheck }
 
 // upstream points the App at Defender from cfg, or in demo mode starts the embedded simulator
 // on a loopback port, and returns the credentials to use.
@@ -188,13 +218,71 @@ func withTimeout(d time.Duration, next http.Handler) http.Handler {
 }
 
 // readiness answers 200 once the service can get a token for Defender; it spends no API quota.
-func readiness(tokens oauth2.TokenSource, logger *slog.Logger) http.Handler {
+// A failure is the token source's remembered one within auth.FailureTTL, so frequent probes do
+// not hammer the token endpoint.
+func readiness(tokens defender.TokenSource, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := tokens.Token(); err != nil {
+		if _, err := tokens.TokenContext(r.Context()); err != nil {
 			logger.WarnContext(r.Context(), "not ready: no token for Defender", "error", err.Error())
 			http.Error(w, "not ready: cannot get a token for Defender (see the service log)", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
+}
+
+// credentialHints name what to check for the OAuth error codes that wrong settings cause.
+var credentialHints = map[string]string{
+	"invalid_client":      "MDE_CLIENT_SECRET is wrong or expired (use the secret's value, not its id)",
+	"unauthorized_client": "MDE_CLIENT_ID names no application in MDE_TENANT_ID (wrong client id or tenant)",
+	"invalid_request":     "check MDE_TENANT_ID and MDE_TOKEN_URL (a tenant that does not exist answers this)",
+	"invalid_scope":       "MDE_SCOPE (or MDE_CLOUD) does not name the Defender API",
+}
+
+// checkCredentials fetches a token from tokens, waiting at most timeout, and logs one line:
+// INFO if Entra ID gave one, WARN naming the problem otherwise. The line carries Entra ID's
+// error code and description (AADSTS...), never the secret.
+func checkCredentials(ctx context.Context, tokens defender.TokenSource, creds auth.ClientCredentials, logger *slog.Logger, timeout time.Duration) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tok, err := tokens.TokenContext(cctx)
+	attrs := []slog.Attr{slog.String("tenant", creds.TenantID), slog.String("client_id", creds.ClientID),
+		slog.String("token_url", creds.TokenURL)}
+	var re *oauth2.RetrieveError
+	switch {
+	case err == nil:
+		if !tok.Expiry.IsZero() {
+			attrs = append(attrs, slog.Duration("token_expires_in", time.Until(tok.Expiry).Round(time.Second)))
+		}
+		logger.LogAttrs(ctx, slog.LevelInfo, "credentials checked: Entra ID issued a token for Defender", attrs...)
+	case ctx.Err() != nil:
+		// Shutting down before the check finished: nothing worth saying.
+	case errors.As(err, &re):
+		status := 0
+		if re.Response != nil {
+			status = re.Response.StatusCode
+		}
+		hint := credentialHints[re.ErrorCode]
+		if hint == "" {
+			hint = "check MDE_TENANT_ID, MDE_CLIENT_ID and MDE_CLIENT_SECRET"
+		}
+		attrs = append(attrs, slog.Int("status", status), slog.String("error", redact(re.ErrorCode, creds.ClientSecret)),
+			slog.String("error_description", redact(re.ErrorDescription, creds.ClientSecret)), slog.String("hint", hint))
+		logger.LogAttrs(ctx, slog.LevelWarn, "credentials refused: Entra ID would not issue a token for Defender, "+
+			"so every query will fail with UPSTREAM_UNAUTHORIZED until the configuration is fixed", attrs...)
+	case errors.Is(err, context.DeadlineExceeded):
+		attrs = append(attrs, slog.Duration("timeout", timeout))
+		logger.LogAttrs(ctx, slog.LevelWarn, "credentials not checked: Entra ID's token endpoint did not answer in time; queries will try again", attrs...)
+	default:
+		attrs = append(attrs, slog.String("error", redact(err.Error(), creds.ClientSecret)))
+		logger.LogAttrs(ctx, slog.LevelWarn, "credentials not checked: Entra ID's token endpoint could not be reached; queries will try again", attrs...)
+	}
+}
+
+// redact removes secret from s, in case a token endpoint ever echoes it back.
+func redact(s, secret string) string {
+	if secret == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, secret, "[redacted]")
 }

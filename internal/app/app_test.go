@@ -30,6 +30,12 @@ type service struct {
 
 func newService(t *testing.T, env map[string]string, opts app.Options) *service {
 	t.Helper()
+	return newLoggingService(t, env, opts, slog.New(slog.DiscardHandler))
+}
+
+// newLoggingService is newService logging to logger.
+func newLoggingService(t *testing.T, env map[string]string, opts app.Options, logger *slog.Logger) *service {
+	t.Helper()
 	cfg, err := config.Load(nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -37,7 +43,7 @@ func newService(t *testing.T, env map[string]string, opts app.Options) *service 
 	if opts.Client == nil {
 		opts.Client = func(o *defender.Options) { o.RetryBaseDelay, o.RetryMaxDelay = time.Millisecond, 2*time.Millisecond }
 	}
-	a, err := app.New(t.Context(), cfg, slog.New(slog.DiscardHandler), opts)
+	a, err := app.New(t.Context(), cfg, logger, opts)
 	if err != nil {
 		t.Fatalf("app: %v", err)
 	}
@@ -448,4 +454,150 @@ func TestUpstream429PausesThenRetries(t *testing.T) {
 	if st.Calls != 2 || st.TooManyRequests != 1 {
 		t.Errorf("logonusers: %d calls, %d answered 429; want 2 and 1", st.Calls, st.TooManyRequests)
 	}
+}
+
+// realModeEnv configures the service as for a real tenant, against the simulator served at
+// upstreamURL (which accepts app-1 / right-secret in contoso.onmicrosoft.com).
+func realModeEnv(upstreamURL, secret string) map[string]string {
+	return map[string]string{
+		"MDE_TENANT_ID": "contoso.onmicrosoft.com", "MDE_CLIENT_ID": "app-1", "MDE_CLIENT_SECRET": secret,
+		"MDE_API_URL": upstreamURL, "MDE_TOKEN_URL": upstreamURL + "/contoso.onmicrosoft.com/oauth2/v2.0/token",
+	}
+}
+
+func standaloneSimulator(t *testing.T) (*simulator.Simulator, string) {
+	t.Helper()
+	sim := simulator.New(simulator.Options{TenantID: "contoso.onmicrosoft.com", ClientID: "app-1", ClientSecret: "right-secret"})
+	upstream := httptest.NewServer(sim)
+	t.Cleanup(upstream.Close)
+	return sim, upstream.URL
+}
+
+// TestStartupCredentialCheck: outside demo mode the service checks its credentials once at
+// startup and says in one log line whether Entra ID accepts them; in demo mode it says nothing.
+func TestStartupCredentialCheck(t *testing.T) {
+	t.Parallel()
+	_, upstreamURL := standaloneSimulator(t)
+	tests := []struct {
+		name   string
+		env    map[string]string
+		want   []string // in the credentials line; no such line when empty
+		absent []string // anywhere in the log
+	}{
+		{name: "demo mode: no check", env: nil},
+		{name: "right secret", env: realModeEnv(upstreamURL, "right-secret"),
+			want: []string{"level=INFO", "credentials checked", "client_id=app-1"}, absent: []string{"right-secret"}},
+		{name: "wrong secret", env: realModeEnv(upstreamURL, "wrong-secret"),
+			want:   []string{"level=WARN", "credentials refused", "error=invalid_client", "AADSTS7000215", "MDE_CLIENT_SECRET"},
+			absent: []string{"wrong-secret"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var logs bytes.Buffer
+			var mu sync.Mutex
+			logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				return logs.Write(p)
+			}), nil))
+			s := newLoggingService(t, tt.env, app.Options{}, logger)
+			<-s.app.CredentialsChecked()
+			mu.Lock()
+			out := logs.String()
+			mu.Unlock()
+			var line string
+			for l := range strings.Lines(out) {
+				if strings.Contains(l, `msg="credentials `) {
+					if line != "" {
+						t.Errorf("a second credentials line: %s", l)
+					}
+					line = l
+				}
+			}
+			if len(tt.want) == 0 && line != "" {
+				t.Errorf("logged %q, want no credentials line", line)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(line, w) {
+					t.Errorf("credentials line %q: want %q in it\n(log:\n%s)", line, w, out)
+				}
+			}
+			for _, a := range tt.absent {
+				if strings.Contains(out, a) {
+					t.Errorf("the log contains %q:\n%s", a, out)
+				}
+			}
+		})
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestWrongSecretSpendsNoQuota is the new-user trial: the simulator on its own port, the
+// service pointed at it with a wrong secret, many queries. Every query answers
+// UPSTREAM_UNAUTHORIZED (never RATE_LIMITED), no quota slot is taken, no upstream call is
+// counted, and the token endpoint is not asked once per query. (The exact number of token
+// requests per failure window is pinned, with synctest, in packages auth and defender.)
+func TestWrongSecretSpendsNoQuota(t *testing.T) {
+	t.Parallel()
+	const queries = 120 // more than the 100 calls a minute Defender allows
+	sim, upstreamURL := standaloneSimulator(t)
+	s := newService(t, realModeEnv(upstreamURL, "wrong-secret"), app.Options{})
+	<-s.app.CredentialsChecked()
+
+	var wg sync.WaitGroup
+	codesSeen := make(chan string, queries)
+	for range queries {
+		wg.Go(func() {
+			r := s.query(t, `{ machine(id: "`+sim.ExampleMachineID()+`") { logonUsers { id } } }`, nil)
+			codesSeen <- strings.Join(codes(r), ",")
+		})
+	}
+	wg.Wait()
+	close(codesSeen)
+	for c := range codesSeen {
+		if c != "UPSTREAM_UNAUTHORIZED" {
+			t.Errorf("codes %q, want UPSTREAM_UNAUTHORIZED", c)
+		}
+	}
+	for _, f := range s.app.Quota.Status() {
+		for _, w := range f.Windows {
+			if w.Used != 0 {
+				t.Errorf("%s: %d quota slots used per %v, want 0", f.Family, w.Used, w.Per)
+			}
+		}
+	}
+	stats := sim.Stats()
+	for e, st := range stats {
+		if e != simulator.EndpointToken && st.Calls != 0 {
+			t.Errorf("%s: %d API calls, want 0", e, st.Calls)
+		}
+	}
+	if n := stats[simulator.EndpointToken].Calls; n >= queries {
+		t.Errorf("%d token requests for %d queries: every query asks Entra ID again", n, queries)
+	}
+
+	rec := httptest.NewRecorder()
+	s.app.Metrics.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if strings.Contains(rec.Body.String(), "mdegraph_upstream_calls_total{") {
+		t.Errorf("token failures counted as upstream calls:\n%s", grep(rec.Body.String(), "mdegraph_upstream_calls_total"))
+	}
+	rec = httptest.NewRecorder()
+	s.app.Ready.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz: status %d, want 503", rec.Code)
+	}
+}
+
+func grep(text, word string) string {
+	var b strings.Builder
+	for l := range strings.Lines(text) {
+		if strings.Contains(l, word) {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
 }
