@@ -148,6 +148,7 @@ func TestDemoModeEndToEnd(t *testing.T) {
 		`mdegraph_quota_queue_length{endpoint="machines.logonusers"} 0`,
 		`mdegraph_quota_remaining{endpoint="machines.logonusers",window="61"} 99`,
 		`mdegraph_graphql_operations_total{outcome="ok"}`,
+		`mdegraph_token_requests_total{outcome="issued"} 1`,
 	} {
 		if !strings.Contains(metrics, name) {
 			t.Errorf("/metrics lacks %s", name)

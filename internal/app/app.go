@@ -75,6 +75,9 @@ type Options struct {
 	// Client, when not nil, is applied to the client options before the client is built
 	// (tests shorten retry delays with it).
 	Client func(*defender.Options)
+	// BatchWait, when not zero, replaces loaders.DefaultBatchWait (tests that count list calls
+	// lengthen it, so that a slow scheduler cannot split a batch).
+	BatchWait time.Duration
 }
 
 // New builds the service described by cfg. ctx is the application's lifetime: the token
@@ -106,6 +109,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	a.Quota.OnWait = m.ObserveWait
 
 	tokens := auth.TokenSource(ctx, creds)
+	tokens.Observe = m.ObserveTokenRequest
 	clientOpts := defender.Options{
 		BaseURL: a.UpstreamURL,
 		Tokens:  tokens, // asked before the limiter: a sign-in failure takes no quota
@@ -126,6 +130,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		CacheTTL:    cfg.CacheTTL,
 		NotFoundTTL: cfg.NotFoundTTL,
 		CallTimeout: cfg.RequestTimeout,
+		BatchWait:   opts.BatchWait,
 		Observer:    m,
 		Logger:      logger,
 	})

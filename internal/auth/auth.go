@@ -57,6 +57,10 @@ func (c ClientCredentials) Identity() string {
 // after it fetches again; a successful fetch forgets the failure. While a replacement cannot be
 // had, a token that has not yet expired is still served.
 type Source struct {
+	// Observe, if set before the Source is first used, learns the outcome of every request to
+	// the token endpoint (nil error: a token was issued). Metrics count them with it.
+	Observe func(err error)
+
 	// fetch asks the token endpoint for a new token, on the application's context.
 	fetch func() (*oauth2.Token, error)
 
@@ -141,6 +145,9 @@ func (s *Source) run(call *fetchCall) {
 	tok, err := s.fetch()
 	if err == nil && (tok == nil || tok.AccessToken == "") {
 		err = errors.New("auth: the token endpoint answered without an access token")
+	}
+	if s.Observe != nil {
+		s.Observe(err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -79,6 +79,9 @@ type Options struct {
 	// answer; nil means an in-process Flight each.
 	MachineCalls   Sharing[*defender.Machine]
 	LogonUserCalls Sharing[[]defender.User]
+	// BatchWait is how long a request's dataloaders collect keys before fetching them
+	// (default DefaultBatchWait).
+	BatchWait time.Duration
 	// CallTimeout bounds a shared upstream call of the default Flights, which outlives the
 	// request that started it (default 30s).
 	CallTimeout time.Duration
@@ -100,6 +103,9 @@ func NewFetcher(opts Options) *Fetcher {
 	}
 	if opts.LogonUsers == nil {
 		opts.LogonUsers = NewMemoryCache[[]defender.User](100_000)
+	}
+	if opts.BatchWait <= 0 {
+		opts.BatchWait = DefaultBatchWait
 	}
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = 30 * time.Second

@@ -14,10 +14,12 @@ import (
 	"github.com/mdegraph/mdegraph/internal/defender"
 )
 
-// batchWait is how long a dataloader collects keys before calling the fetcher. Resolvers of one
-// request run concurrently and ask within microseconds of each other; a short window keeps the
-// latency cost small, and answers already cached skip it (see Loaders.Machine).
-const batchWait = 2 * time.Millisecond
+// DefaultBatchWait is how long a dataloader collects keys before calling the fetcher, unless
+// Options.BatchWait says otherwise. Resolvers of one request run concurrently and usually ask
+// within microseconds of each other, but a busy machine can delay one by a few milliseconds;
+// the window is cheap next to the upstream call that follows it (tens to hundreds of
+// milliseconds), and answers already cached skip it (see Loaders.Machine).
+const DefaultBatchWait = 5 * time.Millisecond
 
 // batchInput is the capacity of a dataloader's key queue. A request asks for a few keys, and
 // the cost limit bounds it to a few dozen; more keys only wait their turn to be queued.
@@ -39,10 +41,10 @@ type Loaders struct {
 func New(f *Fetcher) *Loaders {
 	l := &Loaders{fetcher: f, seen: make(map[string]bool)}
 	l.machines = dataloader.NewBatchedLoader(l.loadMachines,
-		dataloader.WithWait[string, *defender.Machine](batchWait),
+		dataloader.WithWait[string, *defender.Machine](f.opts.BatchWait),
 		dataloader.WithInputCapacity[string, *defender.Machine](batchInput))
 	l.users = dataloader.NewBatchedLoader(l.loadUsers,
-		dataloader.WithWait[string, []defender.User](batchWait),
+		dataloader.WithWait[string, []defender.User](f.opts.BatchWait),
 		dataloader.WithInputCapacity[string, []defender.User](batchInput))
 	return l
 }
@@ -65,7 +67,7 @@ func For(ctx context.Context) *Loaders {
 
 // Machine returns the machine with the given device id or computer name. A cached answer is
 // returned at once; anything else goes through the request's dataloader, which waits
-// batchWait for the other keys of the request.
+// Options.BatchWait for the other keys of the request.
 func (l *Loaders) Machine(ctx context.Context, ref defender.MachineRef) (*defender.Machine, error) {
 	if l == nil {
 		return nil, errNoLoaders

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/oauth2"
 
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/quota"
@@ -24,6 +25,7 @@ type Metrics struct {
 	operations       *prometheus.CounterVec
 	fieldErrors      *prometheus.CounterVec
 	opDuration       prometheus.Histogram
+	tokenRequests    *prometheus.CounterVec
 }
 
 // New registers the collectors with reg.
@@ -60,8 +62,12 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to answer a GraphQL operation.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
 		}),
+		tokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mdegraph_token_requests_total",
+			Help: "Requests to Entra ID's token endpoint, by outcome: issued, refused (the credentials or the app registration), error (no usable answer).",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.upstreamCalls, m.upstreamDuration, m.saved, m.quotaWait, m.operations, m.fieldErrors, m.opDuration)
+	reg.MustRegister(m.upstreamCalls, m.upstreamDuration, m.saved, m.quotaWait, m.operations, m.fieldErrors, m.opDuration, m.tokenRequests)
 	return m
 }
 
@@ -116,4 +122,21 @@ func (m *Metrics) ObserveOperation(codes []string, d time.Duration) {
 		m.fieldErrors.WithLabelValues(c).Inc()
 	}
 	m.opDuration.Observe(d.Seconds())
+}
+
+// ObserveTokenRequest records one request to the token endpoint (auth.Source.Observe): err is
+// nil when a token was issued, an *oauth2.RetrieveError when Entra ID refused.
+func (m *Metrics) ObserveTokenRequest(err error) {
+	if m == nil {
+		return
+	}
+	var re *oauth2.RetrieveError
+	switch {
+	case err == nil:
+		m.tokenRequests.WithLabelValues("issued").Inc()
+	case errors.As(err, &re):
+		m.tokenRequests.WithLabelValues("refused").Inc()
+	default:
+		m.tokenRequests.WithLabelValues("error").Inc()
+	}
 }

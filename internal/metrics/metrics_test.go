@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/oauth2"
 
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/metrics"
@@ -29,6 +30,10 @@ func TestMetrics(t *testing.T) {
 	m.ObserveWait("machines.logonusers", 0, context.Canceled)
 	m.ObserveOperation(nil, time.Millisecond)
 	m.ObserveOperation([]string{"NOT_FOUND", "RATE_LIMITED"}, time.Millisecond)
+	m.ObserveTokenRequest(nil)
+	m.ObserveTokenRequest(fmt.Errorf("fetch: %w", &oauth2.RetrieveError{ErrorCode: "invalid_client"}))
+	m.ObserveTokenRequest(&oauth2.RetrieveError{ErrorCode: "invalid_client"})
+	m.ObserveTokenRequest(errors.New("dial tcp: connection refused"))
 
 	want := `
 # HELP mdegraph_upstream_calls_total HTTP calls made to the Defender API, by endpoint family and status ("error" when no answer came).
@@ -47,9 +52,15 @@ mdegraph_graphql_operations_total{outcome="ok"} 1
 # TYPE mdegraph_graphql_errors_total counter
 mdegraph_graphql_errors_total{code="NOT_FOUND"} 1
 mdegraph_graphql_errors_total{code="RATE_LIMITED"} 1
+# HELP mdegraph_token_requests_total Requests to Entra ID's token endpoint, by outcome: issued, refused (the credentials or the app registration), error (no usable answer).
+# TYPE mdegraph_token_requests_total counter
+mdegraph_token_requests_total{outcome="error"} 1
+mdegraph_token_requests_total{outcome="issued"} 1
+mdegraph_token_requests_total{outcome="refused"} 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "mdegraph_upstream_calls_total",
-		"mdegraph_upstream_calls_saved_total", "mdegraph_graphql_operations_total", "mdegraph_graphql_errors_total"); err != nil {
+		"mdegraph_upstream_calls_saved_total", "mdegraph_graphql_operations_total", "mdegraph_graphql_errors_total",
+		"mdegraph_token_requests_total"); err != nil {
 		t.Error(err)
 	}
 	if n := testutil.CollectAndCount(reg, "mdegraph_quota_wait_seconds"); n != 3 {
