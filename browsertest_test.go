@@ -28,6 +28,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/mdegraph/mdegraph/internal/logtest"
 )
 
 const (
@@ -84,7 +86,7 @@ func chromiumPath(t *testing.T) string {
 func openBrowser(t *testing.T, execPath string) (context.Context, *pageRecorder) {
 	t.Helper()
 
-	output := &syncBuffer{}
+	output := &logtest.Buffer{}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(execPath),
 		chromedp.Headless,

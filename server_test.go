@@ -7,34 +7,16 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mdegraph/mdegraph/internal/logtest"
 	"github.com/mdegraph/mdegraph/internal/simulator"
 )
 
-// syncBuffer is a log sink safe to read while the service writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startService runs the whole service in demo mode on a free loopback port, as `go run .`
 // would, and returns its base URL; it is stopped (gracefully) when the test ends.
-func startService(t *testing.T, env map[string]string) (base string, logs *syncBuffer) {
+func startService(t *testing.T, env map[string]string) (base string, logs *logtest.Buffer) {
 	t.Helper()
 	if env == nil {
 		env = map[string]string{}
@@ -42,7 +24,7 @@ func startService(t *testing.T, env map[string]string) (base string, logs *syncB
 	if env["ADDR"] == "" {
 		env["ADDR"] = "127.0.0.1:0"
 	}
-	logs = &syncBuffer{}
+	logs = &logtest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)

@@ -1,13 +1,11 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -15,30 +13,13 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mdegraph/mdegraph/internal/auth"
+	"github.com/mdegraph/mdegraph/internal/logtest"
 )
 
 // tokenFunc is a defender.TokenSource made of a function.
 type tokenFunc func(ctx context.Context) (*oauth2.Token, error)
 
 func (f tokenFunc) TokenContext(ctx context.Context) (*oauth2.Token, error) { return f(ctx) }
-
-// lockedBuffer is a log destination safe for concurrent writers and readers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func refusedWith(status int, code, description string) tokenFunc {
 	return func(context.Context) (*oauth2.Token, error) {
@@ -113,7 +94,7 @@ func TestCheckCredentials(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				var logs lockedBuffer
+				var logs logtest.Buffer
 				logger := slog.New(slog.NewTextHandler(&logs, nil))
 				ctx, cancel := context.WithCancel(t.Context())
 				defer cancel()

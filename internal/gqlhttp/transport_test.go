@@ -1,7 +1,6 @@
 package gqlhttp_test
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,25 +12,8 @@ import (
 	"time"
 
 	"github.com/mdegraph/mdegraph/internal/gqlhttp"
+	"github.com/mdegraph/mdegraph/internal/logtest"
 )
-
-// syncBuffer collects log output written by the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // codeRecorder keeps the codes ObserveOperation is called with.
 type codeRecorder struct {
@@ -118,7 +100,7 @@ func TestRequestErrorsAreCoded(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var logs syncBuffer
+			var logs logtest.Buffer
 			rec := &codeRecorder{}
 			srv := newServer(t, gqlhttp.Options{
 				Logger:           slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -173,7 +155,7 @@ func TestRequestErrorsAreCoded(t *testing.T) {
 // log keeps only the decoder's error.
 func TestMalformedBodyIsNotLogged(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs logtest.Buffer
 	srv := newServer(t, gqlhttp.Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	r := post(t, srv.URL, `{"query": "{ quota { endpoint } }", "variables": {"note": "do-not-log-me"}`, nil)
 	if errorCode(r) != "BAD_REQUEST" {
