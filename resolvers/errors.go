@@ -137,6 +137,32 @@ var requestErrors = []struct {
 	{text: "provided APQ hash does not match query", message: "extensions.persistedQuery.sha256Hash does not match the query: it must be the hex SHA-256 of the exact query text"},
 }
 
+// bodyProblem rewords the decoder's error behind gqlgen's "json request body could not be
+// decoded" in the client's terms: without the body gqlgen appends (the client's own, of any
+// size) and without Go's type names.
+func bodyProblem(detail string) string {
+	detail, _, _ = strings.Cut(detail, " body:")
+	const fieldPrefix = "Go struct field RawParams."
+	switch {
+	case strings.Contains(detail, "request body too large"):
+		return "the request body is too large: a GraphQL request is a small JSON object (use variables, not inline data)"
+	case strings.Contains(detail, "cannot unmarshal array into Go value"):
+		return "the body is a JSON array: batched operations are not supported; send one operation per request"
+	case strings.Contains(detail, "cannot unmarshal") && strings.Contains(detail, fieldPrefix):
+		field, _, _ := strings.Cut(detail[strings.Index(detail, fieldPrefix)+len(fieldPrefix):], " ")
+		want := "a string"
+		if field == "variables" || field == "extensions" {
+			want = "a JSON object"
+		}
+		return fmt.Sprintf("%s must be %s", field, want)
+	case strings.Contains(detail, "cannot unmarshal"):
+		return `the body must be one JSON object: {"query": "...", "variables": {...}}`
+	case strings.Contains(detail, "EOF"):
+		return `the body is empty or cut short: send one JSON object {"query": "...", "variables": {...}}`
+	}
+	return "the body is not valid JSON: " + detail
+}
+
 // decodeErrorPrefix starts gqlgen's message for a POST body that is not a JSON object; it goes
 // on with the decoder's error, then " body:" and the body.
 const decodeErrorPrefix = "json request body could not be decoded: "
@@ -150,10 +176,13 @@ func requestError(err error) (string, bool) {
 	}
 	for _, r := range requestErrors {
 		if g.Message == r.text || r.prefix && strings.HasPrefix(g.Message, r.text) {
-			if r.message == "" {
-				return g.Message, true
+			switch {
+			case r.message != "":
+				return r.message, true
+			case r.text == decodeErrorPrefix:
+				return bodyProblem(strings.TrimPrefix(g.Message, decodeErrorPrefix)), true
 			}
-			return r.message, true
+			return g.Message, true
 		}
 	}
 	return "", false

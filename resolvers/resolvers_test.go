@@ -128,7 +128,13 @@ func TestClassify(t *testing.T) {
 		{"anything else", errors.New("pq: password authentication failed for secret hunter2"), CodeInternal, nil, "internal error"},
 
 		// gqlgen's errors for a malformed request: no code, no path, nothing wrapped.
-		{"body not JSON keeps gqlgen's message", gqlerror.Errorf("json request body could not be decoded: unexpected EOF body:{"), CodeBadRequest, nil, "could not be decoded: unexpected EOF body:{"},
+		{"body cut short", gqlerror.Errorf("json request body could not be decoded: unexpected EOF body:{"), CodeBadRequest, nil, "the body is empty or cut short"},
+		{"batch", gqlerror.Errorf("json request body could not be decoded: json: cannot unmarshal array into Go value of type graphql.RawParams body:[{}]"), CodeBadRequest, nil, "batched operations are not supported"},
+		{"variables not an object", gqlerror.Errorf("json request body could not be decoded: json: cannot unmarshal array into Go struct field RawParams.variables of type map[string]interface {} body:{\"variables\":[]}"), CodeBadRequest, nil, "variables must be a JSON object"},
+		{"query not a string", gqlerror.Errorf("json request body could not be decoded: json: cannot unmarshal number into Go struct field RawParams.query of type string body:{\"query\":1}"), CodeBadRequest, nil, "query must be a string"},
+		{"body a string", gqlerror.Errorf("json request body could not be decoded: json: cannot unmarshal string into Go value of type graphql.RawParams body:\"x\""), CodeBadRequest, nil, "the body must be one JSON object"},
+		{"body not JSON", gqlerror.Errorf("json request body could not be decoded: invalid character 'q' looking for beginning of value body:query=1"), CodeBadRequest, nil, "the body is not valid JSON: invalid character 'q'"},
+		{"body too large", gqlerror.Errorf("json request body could not be decoded: http: request body too large body:{"), CodeBadRequest, nil, "the request body is too large"},
 		{"body unreadable", gqlerror.Errorf("could not read request body: http: request body too large"), CodeBadRequest, nil, "request body too large"},
 		{"APQ data not an object", gqlerror.Errorf("invalid APQ extension data"), CodeBadRequest, nil, `must be an object {"version": 1`},
 		{"APQ version", gqlerror.Errorf("unsupported APQ version"), CodeBadRequest, nil, "version must be 1"},
@@ -208,7 +214,7 @@ func TestErrorPresenterLogsTheCause(t *testing.T) {
 			CodeNotFound, "no such device", "DEBUG", "graphql field error", "404: Machine was not found", ""},
 		{"malformed body: the log keeps the decoder's error, not the body",
 			gqlerror.Errorf(`json request body could not be decoded: unexpected EOF body:{"variables":{"note":"do-not-log-me"}`),
-			CodeBadRequest, "do-not-log-me", "DEBUG", "graphql request error", "json request body could not be decoded: unexpected EOF", "do-not-log-me"},
+			CodeBadRequest, "cut short", "DEBUG", "graphql request error", "json request body could not be decoded: unexpected EOF", "do-not-log-me"},
 		{"APQ mistake",
 			gqlerror.Errorf("provided APQ hash does not match query"),
 			CodeBadRequest, "sha256Hash does not match", "DEBUG", "graphql request error", "provided APQ hash does not match query", ""},

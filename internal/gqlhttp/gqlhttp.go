@@ -56,7 +56,7 @@ func New(opts Options) http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: opts.Resolver}))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(queryParams{})
-	srv.AddTransport(transport.POST{})
+	srv.AddTransport(boundedPOST{})
 	srv.AddTransport(unsupported{}) // last: it supports every request
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})

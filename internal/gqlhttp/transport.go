@@ -1,8 +1,10 @@
 package gqlhttp
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -60,6 +62,39 @@ func checkQueryParams(rawQuery string) string {
 		}
 	}
 	return ""
+}
+
+// MaxBodyBytes bounds a POST body. A GraphQL request is a query of a few kilobytes and its
+// variables; without a bound, one anonymous request could make the server hold hundreds of
+// megabytes.
+const MaxBodyBytes = 1 << 20
+
+// boundedPOST is gqlgen's POST transport with the body bounded by MaxBodyBytes: a longer body
+// (declared or not) is answered 413 with BAD_REQUEST, before gqlgen decodes anything.
+type boundedPOST struct {
+	transport.POST
+}
+
+var _ graphql.Transport = boundedPOST{}
+
+// Do refuses a body over MaxBodyBytes, then hands the request to gqlgen.
+func (p boundedPOST) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	tooLarge := r.ContentLength > MaxBodyBytes
+	if !tooLarge {
+		body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+		if err != nil {
+			writeError(w, r, exec, http.StatusBadRequest, resolvers.CodeBadRequest, "the request body could not be read: "+err.Error())
+			return
+		}
+		tooLarge = len(body) > MaxBodyBytes
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	if tooLarge {
+		writeError(w, r, exec, http.StatusRequestEntityTooLarge, resolvers.CodeBadRequest,
+			fmt.Sprintf("the request body is larger than %d bytes: a GraphQL request is a small JSON object (use variables, not inline data)", MaxBodyBytes))
+		return
+	}
+	p.POST.Do(w, r, exec)
 }
 
 // unsupported answers every request the transports before it do not support: a method other

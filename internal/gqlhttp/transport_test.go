@@ -53,13 +53,22 @@ func TestRequestErrorsAreCoded(t *testing.T) {
 		wantCode    string
 		wantMsg     string // the message contains it
 		wantAllow   string
+		chunked     bool // send the body without a Content-Length
 	}{
 		{name: "malformed JSON body", method: http.MethodPost, contentType: "application/json", body: `{"query": "` + q + `"`,
-			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "json request body could not be decoded: unexpected EOF"},
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "the body is empty or cut short"},
 		{name: "empty body", method: http.MethodPost, contentType: "application/json",
-			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "could not be decoded: EOF"},
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "the body is empty or cut short"},
 		{name: "batch array", method: http.MethodPost, contentType: "application/json", body: `[{"query":"` + q + `"}]`,
-			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "cannot unmarshal array"},
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "batched operations are not supported"},
+		{name: "variables not an object", method: http.MethodPost, contentType: "application/json", body: `{"query":"` + q + `","variables":[]}`,
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "variables must be a JSON object"},
+		{name: "body over the limit, declared", method: http.MethodPost, contentType: "application/json",
+			body:       `{"query":"` + q + `","variables":{"x":"` + strings.Repeat("a", gqlhttp.MaxBodyBytes) + `"}}`,
+			wantStatus: http.StatusRequestEntityTooLarge, wantCode: "BAD_REQUEST", wantMsg: "larger than 1048576 bytes"},
+		{name: "body over the limit, chunked", method: http.MethodPost, contentType: "application/json", chunked: true,
+			body:       `{"query":"` + q + `","variables":{"x":"` + strings.Repeat("a", gqlhttp.MaxBodyBytes) + `"}}`,
+			wantStatus: http.StatusRequestEntityTooLarge, wantCode: "BAD_REQUEST", wantMsg: "larger than 1048576 bytes"},
 		// gqlgen answers APQ mistakes with 200, as it does PERSISTED_QUERY_NOT_FOUND.
 		{name: "APQ hash does not match the query", method: http.MethodGet,
 			target:     getURL(url.Values{"query": {q}, "extensions": {zeroHash}}),
@@ -109,6 +118,9 @@ func TestRequestErrorsAreCoded(t *testing.T) {
 			var body io.Reader
 			if tt.body != "" {
 				body = strings.NewReader(tt.body)
+				if tt.chunked {
+					body = io.MultiReader(body) // hides the length from http.NewRequest
+				}
 			}
 			req, err := http.NewRequest(tt.method, srv.URL+tt.target, body)
 			if err != nil {
