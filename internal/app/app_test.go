@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -602,4 +603,39 @@ func grep(text, word string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestUnreachableUpstreamSpendsNoQuota: calls that could not even connect never reached
+// Defender, so they give their quota slots back; after Defender comes back, the service is
+// not rate limited by an outage. (A new user saw 100 refused connections, retries included,
+// turn the outage into RATE_LIMITED for a minute.)
+func TestUnreachableUpstreamSpendsNoQuota(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close() // nothing listens there: connection refused
+
+	s := newService(t, map[string]string{"CACHE_TTL": "0", "MDE_LIMIT_PER_MINUTE": "5"}, app.Options{
+		Client: func(o *defender.Options) {
+			o.BaseURL = closed
+			o.RetryBaseDelay, o.RetryMaxDelay = time.Nanosecond, time.Nanosecond
+		},
+	})
+	// 10 queries of 3 attempts each: 30 connections refused, against 5 calls a minute.
+	for i := range 10 {
+		r := s.query(t, `{ machine(id: "`+s.sim.Machines()[i].ID+`") { logonUsers { id } } }`, nil)
+		if got := strings.Join(codes(r), ","); got != "UPSTREAM_UNAVAILABLE" {
+			t.Fatalf("query %d: codes %q, want UPSTREAM_UNAVAILABLE (not RATE_LIMITED: no call reached Defender)", i, got)
+		}
+	}
+	for _, f := range s.app.Quota.Status() {
+		for _, w := range f.Windows {
+			if w.Used != 0 {
+				t.Errorf("%s: %d quota slots used per %v, want 0", f.Family, w.Used, w.Per)
+			}
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -36,12 +37,16 @@ const (
 // Endpoints lists every endpoint family the client calls.
 var Endpoints = []Endpoint{EndpointMachine, EndpointMachines, EndpointLogonUsers}
 
-// Limiter gates every upstream call of an endpoint family. Wait returns when a call may go
-// out, or an error (for instance a quota error with a retry delay) when it may not in time.
-// Pause stops all calls of the family until the given time, after the API answered 429.
+// Limiter gates every upstream call of an endpoint family (quota.Set implements it). Take
+// returns when a call may go out, with the time its slot was granted, or an error (for
+// instance a quota error with a retry delay) when it may not in time. Pause stops all calls of
+// the family until the given time, after the API answered 429. Refund gives back the slot
+// granted at a time Take returned, when the call never reached the API (the connection could
+// not be made), so that quota Defender never counted is not lost.
 type Limiter interface {
-	Wait(ctx context.Context, family string) error
+	Take(ctx context.Context, family string) (time.Time, error)
 	Pause(family string, until time.Time)
+	Refund(family string, grantedAt time.Time)
 }
 
 // TokenSource gives the client the bearer token of its API calls. TokenContext returns a token
@@ -187,8 +192,9 @@ func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string,
 		if err != nil {
 			return resp, err
 		}
+		var granted time.Time
 		if c.limiter != nil {
-			if err := c.limiter.Wait(ctx, string(endpoint)); err != nil {
+			if granted, err = c.limiter.Take(ctx, string(endpoint)); err != nil {
 				if ctxErr := ctx.Err(); ctxErr != nil {
 					return resp, ctxErr
 				}
@@ -207,6 +213,9 @@ func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string,
 		resp.StatusCode = status
 		if err == nil {
 			return resp, nil
+		}
+		if c.limiter != nil && neverSent(err) {
+			c.limiter.Refund(string(endpoint), granted)
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return resp, ctxErr
@@ -315,6 +324,18 @@ func (c *Client) attempt(ctx context.Context, endpoint Endpoint, u string, tok *
 		c.opts.Observe(call)
 	}
 	return call.Status, err
+}
+
+// neverSent reports whether an attempt failed before its request could reach the API: the
+// connection could not be made (refused, unreachable, a name that does not resolve). Defender
+// did not count such a call, so its quota slot is given back.
+func neverSent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(err, &dns)
 }
 
 func errString(err error) string {

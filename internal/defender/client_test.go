@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -708,11 +711,19 @@ func TestNetworkError(t *testing.T) {
 	srv.Close() // nothing listens there any more: connection refused
 
 	rec := &callRecorder{}
-	client, err := New(Options{BaseURL: base + baseURLPath, RetryBaseDelay: time.Nanosecond, RetryMaxDelay: time.Nanosecond, Observe: rec.observe})
+	lim := &fakeLimiter{}
+	client, err := New(Options{BaseURL: base + baseURLPath, RetryBaseDelay: time.Nanosecond, RetryMaxDelay: time.Nanosecond,
+		Observe: rec.observe, Limiter: lim})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, resp, err := client.Machines.Get(t.Context(), deviceID)
+	// No attempt reached Defender, so each one's quota slot was given back, exactly the one
+	// it was granted.
+	wantRefunds := []time.Time{t0Grant.Add(time.Second), t0Grant.Add(2 * time.Second), t0Grant.Add(3 * time.Second)}
+	if !slices.Equal(lim.refunds, wantRefunds) {
+		t.Errorf("refunds %v, want the three grants %v", lim.refunds, wantRefunds)
+	}
 	ue := errorAs[*UnavailableError](t, err)
 	var urlErr *url.Error
 	if errors.As(ue.Err, &urlErr) {
@@ -724,6 +735,30 @@ func TestNetworkError(t *testing.T) {
 		assertEqual(t, "observed status", c.Status, 0)
 		if c.Err == nil {
 			t.Error("observed call without its error")
+		}
+	}
+}
+
+// TestNeverSent: only a connection that could not be made means Defender never saw the call;
+// an answer of any kind, or a connection that broke after the request went out, spent quota.
+func TestNeverSent(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"connection refused", &UnavailableError{Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}, true},
+		{"name does not resolve", &UnavailableError{Err: &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "api.example"}}}, true},
+		{"bare DNS error", &net.DNSError{Err: "no such host"}, true},
+		{"connection reset while reading", &UnavailableError{Err: &net.OpError{Op: "read", Err: syscall.ECONNRESET}}, false},
+		{"timeout", &UnavailableError{Err: context.DeadlineExceeded}, false},
+		{"Defender answered 503", &ErrorResponse{StatusCode: 503}, false},
+		{"Defender answered 429", &RateLimitError{ErrorResponse: ErrorResponse{StatusCode: 429}}, false},
+	}
+	for _, tt := range tests {
+		if got := neverSent(tt.err); got != tt.want {
+			t.Errorf("%s: neverSent = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }

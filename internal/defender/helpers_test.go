@@ -94,17 +94,32 @@ type pause struct {
 
 // fakeLimiter records its calls; Wait returns err (nil: go ahead at once).
 type fakeLimiter struct {
-	mu     sync.Mutex
-	err    error
-	waits  []string
-	pauses []pause
+	mu      sync.Mutex
+	err     error
+	waits   []string
+	pauses  []pause
+	grants  int         // Take grants one second apart, from t0Grant
+	refunds []time.Time // the grant times given back
 }
 
-func (l *fakeLimiter) Wait(ctx context.Context, family string) error {
+// t0Grant is the time before the fakeLimiter's first grant.
+var t0Grant = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func (l *fakeLimiter) Take(ctx context.Context, family string) (time.Time, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.waits = append(l.waits, family)
-	return l.err
+	if l.err != nil {
+		return time.Time{}, l.err
+	}
+	l.grants++
+	return t0Grant.Add(time.Duration(l.grants) * time.Second), nil
+}
+
+func (l *fakeLimiter) Refund(family string, grantedAt time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refunds = append(l.refunds, grantedAt)
 }
 
 func (l *fakeLimiter) Pause(family string, until time.Time) {

@@ -308,10 +308,12 @@ func TestLimiterWaitError_AfterCancellation(t *testing.T) {
 // caller gives up while waiting in line.
 type cancellingLimiter struct{ cancel context.CancelFunc }
 
-func (l *cancellingLimiter) Wait(ctx context.Context, family string) error {
+func (l *cancellingLimiter) Take(ctx context.Context, family string) (time.Time, error) {
 	l.cancel()
-	return errors.New("wait aborted")
+	return time.Time{}, errors.New("wait aborted")
 }
+
+func (l *cancellingLimiter) Refund(string, time.Time) {}
 
 func (l *cancellingLimiter) Pause(string, time.Time) {}
 

@@ -136,10 +136,12 @@ func TestTokens_ExpiredDuringWait(t *testing.T) {
 // sleepingLimiter grants every Wait after d.
 type sleepingLimiter struct{ d time.Duration }
 
-func (l *sleepingLimiter) Wait(ctx context.Context, family string) error {
+func (l *sleepingLimiter) Take(ctx context.Context, family string) (time.Time, error) {
 	time.Sleep(l.d)
-	return nil
+	return time.Now(), nil
 }
+
+func (l *sleepingLimiter) Refund(string, time.Time) {}
 
 func (l *sleepingLimiter) Pause(string, time.Time) {}
 

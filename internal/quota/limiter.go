@@ -59,6 +59,7 @@ type waiter struct {
 	deadline time.Time     // ctx's deadline, zero if none
 	ready    chan struct{} // closed under mu when the waiter leaves the queue with err
 	err      error         // nil: granted; *ExceededError: pushed out by a pause
+	granted  time.Time     // when granted (err nil), set before ready is closed
 }
 
 // tooLate reports whether a grant at at comes later than a waiter with maxAt
@@ -106,21 +107,28 @@ func largestLimit(windows []Window) int {
 // consumed, even if ctx was done at the same moment. A negative maxWait is 0;
 // a grant can come later than maxWait only by the lateness of a timer.
 func (l *Limiter) Wait(ctx context.Context, maxWait time.Duration) error {
+	_, err := l.Take(ctx, maxWait)
+	return err
+}
+
+// Take is Wait, and also returns the time of the grant: the caller can give the slot back
+// with Refund if its call never reached the upstream.
+func (l *Limiter) Take(ctx context.Context, maxWait time.Duration) (time.Time, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	l.mu.Lock()
 	now := time.Now()
 	if len(l.queue) == 0 && !l.earliest(0, now).After(now) {
 		l.grant(now)
 		l.mu.Unlock()
-		return nil
+		return now, nil
 	}
 	at, maxAt := l.earliest(len(l.queue), now), now.Add(max(maxWait, 0))
 	deadline, _ := ctx.Deadline()
 	if tooLate(at, maxAt, deadline) {
 		l.mu.Unlock()
-		return &ExceededError{RetryAfter: at.Sub(now)}
+		return time.Time{}, &ExceededError{RetryAfter: at.Sub(now)}
 	}
 	w := &waiter{at: at, maxAt: maxAt, deadline: deadline, ready: make(chan struct{})}
 	l.queue = append(l.queue, w)
@@ -131,14 +139,14 @@ func (l *Limiter) Wait(ctx context.Context, maxWait time.Duration) error {
 
 	select {
 	case <-w.ready:
-		return w.err
+		return w.granted, w.err
 	case <-ctx.Done():
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	select {
 	case <-w.ready:
-		return w.err // it left the queue before we got the lock: a granted slot is ours
+		return w.granted, w.err // it left the queue before we got the lock: a granted slot is ours
 	default:
 	}
 	i := slices.Index(l.queue, w)
@@ -146,7 +154,7 @@ func (l *Limiter) Wait(ctx context.Context, maxWait time.Duration) error {
 	now = time.Now()
 	l.reproject(i, now, false)
 	l.settle(now)
-	return ctx.Err()
+	return time.Time{}, ctx.Err()
 }
 
 // Allow reports whether a slot is free now with no one queued, and if so
@@ -180,6 +188,24 @@ func (l *Limiter) NextAt(t time.Time) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.earliest(len(l.queue), latest(t, l.log.back(1)))
+}
+
+// Refund gives back the slot granted at at (a time Take returned) by a call that never reached
+// the upstream, for instance because the connection was refused: the upstream did not count
+// it, so neither does the Limiter any longer. Waiters in line move up and may be granted at
+// once. A grant that has already left the log, or a zero at, is ignored.
+func (l *Limiter) Refund(at time.Time) {
+	if at.IsZero() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.log.remove(at) || len(l.queue) == 0 {
+		return
+	}
+	now := time.Now()
+	l.reproject(0, now, false)
+	l.settle(now)
 }
 
 // Pause stops all grants before until, as after an upstream 429 with
@@ -306,6 +332,7 @@ func (l *Limiter) settle(now time.Time) {
 		l.queue = l.queue[1:]
 		late = late || !w.at.Equal(now)
 		l.grant(now)
+		w.granted = now
 		close(w.ready)
 	}
 	if len(l.queue) == 0 {
@@ -348,12 +375,14 @@ func latest(t time.Time, ts ...time.Time) time.Time {
 
 // grantLog is a ring buffer of the latest grant times.
 type grantLog struct {
-	times []time.Time
-	n     int // entries in use
-	next  int // index of the next write
+	times   []time.Time
+	n       int  // entries in use
+	next    int  // index of the next write
+	dropped bool // an entry was overwritten: grants older than the oldest logged one exist
 }
 
 func (g *grantLog) add(t time.Time) {
+	g.dropped = g.dropped || g.n == len(g.times)
 	g.times[g.next] = t
 	g.next = (g.next + 1) % len(g.times)
 	g.n = min(g.n+1, len(g.times))
@@ -370,4 +399,35 @@ func (g *grantLog) back(k int) time.Time {
 		i += len(g.times)
 	}
 	return g.times[i]
+}
+
+// remove deletes the most recent grant at or before at, and reports whether there was one.
+// Removing that one rather than an earlier one keeps the log from ever showing a grant earlier
+// than it was. If the log has dropped older grants, the oldest logged time takes the freed
+// place: the grant it stands for was no later, so the windows stay at least as strict.
+func (g *grantLog) remove(at time.Time) bool {
+	k := 1
+	for k <= g.n && g.back(k).After(at) {
+		k++
+	}
+	if k > g.n {
+		return false
+	}
+	times := make([]time.Time, 0, g.n) // oldest first, without the k-th most recent
+	for i := g.n; i >= 1; i-- {
+		if i != k {
+			times = append(times, g.back(i))
+		}
+	}
+	if g.dropped && len(times) > 0 {
+		times = append([]time.Time{times[0]}, times...)
+	}
+	dropped := g.dropped
+	clear(g.times)
+	g.n, g.next = 0, 0
+	for _, t := range times {
+		g.add(t)
+	}
+	g.dropped = dropped
+	return true
 }

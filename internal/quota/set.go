@@ -44,15 +44,26 @@ func (s *Set) Limiter(family string) *Limiter {
 // wrapped with the family's name; use errors.As for *ExceededError and
 // errors.Is for context.Canceled and context.DeadlineExceeded.
 func (s *Set) Wait(ctx context.Context, family string) error {
+	_, err := s.Take(ctx, family)
+	return err
+}
+
+// Take is Wait, and also returns the time of the grant, for Refund.
+func (s *Set) Take(ctx context.Context, family string) (time.Time, error) {
 	start := time.Now()
-	err := s.Limiter(family).Wait(ctx, s.maxWait)
+	at, err := s.Limiter(family).Take(ctx, s.maxWait)
 	if err != nil {
 		err = fmt.Errorf("quota %s: %w", family, err)
 	}
 	if s.OnWait != nil {
 		s.OnWait(family, time.Since(start), err)
 	}
-	return err
+	return at, err
+}
+
+// Refund is family's Limiter.Refund: the call granted at at never reached the upstream.
+func (s *Set) Refund(family string, at time.Time) {
+	s.Limiter(family).Refund(at)
 }
 
 // Pause is family's Limiter.Pause: no grant for family before until.
