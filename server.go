@@ -85,7 +85,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if tcp, ok := ln.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
 		logger.Warn("listening beyond loopback: anyone who can reach this address can query Defender through this service", "addr", ln.Addr().String())
 	}
-	fmt.Fprintf(stderr, "\n  GraphQL playground: %s/\n\n", base)
+	if cfg.LogFormat != "json" { // a plain line would break a JSON log; the line above has the URL
+		fmt.Fprintf(stderr, "\n  GraphQL playground: %s/\n\n", base)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -180,3 +180,29 @@ func TestStartupErrorsNameTheSetting(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONLogIsAllJSON: with LOG_FORMAT=json every line the service writes is a JSON object,
+// so that a log shipper can read it; the playground URL is in the "listening" line.
+func TestJSONLogIsAllJSON(t *testing.T) {
+	t.Parallel()
+	base, logs := startService(t, map[string]string{"LOG_FORMAT": "json"})
+	fetch(t, http.MethodGet, base+"/healthz", "")
+	sawURL := false
+	for line := range strings.Lines(logs.String()) {
+		if strings.TrimSpace(line) == "" {
+			t.Errorf("a blank line in the JSON log")
+			continue
+		}
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Errorf("not JSON: %q", line)
+			continue
+		}
+		if entry["playground"] == base+"/" {
+			sawURL = true
+		}
+	}
+	if !sawURL {
+		t.Errorf("no JSON line gives the playground URL %s/:\n%s", base, logs)
+	}
+}

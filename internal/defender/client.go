@@ -226,6 +226,11 @@ func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string,
 		var er *ErrorResponse
 		switch {
 		case errors.As(err, &rl):
+			// Our limiter keeps inside Defender's published limits, so a 429 means something
+			// else spends the same quota (another app or replica with these credentials) or the
+			// limits changed: worth an operator's attention.
+			c.logger.WarnContext(ctx, "Defender answered 429 although the service kept within its limits: something else may be using this application's quota; pausing the endpoint",
+				"endpoint", string(endpoint), "retry_after", rl.RetryAfter.String(), "correlation_id", rl.Target)
 			until := time.Now().Add(rl.RetryAfter)
 			if c.limiter != nil {
 				c.limiter.Pause(string(endpoint), until)

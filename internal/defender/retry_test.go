@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/mdegraph/mdegraph/internal/logtest"
 )
 
 // These tests run in a synctest bubble with a fake transport: time only moves when every
@@ -159,8 +163,17 @@ func TestRetry_429WithLimiter(t *testing.T) {
 		)}
 		lim := &fakeLimiter{}
 		rec := &callRecorder{}
-		client := fakeClient(t, tr, func(o *Options) { o.Limiter = lim; o.Observe = rec.observe })
+		var logs logtest.Buffer
+		client := fakeClient(t, tr, func(o *Options) {
+			o.Limiter = lim
+			o.Observe = rec.observe
+			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		})
 		users, resp, err := client.Machines.LogonUsers(t.Context(), deviceID)
+		// A 429 means something else spends the quota: the operator hears of it at the default level.
+		if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "answered 429") || !strings.Contains(l, "correlation_id=t-429") {
+			t.Errorf("log %q, want a WARN line about the 429 with its correlation id", l)
+		}
 		if err != nil {
 			t.Fatalf("LogonUsers: %v", err)
 		}
