@@ -17,6 +17,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/mdegraph/mdegraph/internal/defender"
+	"github.com/mdegraph/mdegraph/internal/quietlog"
 	"github.com/mdegraph/mdegraph/internal/quota"
 )
 
@@ -52,7 +53,16 @@ var permissions = map[defender.Endpoint]string{
 //
 // It presents a copy and leaves err as it was, so the log line has the original text (the
 // connection error behind UPSTREAM_UNAVAILABLE, say) while the client gets the safe message.
+//
+// A warning repeated with the same code and cause (every query while Defender is down, or
+// while the credentials are refused) is logged once a minute; the repeats in between go to
+// debug, and the next warning says how many there were.
 func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
+	repeats := quietlog.New(time.Minute)
+	logError := func(ctx context.Context, level slog.Level, code string, path ast.Path, cause string) {
+		level, lowered := repeats.Level(code+"\x00"+cause, level)
+		logErrorLine(ctx, logger, level, code, path, cause, lowered)
+	}
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		orig := graphql.DefaultErrorPresenter(ctx, err)
 		cause := errorText(err)
@@ -62,7 +72,7 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 		if errors.As(err, &already) && already.Extensions["code"] != nil && errors.Unwrap(already) == nil {
 			// gqlgen's own parse/validation errors, or one we built: unchanged.
 			code, _ := already.Extensions["code"].(string)
-			logError(ctx, logger, logLevel(code), code, out.Path, cause)
+			logError(ctx, logLevel(code), code, out.Path, cause)
 			return &out
 		}
 		code, msg, ext := classify(err)
@@ -79,7 +89,7 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 			// own, but of any size and content, so the log keeps only what went wrong.
 			cause, _, _ = strings.Cut(cause, " body:")
 		}
-		logError(ctx, logger, logLevel(code), code, out.Path, cause)
+		logError(ctx, logLevel(code), code, out.Path, cause)
 		return &out
 	}
 }
@@ -108,14 +118,18 @@ func logLevel(code string) slog.Level {
 	return slog.LevelDebug
 }
 
-// logError writes the one log line of a presented error: its code, where, and the cause.
-func logError(ctx context.Context, logger *slog.Logger, level slog.Level, code string, path ast.Path, cause string) {
+// logErrorLine writes the one log line of a presented error: its code, where, the cause, and
+// how many like it were lowered to debug since the last one at this level.
+func logErrorLine(ctx context.Context, logger *slog.Logger, level slog.Level, code string, path ast.Path, cause string, lowered int) {
 	msg := "graphql field error"
 	if len(path) == 0 {
 		msg = "graphql request error" // before execution: the request itself, or a panic outside a field
 	}
-	logger.LogAttrs(ctx, level, msg, slog.String("code", code),
-		slog.String("path", path.String()), slog.String("error", cause))
+	attrs := []slog.Attr{slog.String("code", code), slog.String("path", path.String()), slog.String("error", cause)}
+	if lowered > 0 {
+		attrs = append(attrs, slog.Int("repeats_since_last_warning", lowered))
+	}
+	logger.LogAttrs(ctx, level, msg, attrs...)
 }
 
 // requestErrors are the errors gqlgen's POST transport and APQ extension return for a

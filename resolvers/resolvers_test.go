@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/vektah/gqlparser/v2/ast"
@@ -267,4 +268,36 @@ func TestRecoverFuncAnswersInternalError(t *testing.T) {
 	if !strings.Contains(logs.String(), "boom") || !strings.Contains(logs.String(), "stack") {
 		t.Errorf("panic and stack should be logged: %s", logs.String())
 	}
+}
+
+// TestErrorPresenterQuietsRepeats: while Defender is down every query fails the same way; one
+// warning a minute says so, the repeats go to debug, and the next warning counts them.
+func TestErrorPresenterQuietsRepeats(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var logs bytes.Buffer
+		present := ErrorPresenter(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		field := ast.Path{ast.PathName("machine"), ast.PathName("logonUsers")}
+		down := func() error {
+			return gqlerror.WrapPath(field, &defender.UnavailableError{Endpoint: defender.EndpointLogonUsers, Err: errors.New("connection refused")})
+		}
+		for range 3 {
+			if got := present(context.Background(), down()).Extensions["code"]; got != CodeUpstreamUnavailable {
+				t.Fatalf("code %v, want %s: quieting the log must not change the answer", got, CodeUpstreamUnavailable)
+			}
+		}
+		time.Sleep(time.Minute)
+		present(context.Background(), down())
+		lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+		var levels []string
+		for _, l := range lines {
+			levels = append(levels, strings.Fields(strings.SplitN(l, "level=", 2)[1])[0])
+		}
+		if got := strings.Join(levels, " "); got != "WARN DEBUG DEBUG WARN" {
+			t.Errorf("levels %q, want WARN DEBUG DEBUG WARN:\n%s", got, logs.String())
+		}
+		if !strings.Contains(lines[len(lines)-1], "repeats_since_last_warning=2") {
+			t.Errorf("the minute's second warning does not count the repeats: %s", lines[len(lines)-1])
+		}
+	})
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/mdegraph/mdegraph/internal/gqlhttp"
 	"github.com/mdegraph/mdegraph/internal/loaders"
 	"github.com/mdegraph/mdegraph/internal/metrics"
+	"github.com/mdegraph/mdegraph/internal/quietlog"
 	"github.com/mdegraph/mdegraph/internal/quota"
 	"github.com/mdegraph/mdegraph/internal/simulator"
 	"github.com/mdegraph/mdegraph/internal/web"
@@ -226,9 +227,11 @@ func withTimeout(d time.Duration, next http.Handler) http.Handler {
 // A failure is the token source's remembered one within auth.FailureTTL, so frequent probes do
 // not hammer the token endpoint.
 func readiness(tokens defender.TokenSource, logger *slog.Logger) http.Handler {
+	repeats := quietlog.New(time.Minute) // a probe every few seconds must not flood the log
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := tokens.TokenContext(r.Context()); err != nil {
-			logger.WarnContext(r.Context(), "not ready: no token for Defender", "error", err.Error())
+			level, lowered := repeats.Level(err.Error(), slog.LevelWarn)
+			logger.Log(r.Context(), level, "not ready: no token for Defender", "error", err.Error(), "repeats_since_last_warning", lowered)
 			http.Error(w, "not ready: cannot get a token for Defender (see the service log)", http.StatusServiceUnavailable)
 			return
 		}
