@@ -66,6 +66,9 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		orig := graphql.DefaultErrorPresenter(ctx, err)
 		cause := errorText(err)
+		if why := context.Cause(ctx); why != nil && why != ctx.Err() && errors.Is(err, ctx.Err()) {
+			cause += ": " + why.Error() // e.g. which deadline passed
+		}
 		out := *orig
 		out.Extensions = maps.Clone(orig.Extensions)
 		var already *gqlerror.Error

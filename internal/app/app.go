@@ -81,6 +81,13 @@ type Options struct {
 	BatchWait time.Duration
 }
 
+// DefenderLimitPerMinute and DefenderLimitPerHour are the limits Defender publishes for each
+// endpoint family; configuring more only earns 429s.
+const (
+	DefenderLimitPerMinute = 100
+	DefenderLimitPerHour   = 1500
+)
+
 // New builds the service described by cfg. ctx is the application's lifetime: the token
 // source, the demo simulator and the startup credential check live on it. Close releases what
 // New started.
@@ -96,6 +103,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		return nil, err
 	}
 
+	if cfg.LimitPerMinute > DefenderLimitPerMinute || cfg.LimitPerHour > DefenderLimitPerHour {
+		logger.Warn("quota limits above Defender's published ones: Defender will answer 429 before the service holds calls back",
+			"limit_per_minute", cfg.LimitPerMinute, "defender_per_minute", DefenderLimitPerMinute,
+			"limit_per_hour", cfg.LimitPerHour, "defender_per_hour", DefenderLimitPerHour)
+	}
 	a.Quota = quota.NewSet(cfg.QuotaMaxWait,
 		quota.Window{Limit: cfg.LimitPerMinute, Per: time.Minute + QuotaMargin},
 		quota.Window{Limit: cfg.LimitPerHour, Per: time.Hour + QuotaMargin})
@@ -217,7 +229,7 @@ func (a *App) upstream(ctx context.Context, cfg config.Config, logger *slog.Logg
 // withTimeout bounds each request, so nothing waits past REQUEST_TIMEOUT.
 func withTimeout(d time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), d)
+		ctx, cancel := context.WithTimeoutCause(r.Context(), d, fmt.Errorf("the request took longer than REQUEST_TIMEOUT (%v)", d))
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})

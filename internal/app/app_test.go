@@ -19,6 +19,7 @@ import (
 	"github.com/mdegraph/mdegraph/internal/app"
 	"github.com/mdegraph/mdegraph/internal/config"
 	"github.com/mdegraph/mdegraph/internal/defender"
+	"github.com/mdegraph/mdegraph/internal/logtest"
 	"github.com/mdegraph/mdegraph/internal/simulator"
 )
 
@@ -378,7 +379,9 @@ func TestQuotaField(t *testing.T) {
 
 func TestRequestTimeout(t *testing.T) {
 	t.Parallel()
-	s := newService(t, map[string]string{"REQUEST_TIMEOUT": "100ms"}, app.Options{Simulator: &simulator.Options{Latency: 10 * time.Second}})
+	var logs logtest.Buffer
+	s := newLoggingService(t, map[string]string{"REQUEST_TIMEOUT": "100ms"}, app.Options{Simulator: &simulator.Options{Latency: 10 * time.Second}},
+		slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	body := strings.NewReader(`{"query":"{ machine(id: \"` + s.sim.ExampleMachineID() + `\") { logonUsers { id } } }"}`)
@@ -393,6 +396,10 @@ func TestRequestTimeout(t *testing.T) {
 	json.NewDecoder(resp.Body).Decode(&r)
 	if c := codes(r); len(c) != 1 || c[0] != "UPSTREAM_UNAVAILABLE" {
 		t.Errorf("codes %v, want UPSTREAM_UNAVAILABLE", c)
+	}
+	// The log says which deadline passed, not only "context deadline exceeded".
+	if !strings.Contains(logs.String(), "longer than REQUEST_TIMEOUT (100ms)") {
+		t.Errorf("the log does not name REQUEST_TIMEOUT:\n%s", logs.String())
 	}
 }
 
@@ -636,6 +643,27 @@ func TestUnreachableUpstreamSpendsNoQuota(t *testing.T) {
 			if w.Used != 0 {
 				t.Errorf("%s: %d quota slots used per %v, want 0", f.Family, w.Used, w.Per)
 			}
+		}
+	}
+}
+
+// TestLimitsAboveDefenderWarn: limits Defender does not grant are allowed (a tenant may have
+// been granted more), but the operator is told at start what they will earn.
+func TestLimitsAboveDefenderWarn(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		env  map[string]string
+		warn bool
+	}{
+		{map[string]string{}, false},
+		{map[string]string{"MDE_LIMIT_PER_MINUTE": "50", "MDE_LIMIT_PER_HOUR": "1000"}, false},
+		{map[string]string{"MDE_LIMIT_PER_MINUTE": "200"}, true},
+		{map[string]string{"MDE_LIMIT_PER_HOUR": "1501"}, true},
+	} {
+		var logs logtest.Buffer
+		newLoggingService(t, tt.env, app.Options{}, slog.New(slog.NewTextHandler(&logs, nil)))
+		if got := strings.Contains(logs.String(), "above Defender's published"); got != tt.warn {
+			t.Errorf("%v: warned %v, want %v:\n%s", tt.env, got, tt.warn, logs.String())
 		}
 	}
 }
