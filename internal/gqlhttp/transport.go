@@ -70,7 +70,9 @@ func checkQueryParams(rawQuery string) string {
 const MaxBodyBytes = 1 << 20
 
 // boundedPOST is gqlgen's POST transport with the body bounded by MaxBodyBytes: a longer body
-// (declared or not) is answered 413 with BAD_REQUEST, before gqlgen decodes anything.
+// (declared or not) is answered 413 with BAD_REQUEST, before gqlgen decodes anything. A body
+// with a declared length (the server reads no more than that) is handed over unread; only a
+// chunked one is read first.
 type boundedPOST struct {
 	transport.POST
 }
@@ -80,7 +82,7 @@ var _ graphql.Transport = boundedPOST{}
 // Do refuses a body over MaxBodyBytes, then hands the request to gqlgen.
 func (p boundedPOST) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	tooLarge := r.ContentLength > MaxBodyBytes
-	if !tooLarge {
+	if r.ContentLength < 0 { // length unknown (chunked): read it to know, within the bound
 		body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
 		if err != nil {
 			writeError(w, r, exec, http.StatusBadRequest, resolvers.CodeBadRequest, "the request body could not be read: "+err.Error())

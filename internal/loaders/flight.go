@@ -3,7 +3,6 @@ package loaders
 import (
 	"context"
 	"errors"
-	"slices"
 	"sync"
 	"time"
 )
@@ -62,7 +61,8 @@ type pendingKey[V any] struct {
 	done    chan struct{}
 	result  Result[V] // written once before done is closed
 	waiters int
-	run     *run // nil until started
+	owner   *flightShare[V] // the caller that reserved the key and must start it
+	run     *run            // nil until started
 }
 
 // run is one upstream call in progress, answering one or more keys.
@@ -98,7 +98,7 @@ func (f *Flight[V]) Join(keys []string) (Shared[V], []string) {
 			}
 			p.waiters++
 		} else {
-			p = &pendingKey[V]{key: k, done: make(chan struct{}), waiters: 1}
+			p = &pendingKey[V]{key: k, done: make(chan struct{}), waiters: 1, owner: s}
 			f.pending[k] = p
 			s.owned = append(s.owned, p)
 			missing = append(missing, k)
@@ -124,7 +124,7 @@ func (s *flightShare[V]) Start(ctx context.Context, keys []string, fn func(ctx c
 	s.f.mu.Lock()
 	for _, k := range keys {
 		p := s.keys[k]
-		if p == nil || p.run != nil || !slices.Contains(s.owned, p) {
+		if p == nil || p.run != nil || p.owner != s {
 			continue // not reserved by this caller, or started already
 		}
 		p.run = r
