@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/oauth2"
 
-	"github.com/mdegraph/mdegraph/internal/auth"
 	"github.com/mdegraph/mdegraph/internal/config"
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/gqlhttp"
@@ -30,6 +29,7 @@ import (
 	"github.com/mdegraph/mdegraph/internal/quietlog"
 	"github.com/mdegraph/mdegraph/internal/quota"
 	"github.com/mdegraph/mdegraph/internal/simulator"
+	"github.com/mdegraph/mdegraph/internal/upstreamauth"
 	"github.com/mdegraph/mdegraph/internal/web"
 	"github.com/mdegraph/mdegraph/resolvers"
 )
@@ -42,7 +42,7 @@ const QuotaMargin = time.Second
 const CredentialCheckTimeout = 15 * time.Second
 
 // The token source is what the client asks for its bearer token before it takes quota.
-var _ defender.TokenSource = (*auth.Source)(nil)
+var _ defender.TokenSource = (*upstreamauth.Source)(nil)
 
 // App is the assembled service.
 type App struct {
@@ -95,7 +95,7 @@ const (
 // Outside demo mode New starts the credential check and returns without waiting for it: it
 // fetches a token (waiting at most CredentialCheckTimeout) and logs one INFO line if Entra ID
 // gave one, one WARN line naming the problem otherwise; the service starts either way, and
-// queries share the check's token, or its failure for auth.FailureTTL.
+// queries share the check's token, or its failure for upstreamauth.FailureTTL.
 func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (*App, error) {
 	a := &App{close: func() {}, credentialsCheck: make(chan struct{})}
 	creds, err := a.upstream(ctx, cfg, logger, opts)
@@ -121,7 +121,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	reg.MustRegister(metrics.NewQuotaCollector(a.Quota))
 	a.Quota.OnWait = m.ObserveWait
 
-	tokens := auth.TokenSource(ctx, creds)
+	tokens := upstreamauth.TokenSource(ctx, creds)
 	tokens.Observe = m.ObserveTokenRequest
 	clientOpts := defender.Options{
 		BaseURL: a.UpstreamURL,
@@ -192,10 +192,10 @@ func (a *App) CredentialsChecked() <-chan struct{} { return a.credentialsCheck }
 
 // upstream points the App at Defender from cfg, or in demo mode starts the embedded simulator
 // on a loopback port, and returns the credentials to use.
-func (a *App) upstream(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (auth.ClientCredentials, error) {
+func (a *App) upstream(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (upstreamauth.ClientCredentials, error) {
 	if !cfg.Demo {
 		a.UpstreamURL = cfg.APIURL
-		return auth.ClientCredentials{TenantID: cfg.TenantID, ClientID: cfg.ClientID,
+		return upstreamauth.ClientCredentials{TenantID: cfg.TenantID, ClientID: cfg.ClientID,
 			ClientSecret: cfg.ClientSecret.Reveal(), TokenURL: cfg.TokenURL, Scope: cfg.Scope}, nil
 	}
 	simOpts := simulator.Options{}
@@ -211,7 +211,7 @@ func (a *App) upstream(ctx context.Context, cfg config.Config, logger *slog.Logg
 	sim := simulator.New(simOpts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return auth.ClientCredentials{}, fmt.Errorf("demo mode: start the simulator: %w", err)
+		return upstreamauth.ClientCredentials{}, fmt.Errorf("demo mode: start the simulator: %w", err)
 	}
 	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() { _ = srv.Serve(ln) }()
@@ -221,7 +221,7 @@ func (a *App) upstream(ctx context.Context, cfg config.Config, logger *slog.Logg
 	a.ExampleDevice = sim.ExampleMachineID()
 	logger.Info("demo mode: no MDE_* credentials set, so the upstream is the embedded Defender simulator (deterministic demo data, Defender's real rate limits)",
 		"simulator", a.UpstreamURL, "example_device", a.ExampleDevice)
-	return auth.ClientCredentials{TenantID: simulator.DemoTenantID, ClientID: sim.ClientID(),
+	return upstreamauth.ClientCredentials{TenantID: simulator.DemoTenantID, ClientID: sim.ClientID(),
 		ClientSecret: sim.ClientSecret(), TokenURL: a.UpstreamURL + "/" + simulator.DemoTenantID + "/oauth2/v2.0/token",
 		Scope: "https://api.securitycenter.microsoft.com/.default"}, nil
 }
@@ -236,7 +236,7 @@ func withTimeout(d time.Duration, next http.Handler) http.Handler {
 }
 
 // readiness answers 200 once the service can get a token for Defender; it spends no API quota.
-// A failure is the token source's remembered one within auth.FailureTTL, so frequent probes do
+// A failure is the token source's remembered one within upstreamauth.FailureTTL, so frequent probes do
 // not hammer the token endpoint.
 func readiness(tokens defender.TokenSource, logger *slog.Logger) http.Handler {
 	repeats := quietlog.New(time.Minute) // a probe every few seconds must not flood the log
@@ -262,7 +262,7 @@ var credentialHints = map[string]string{
 // checkCredentials fetches a token from tokens, waiting at most timeout, and logs one line:
 // INFO if Entra ID gave one, WARN naming the problem otherwise. The line carries Entra ID's
 // error code and description (AADSTS...), never the secret.
-func checkCredentials(ctx context.Context, tokens defender.TokenSource, creds auth.ClientCredentials, logger *slog.Logger, timeout time.Duration) {
+func checkCredentials(ctx context.Context, tokens defender.TokenSource, creds upstreamauth.ClientCredentials, logger *slog.Logger, timeout time.Duration) {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tok, err := tokens.TokenContext(cctx)

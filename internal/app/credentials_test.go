@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/mdegraph/mdegraph/internal/auth"
 	"github.com/mdegraph/mdegraph/internal/logtest"
+	"github.com/mdegraph/mdegraph/internal/upstreamauth"
 )
 
 // tokenFunc is a defender.TokenSource made of a function.
@@ -30,7 +30,7 @@ func refusedWith(status int, code, description string) tokenFunc {
 func TestCheckCredentials(t *testing.T) {
 	t.Parallel()
 	const secret = "Zx8Q~s3cr3t.Value_9"
-	creds := auth.ClientCredentials{TenantID: "contoso.onmicrosoft.com", ClientID: "app-1", ClientSecret: secret,
+	creds := upstreamauth.ClientCredentials{TenantID: "contoso.onmicrosoft.com", ClientID: "app-1", ClientSecret: secret,
 		TokenURL: "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token", Scope: "https://api.securitycenter.microsoft.com/.default"}
 	tests := []struct {
 		name     string

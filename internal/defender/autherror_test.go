@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/mdegraph/mdegraph/internal/auth"
+	"github.com/mdegraph/mdegraph/internal/upstreamauth"
 	"golang.org/x/oauth2"
 )
 
@@ -27,12 +27,12 @@ func TestAuthError(t *testing.T) {
 
 	tests := []struct {
 		name                    string
-		wire                    func(o *Options, src *auth.Source)
+		wire                    func(o *Options, src *upstreamauth.Source)
 		wantAttempts, wantWaits int
 		wantObserved            int
 	}{
-		{"token source asked before the limiter", func(o *Options, src *auth.Source) { o.Tokens = src }, 0, 0, 0},
-		{"token added by the HTTP client", func(o *Options, src *auth.Source) { o.HTTPClient = auth.HTTPClient(src, nil) }, 1, 1, 1},
+		{"token source asked before the limiter", func(o *Options, src *upstreamauth.Source) { o.Tokens = src }, 0, 0, 0},
+		{"token added by the HTTP client", func(o *Options, src *upstreamauth.Source) { o.HTTPClient = upstreamauth.HTTPClient(src, nil) }, 1, 1, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,7 +63,7 @@ func TestAuthError(t *testing.T) {
 			logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			rec := &callRecorder{}
 			limiter := &fakeLimiter{}
-			src := auth.TokenSource(t.Context(), auth.ClientCredentials{
+			src := upstreamauth.TokenSource(t.Context(), upstreamauth.ClientCredentials{
 				TenantID: "tenant", ClientID: "client", ClientSecret: secret,
 				TokenURL: tokenSrv.URL + "/tenant/oauth2/v2.0/token", Scope: "https://api.securitycenter.microsoft.com/.default",
 			})

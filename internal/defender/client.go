@@ -51,7 +51,7 @@ type Limiter interface {
 
 // TokenSource gives the client the bearer token of its API calls. TokenContext returns a token
 // that is valid now, or an error: an *oauth2.RetrieveError when the token endpoint refused the
-// credentials. It stops waiting when ctx ends. *auth.Source implements it.
+// credentials. It stops waiting when ctx ends. *upstreamauth.Source implements it.
 type TokenSource interface {
 	TokenContext(ctx context.Context) (*oauth2.Token, error)
 }
@@ -74,7 +74,7 @@ type Options struct {
 	// BaseURL is the API base URL without the /api suffix, e.g. https://api.securitycenter.microsoft.com.
 	BaseURL string
 	// HTTPClient sends the requests (default http.DefaultClient). Without Tokens, it must add
-	// the bearer token itself (auth.HTTPClient); a token failure then happens inside an attempt,
+	// the bearer token itself (upstreamauth.HTTPClient); a token failure then happens inside an attempt,
 	// after the limiter granted it.
 	HTTPClient *http.Client
 	// Tokens, if set, gives the bearer token of every attempt, and HTTPClient must not add one.

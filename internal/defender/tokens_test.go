@@ -14,8 +14,8 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/mdegraph/mdegraph/internal/auth"
 	"github.com/mdegraph/mdegraph/internal/quota"
+	"github.com/mdegraph/mdegraph/internal/upstreamauth"
 )
 
 // tokenFunc is a TokenSource made of a function; it counts its calls.
@@ -29,7 +29,7 @@ func (f *tokenFunc) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 }
 
 var _ TokenSource = (*tokenFunc)(nil)
-var _ TokenSource = (*auth.Source)(nil)
+var _ TokenSource = (*upstreamauth.Source)(nil)
 
 // TestTokens: with Options.Tokens the client sends the source's token, and a token failure
 // ends the call before the limiter is asked: no quota, no attempt, nothing observed, no retry.
@@ -185,7 +185,7 @@ func TestTokenFailureSpendsNoQuota(t *testing.T) {
 			return answer(req, 401, `{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}`), nil
 		}}
 		ctx := context.WithValue(t.Context(), oauth2.HTTPClient, &http.Client{Transport: tokenEndpoint})
-		src := auth.TokenSource(ctx, auth.ClientCredentials{TenantID: "tenant", ClientID: "client", ClientSecret: "wrong",
+		src := upstreamauth.TokenSource(ctx, upstreamauth.ClientCredentials{TenantID: "tenant", ClientID: "client", ClientSecret: "wrong",
 			TokenURL: "https://login.example.test/tenant/oauth2/v2.0/token", Scope: "https://api.securitycenter.microsoft.com/.default"})
 		api := &fakeTransport{fn: sequence(status(200, `{"value":[]}`))}
 		limits := quota.NewSet(10*time.Second, quota.Window{Limit: 100, Per: time.Minute}, quota.Window{Limit: 1500, Per: time.Hour})
@@ -214,7 +214,7 @@ func TestTokenFailureSpendsNoQuota(t *testing.T) {
 				continue
 			}
 			wg.Wait()
-			time.Sleep(auth.FailureTTL / queries)
+			time.Sleep(upstreamauth.FailureTTL / queries)
 			query()
 		}
 		assertEqual(t, "token endpoint calls", tokenEndpoint.calls(), 1)
@@ -224,7 +224,7 @@ func TestTokenFailureSpendsNoQuota(t *testing.T) {
 
 		// The credentials are fixed; the first query after the window gets a token.
 		fixed.Store(true)
-		time.Sleep(auth.FailureTTL)
+		time.Sleep(upstreamauth.FailureTTL)
 		if _, _, err := client.Machines.LogonUsers(t.Context(), deviceID); err != nil {
 			t.Fatalf("after the fix: %v", err)
 		}

@@ -124,7 +124,7 @@ func (m *Metrics) ObserveOperation(codes []string, d time.Duration) {
 	m.opDuration.Observe(d.Seconds())
 }
 
-// ObserveTokenRequest records one request to the token endpoint (auth.Source.Observe): err is
+// ObserveTokenRequest records one request to the token endpoint (upstreamauth.Source.Observe): err is
 // nil when a token was issued, an *oauth2.RetrieveError when Entra ID refused.
 func (m *Metrics) ObserveTokenRequest(err error) {
 	if m == nil {

@@ -1,6 +1,7 @@
-// Package auth gives the upstream client its identity: OAuth2 client credentials against
-// Entra ID, with one token source for the application's lifetime.
-package auth
+// Package upstreamauth gives the upstream (Defender) client its identity: OAuth2 client
+// credentials against Entra ID, with one token source for the application's lifetime. Who calls
+// this service is another matter (package principal).
+package upstreamauth
 
 import (
 	"context"
