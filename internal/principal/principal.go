@@ -10,6 +10,8 @@ package principal
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 )
@@ -82,4 +84,42 @@ func NewContext(ctx context.Context, p Principal) context.Context {
 func FromContext(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(ctxKey{}).(Principal)
 	return p, ok
+}
+
+// Assertion is the caller's own access token for this service, kept in the request context only
+// so that the upstream token package can exchange it on-behalf-of the caller (OAuth 2.0 OBO,
+// grant_type urn:ietf:params:oauth:grant-type:jwt-bearer) when Defender is asked as the person.
+// It is a credential: it formats as [redacted] everywhere (fmt, slog, JSON), and Reveal gives the
+// value to the one place that sends it.
+type Assertion string
+
+// String hides the value from fmt and log.
+func (Assertion) String() string { return "[redacted]" }
+
+// Format hides the value from every fmt verb.
+func (Assertion) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, "[redacted]") }
+
+// GoString hides the value from %#v.
+func (Assertion) GoString() string { return "[redacted]" }
+
+// LogValue hides the value from slog.
+func (Assertion) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// MarshalText hides the value from encoding/json and friends.
+func (Assertion) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// Reveal returns the token itself, for the on-behalf-of exchange.
+func (a Assertion) Reveal() string { return string(a) }
+
+type assertionKey struct{}
+
+// WithAssertion returns ctx carrying the caller's token a.
+func WithAssertion(ctx context.Context, a Assertion) context.Context {
+	return context.WithValue(ctx, assertionKey{}, a)
+}
+
+// AssertionFrom returns the caller's token in ctx, and whether there was one.
+func AssertionFrom(ctx context.Context) (Assertion, bool) {
+	a, ok := ctx.Value(assertionKey{}).(Assertion)
+	return a, ok && a != ""
 }

@@ -1,7 +1,13 @@
 package principal
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 )
 
@@ -34,5 +40,28 @@ func TestContext(t *testing.T) {
 	got, ok := FromContext(NewContext(context.Background(), p))
 	if !ok || got != p {
 		t.Errorf("FromContext = %+v, %v; want %+v, true", got, ok, p)
+	}
+}
+
+func TestAssertionNeverPrints(t *testing.T) {
+	t.Parallel()
+	const secret = "eyJhbGciOiJSUzI1NiJ9.secret.sig"
+	a := Assertion(secret)
+	for _, s := range []string{fmt.Sprint(a), fmt.Sprintf("%v %s %q %x %d %#v %+v", a, a, a, a, a, a, struct{ A Assertion }{a})} {
+		if strings.Contains(s, "secret") || strings.Contains(s, hex.EncodeToString([]byte(secret))) {
+			t.Errorf("formatted assertion shows the token: %s", s)
+		}
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "assertion", a)
+	if b, _ := json.Marshal(struct{ A Assertion }{a}); strings.Contains(buf.String()+string(b), "secret") {
+		t.Errorf("log or JSON shows the token: %s %s", buf.String(), b)
+	}
+	ctx := WithAssertion(context.Background(), a)
+	if got, ok := AssertionFrom(ctx); !ok || got.Reveal() != secret {
+		t.Errorf("AssertionFrom = %v, %v; want the token, true", got.Reveal() == secret, ok)
+	}
+	if _, ok := AssertionFrom(context.Background()); ok {
+		t.Error("AssertionFrom of an empty context reported a token")
 	}
 }
