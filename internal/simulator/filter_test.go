@@ -286,7 +286,7 @@ func FuzzParseFilter(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	ms := generate(3, 20).machines
+	ms := generate(3, 20, DemoTenantID).machines
 	f.Fuzz(func(t *testing.T, src string) {
 		e, err := parseFilter(src)
 		if err != nil {
