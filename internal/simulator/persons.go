@@ -48,13 +48,13 @@ const (
 // The device groups of the data set, as rbacGroupId and rbacGroupName. Every device belongs to
 // exactly one; group 0 holds the devices no rule assigned, and its name is null on the wire.
 const (
-	GroupUnassigned           = 0  // name null
-	GroupWorkstations         = 12 // "Workstations"
-	GroupWorkstationsFinance  = 14 // "Workstations - Finance"
-	GroupServers              = 21 // "Servers"
-	GroupServersTier0         = 22 // "Servers - Tier 0" (domain controllers, certificate authorities)
-	GroupLinuxServers         = 31 // "Linux servers"
-	GroupMac                  = 41 // "Mac"
+	GroupUnassigned          = 0  // name null
+	GroupWorkstations        = 12 // "Workstations"
+	GroupWorkstationsFinance = 14 // "Workstations - Finance"
+	GroupServers             = 21 // "Servers"
+	GroupServersTier0        = 22 // "Servers - Tier 0" (domain controllers, certificate authorities)
+	GroupLinuxServers        = 31 // "Linux servers"
+	GroupMac                 = 41 // "Mac"
 )
 
 // demoPersons are the tenant's people. Their object ids are fixed, so tests and bookmarks can
