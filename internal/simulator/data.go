@@ -352,24 +352,20 @@ func (g *generator) fillPosture(m *Machine) {
 		m.RiskScore, m.DefenderAVStatus = nil, "Unknown"
 	}
 
-	type group struct {
-		id   int
-		name string
-	}
-	var grp group
+	var grp int
 	switch {
 	case isServer(m.OSPlatform) && (strings.HasPrefix(m.ComputerDNSName, "srv-dc") || strings.HasPrefix(m.ComputerDNSName, "srv-ca")):
-		grp = group{22, "Servers - Tier 0"}
+		grp = GroupServersTier0
 	case isServer(m.OSPlatform):
-		grp = pickW(r, []weighted[group]{{group{21, "Servers"}, 90}, {group{}, 10}})
+		grp = pickW(r, []weighted[int]{{GroupServers, 90}, {GroupUnassigned, 10}})
 	case m.OSPlatform == platLinux:
-		grp = group{31, "Linux servers"}
+		grp = GroupLinuxServers
 	case m.OSPlatform == platMacOS:
-		grp = group{41, "Mac"}
+		grp = GroupMac
 	default:
-		grp = pickW(r, []weighted[group]{{group{12, "Workstations"}, 70}, {group{14, "Workstations - Finance"}, 20}, {group{}, 10}})
+		grp = pickW(r, []weighted[int]{{GroupWorkstations, 70}, {GroupWorkstationsFinance, 20}, {GroupUnassigned, 10}})
 	}
-	m.RBACGroupID, m.RBACGroupName = grp.id, nullable(grp.name) // group 0 is "unassigned" and has no name
+	m.RBACGroupID, m.RBACGroupName = grp, nullable(groupNames[grp]) // group 0 is "unassigned" and has no name
 
 	tags := []string{"VIP", "Finance", "HR", "Remote", "BYOD", "Test Lab"}
 	if isServer(m.OSPlatform) || m.OSPlatform == platLinux {

@@ -14,12 +14,6 @@ import (
 // demo without a browser login cannot do. Any origin may call it, so a playground served from
 // another port can.
 
-// groupNames are the rbacGroupName of each device group; group 0's is null on the wire.
-var groupNames = map[int]string{
-	GroupWorkstations: "Workstations", GroupWorkstationsFinance: "Workstations - Finance", GroupServers: "Servers",
-	GroupServersTier0: "Servers - Tier 0", GroupLinuxServers: "Linux servers", GroupMac: "Mac",
-}
-
 // demoGroup is a device group in the /demo/persons answer.
 type demoGroup struct {
 	ID   int     `json:"rbacGroupId"`

@@ -57,6 +57,12 @@ const (
 	GroupMac                 = 41 // "Mac"
 )
 
+// groupNames are the rbacGroupName of each device group; group 0's is null on the wire.
+var groupNames = map[int]string{
+	GroupWorkstations: "Workstations", GroupWorkstationsFinance: "Workstations - Finance", GroupServers: "Servers",
+	GroupServersTier0: "Servers - Tier 0", GroupLinuxServers: "Linux servers", GroupMac: "Mac",
+}
+
 // demoPersons are the tenant's people. Their object ids are fixed, so tests and bookmarks can
 // name them; every one has a different set of device groups.
 var demoPersons = []Person{

@@ -18,7 +18,8 @@ type EndpointStats struct {
 	TooManyRequests int
 	// MaxInAnyMinute and MaxInAnyHour are the most calls admitted by the rate limit in any sliding
 	// 60-second (3600-second) window, counted like the limit itself: a window is (t-60s, t]. For
-	// EndpointToken, which has no limit, they count issued tokens.
+	// EndpointToken, which has no limit, they count issued tokens; for the other Entra ID and demo
+	// endpoints they stay 0.
 	MaxInAnyMinute, MaxInAnyHour int
 	// Canceled counts calls whose client went away during the added Latency (or an injected
 	// hang); they were decided, and are counted above, but got no answer.
