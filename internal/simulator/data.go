@@ -3,6 +3,7 @@ package simulator
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 )
@@ -16,12 +17,15 @@ const (
 
 // dataset is the simulator's read-only data, built once by generate.
 type dataset struct {
-	epoch    time.Time // "now" of the data set: every timestamp lies before it
-	machines []Machine
-	users    [][]User       // users[i] are the logon users of machines[i]
-	byID     map[string]int // lower-cased id → index
-	byName   map[string]int // lower-cased computer name → index of the most recently seen device
-	example  int            // index of ExampleMachineID
+	epoch     time.Time // "now" of the data set: every timestamp lies before it
+	machines  []Machine
+	users     [][]User         // users[i] are the logon users of machines[i]
+	alerts    [][]Alert        // alerts[i] are the alerts of machines[i], newest first
+	byID      map[string]int   // lower-cased id → index
+	byName    map[string]int   // lower-cased computer name → index of the most recently seen device
+	byNameAll map[string][]int // lower-cased computer name → every index, most recently seen first
+	byAccount map[string][]int // foldKey(accountName) → indices of devices it logged on to, ascending
+	example   int              // index of ExampleMachineID
 }
 
 // lookup resolves a device id or computer name the way GET /api/machines/{id} does.
@@ -42,9 +46,11 @@ const (
 	twinOriginal = 1
 )
 
-// generate builds the data set. Everything is drawn from one PCG stream in a fixed order and no
-// map is ever ranged over, so a seed and a size always give the same bytes.
-func generate(seed int64, n int) *dataset {
+// generate builds the data set. Devices and logon users are drawn from one PCG stream in a fixed
+// order and no map is ever ranged over, so a seed and a size always give the same bytes. What
+// was added later (accounts with non-ASCII names, alerts) draws from streams of its own, so the
+// devices and users of a seed stay what they were. tenant only fills the alerts' aadTenantId.
+func generate(seed int64, n int, tenant string) *dataset {
 	g := &generator{
 		rng:   rand.New(rand.NewPCG(uint64(seed), uint64(seed)^0x9e3779b97f4a7c15)),
 		names: map[string]bool{},
@@ -87,6 +93,16 @@ func generate(seed int64, n int) *dataset {
 		}
 	}
 	g.fillPrevalence(d)
+	addInternationalAccounts(d, rand.New(rand.NewPCG(uint64(seed), uint64(seed)^0x1f83d9abfb41bd6b)))
+	d.index()
+	d.alerts = generateAlerts(d, rand.New(rand.NewPCG(uint64(seed), uint64(seed)^0x5be0cd19137e2179)), tenant)
+	return d
+}
+
+// index builds the lookup maps.
+func (d *dataset) index() {
+	d.byNameAll = map[string][]int{}
+	d.byAccount = map[string][]int{}
 	for i := range d.machines {
 		m := &d.machines[i]
 		d.byID[m.ID] = i
@@ -94,9 +110,21 @@ func generate(seed int64, n int) *dataset {
 		if j, ok := d.byName[name]; !ok || m.lastSeen.After(d.machines[j].lastSeen) {
 			d.byName[name] = i
 		}
+		d.byNameAll[name] = append(d.byNameAll[name], i)
+		for _, u := range d.users[i] {
+			key := foldKey(u.AccountName)
+			if idx := d.byAccount[key]; len(idx) == 0 || idx[len(idx)-1] != i {
+				d.byAccount[key] = append(idx, i)
+			}
+		}
 	}
-	return d
+	for _, idx := range d.byNameAll {
+		slices.SortStableFunc(idx, func(a, b int) int { return d.machines[b].lastSeen.Compare(d.machines[a].lastSeen) })
+	}
 }
+
+// foldKey is the key under which account names compare case-insensitively.
+func foldKey(name string) string { return strings.ToLower(name) }
 
 // generator holds the random stream and what must stay unique while the data set is drawn.
 type generator struct {
@@ -324,24 +352,20 @@ func (g *generator) fillPosture(m *Machine) {
 		m.RiskScore, m.DefenderAVStatus = nil, "Unknown"
 	}
 
-	type group struct {
-		id   int
-		name string
-	}
-	var grp group
+	var grp int
 	switch {
 	case isServer(m.OSPlatform) && (strings.HasPrefix(m.ComputerDNSName, "srv-dc") || strings.HasPrefix(m.ComputerDNSName, "srv-ca")):
-		grp = group{22, "Servers - Tier 0"}
+		grp = GroupServersTier0
 	case isServer(m.OSPlatform):
-		grp = pickW(r, []weighted[group]{{group{21, "Servers"}, 90}, {group{}, 10}})
+		grp = pickW(r, []weighted[int]{{GroupServers, 90}, {GroupUnassigned, 10}})
 	case m.OSPlatform == platLinux:
-		grp = group{31, "Linux servers"}
+		grp = GroupLinuxServers
 	case m.OSPlatform == platMacOS:
-		grp = group{41, "Mac"}
+		grp = GroupMac
 	default:
-		grp = pickW(r, []weighted[group]{{group{12, "Workstations"}, 70}, {group{14, "Workstations - Finance"}, 20}, {group{}, 10}})
+		grp = pickW(r, []weighted[int]{{GroupWorkstations, 70}, {GroupWorkstationsFinance, 20}, {GroupUnassigned, 10}})
 	}
-	m.RBACGroupID, m.RBACGroupName = grp.id, nullable(grp.name) // group 0 is "unassigned" and has no name
+	m.RBACGroupID, m.RBACGroupName = grp, nullable(groupNames[grp]) // group 0 is "unassigned" and has no name
 
 	tags := []string{"VIP", "Finance", "HR", "Remote", "BYOD", "Test Lab"}
 	if isServer(m.OSPlatform) || m.OSPlatform == platLinux {

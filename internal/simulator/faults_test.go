@@ -1,9 +1,12 @@
 package simulator
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -104,6 +107,7 @@ func TestInjectPanicsOnMistakes(t *testing.T) {
 	for name, f := range map[string]func(){
 		"success status":   func() { s.Inject(EndpointGetMachine, 200, 1) },
 		"unknown endpoint": func() { s.Inject(Endpoint("alerts"), 500, 1) },
+		"no status":        func() { s.InjectFault(EndpointToken, Fault{HTML: true}, 1) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			defer func() {
@@ -114,4 +118,92 @@ func TestInjectPanicsOnMistakes(t *testing.T) {
 			f()
 		})
 	}
+}
+
+// TestInjectFault covers the token endpoint's outages a client must survive, and the same
+// shapes on an API endpoint.
+func TestInjectFault(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		endpoint    Endpoint
+		fault       Fault
+		status      int
+		contentType string
+		body        string // a substring
+		retryAfter  string
+	}{
+		{"token 503 HTML", EndpointToken, Fault{Status: 503, HTML: true}, 503, "text/html; charset=utf-8", "<h1>Service Unavailable</h1>", ""},
+		{"token 503 JSON", EndpointToken, Fault{Status: 503}, 503, contentTypeOAuth, `"error":"temporarily_unavailable"`, ""},
+		{"token 429", EndpointToken, Fault{Status: 429, RetryAfter: 7 * time.Second}, 429, contentTypeOAuth, `"error":"temporarily_unavailable"`, "7"},
+		{"token 429 without Retry-After", EndpointToken, Fault{Status: 429, RetryAfter: -1}, 429, contentTypeOAuth, "AADSTS90055", ""},
+		{"token 500 with Retry-After", EndpointToken, Fault{Status: 500, RetryAfter: 1500 * time.Millisecond}, 500, contentTypeOAuth, "temporarily_unavailable", "2"},
+		{"jwks 503", EndpointJWKS, Fault{Status: 503}, 503, contentTypeOAuth, "temporarily_unavailable", ""},
+		{"discovery 502 HTML", EndpointDiscovery, Fault{Status: 502, HTML: true}, 502, "text/html; charset=utf-8", "Bad Gateway", ""},
+		{"api 503 HTML", EndpointGetMachine, Fault{Status: 503, HTML: true}, 503, "text/html; charset=utf-8", "<!DOCTYPE html>", ""},
+		{"api 429 without Retry-After", EndpointGetMachine, Fault{Status: 429, RetryAfter: -1}, 429, contentTypeError, codeTooManyRequests, ""},
+		{"alerts 500", EndpointMachineAlerts, Fault{Status: 500}, 500, contentTypeError, codeInternal, ""},
+		{"demo 503", EndpointDemo, Fault{Status: 503}, 503, contentTypeOAuth, "injected", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, _ := newIdentitySim(t, Options{})
+			tok := getToken(t, s)
+			s.InjectFault(tt.endpoint, tt.fault, 1)
+			send := func() *httptest.ResponseRecorder {
+				switch tt.endpoint {
+				case EndpointToken:
+					return postToken(t, s, DemoTenantID, tokenForm())
+				case EndpointJWKS:
+					return get(t, s, "/"+DemoTenantID+"/discovery/v2.0/keys", "")
+				case EndpointDiscovery:
+					return get(t, s, "/"+DemoTenantID+"/v2.0/.well-known/openid-configuration", "")
+				case EndpointMachineAlerts:
+					return get(t, s, "/api/machines/"+s.ExampleMachineID()+"/alerts", tok)
+				case EndpointDemo:
+					return get(t, s, "/demo/persons", "")
+				}
+				return get(t, s, "/api/machines/"+s.ExampleMachineID(), tok)
+			}
+			rec := send()
+			wantStatus(t, rec, tt.status)
+			if got := rec.Header().Get("Content-Type"); got != tt.contentType {
+				t.Errorf("Content-Type: got %q, want %q", got, tt.contentType)
+			}
+			if !strings.Contains(rec.Body.String(), tt.body) {
+				t.Errorf("body %q lacks %q", rec.Body.String(), tt.body)
+			}
+			if got := rec.Header().Get("Retry-After"); got != tt.retryAfter {
+				t.Errorf("Retry-After: got %q, want %q", got, tt.retryAfter)
+			}
+			wantStatus(t, send(), http.StatusOK) // once only
+		})
+	}
+}
+
+// TestInjectHang: a hung call answers nothing until its client gives up, and counts as canceled.
+func TestInjectHang(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := New(Options{})
+		s.InjectFault(EndpointToken, Fault{Hang: true}, 1)
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/"+DemoTenantID+"/oauth2/v2.0/token", strings.NewReader(tokenForm().Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		rec := httptest.NewRecorder()
+		start := time.Now()
+		s.ServeHTTP(rec, req)
+		if got := time.Since(start); got != 30*time.Second {
+			t.Errorf("hung for %v, want until the client's 30s deadline", got)
+		}
+		if rec.Body.Len() != 0 || rec.Header().Get("Content-Type") != "" {
+			t.Errorf("a hung call wrote %q", rec.Body.String())
+		}
+		if st := s.Stats()[EndpointToken]; st.Calls != 1 || st.Canceled != 1 {
+			t.Errorf("stats: %+v, want 1 call, canceled", st)
+		}
+		wantStatus(t, postToken(t, s, DemoTenantID, tokenForm()), http.StatusOK)
+	})
 }

@@ -286,7 +286,7 @@ func FuzzParseFilter(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	ms := generate(3, 20).machines
+	ms := generate(3, 20, DemoTenantID).machines
 	f.Fuzz(func(t *testing.T, src string) {
 		e, err := parseFilter(src)
 		if err != nil {
@@ -304,4 +304,65 @@ func FuzzParseFilter(f *testing.F) {
 		}
 		_ = fmt.Sprint(e)
 	})
+}
+
+// TestFilterHostileLiterals sends string literals an attacker or a careless caller would build,
+// through HTTP: a literal is one value whatever it holds, and a broken one is a 400 ODataError,
+// never a wider match.
+func TestFilterHostileLiterals(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestSim(t, Options{})
+	tok := getToken(t, s)
+	all := machineIDs(s.Machines())
+	ex := s.ExampleMachineName()
+	tests := []struct {
+		filter string
+		want   []string // nil: 400
+	}{
+		{"computerDnsName eq 'x'' or 1 eq 1'", []string{}},                 // the quote is doubled: one literal
+		{"computerDnsName eq 'x'' or computerDnsName ne ''y'", []string{}}, // ditto, with a property inside
+		{"computerDnsName eq '" + ex + "'' or ''1'' eq ''1'", []string{}},
+		{"computerDnsName eq 'O''Brien'", []string{}},
+		{"computerDnsName eq '('", []string{}},
+		{"computerDnsName eq ')' or (id eq '" + all[0] + "')", all[:1]},
+		{"computerDnsName eq 'ñandú-ß.contoso.local'", []string{}},
+		{"computerDnsName eq '日本'", []string{}},
+		{"startswith(computerDnsName,'''')", []string{}}, // the prefix is one quote
+		{"startswith(computerDnsName,''')", nil},         // unterminated
+		{"startswith(computerDnsName,'')", all},
+		{"computerDnsName eq '" + ex + "'", all[:1]},
+		{"computerDnsName eq 'x' or 1 eq 1", nil},     // an unquoted value is no condition
+		{"computerDnsName eq 'x'' or 1 eq 1", nil},    // unterminated: the injection closes nothing
+		{"computerDnsName eq 'x' or '1' eq '1'", nil}, // a literal is no property
+		{"computerDnsName eq 'x') or (1 eq 1", nil},
+		{"computerDnsName eq \"x\"", nil},
+		{"computerDnsName eq x", nil},
+		{"ñ eq 'x'", nil},
+		{"computerDnsName eq 'x'; drop", nil},
+		{"computerDnsName eq 'x' --", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.filter, func(t *testing.T) {
+			t.Parallel()
+			rec := get(t, s, "/api/machines?$filter="+url.QueryEscape(tt.filter), tok)
+			if tt.want == nil {
+				wantAPIError(t, rec, http.StatusBadRequest, codeODataError)
+				return
+			}
+			if got := listIDs(t, rec); !slices.Equal(got, tt.want) {
+				t.Errorf("got %d devices, want %d", len(got), len(tt.want))
+			}
+		})
+	}
+}
+
+// TestFilterStringRoundTrip: every string, quoted the OData way, parses back to itself.
+func TestFilterStringRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"", "'", "''", "O'Brien", "a'' or 1 eq 1", "zoë o'brien", "(x)", "日本語", "tab\there", "%27"} {
+		toks, err := lex("'" + strings.ReplaceAll(v, "'", "''") + "'")
+		if err != nil || len(toks) != 2 || toks[0].kind != tokString || toks[0].text != v {
+			t.Errorf("%q: tokens %+v, err %v", v, toks, err)
+		}
+	}
 }

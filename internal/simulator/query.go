@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -74,4 +75,22 @@ func parseListQuery(raw string) (listQuery, *response) {
 		}
 	}
 	return q, nil
+}
+
+// refuseQueryOptions answers 400 ODataError for any $-option, on the list endpoints that take
+// none (a device's alerts, a user's machines): a caller must not come to rely on options the
+// upstream does not document there. Parameters without $ are ignored.
+func refuseQueryOptions(raw string) (response, bool) {
+	values, err := url.ParseQuery(raw)
+	if err != nil {
+		return apiError(http.StatusBadRequest, codeODataError, fmt.Sprintf("The query string is malformed: %v.", err)), false
+	}
+	keys := slices.Sorted(maps.Keys(values))
+	for _, k := range keys {
+		if name := strings.ToLower(strings.TrimSpace(k)); strings.HasPrefix(name, "$") {
+			return apiError(http.StatusBadRequest, codeODataError, fmt.Sprintf(
+				"The query option '%s' is not supported on this resource; it takes no query options.", clip(name))), false
+		}
+	}
+	return response{}, true
 }

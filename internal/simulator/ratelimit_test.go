@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -247,4 +248,52 @@ func TestRateLimitConcurrent(t *testing.T) {
 	if st := s.Stats()[EndpointGetMachine]; st.MaxInAnyMinute != 100 || st.TooManyRequests != 400 {
 		t.Errorf("stats: got %+v", st)
 	}
+}
+
+// TestRateLimitNewFamilies: a device's alerts and a user's machines have limits of their own, and
+// people calling on-behalf-of themselves share the application's budget (counted per
+// application + tenant upstream).
+func TestRateLimitNewFamilies(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := New(Options{PerMinute: 4, PerHour: 6, Authority: testAuthority}) // the bubble's clock
+		app := getToken(t, s)
+		megan, grady := personToken(t, s, "megan"), personToken(t, s, "grady")
+		alerts := "/api/machines/" + s.ExampleMachineID() + "/alerts"
+		users := "/api/users/administrator/machines"
+		var codes []int
+		for _, tok := range []string{app, megan, grady, megan, grady} { // alerts: 4 a minute, whoever asks
+			target := alerts
+			if tok != app {
+				target = "/api/machines/" + s.Machines()[2].ID + "/alerts" // a device all three may or may not see: 200 or 404 both count
+			}
+			codes = append(codes, get(t, s, target, tok).Code)
+		}
+		if codes[4] != http.StatusTooManyRequests || slices.Contains(codes[:4], http.StatusTooManyRequests) {
+			t.Errorf("alerts statuses %v: want the fifth call in the minute refused", codes)
+		}
+		for range 4 { // a user's machines has its own budget
+			wantStatus(t, get(t, s, users, megan), http.StatusOK)
+		}
+		rec := get(t, s, users, grady)
+		wantAPIError(t, rec, http.StatusTooManyRequests, codeTooManyRequests)
+		if got := rec.Header().Get("Retry-After"); got != "60" {
+			t.Errorf("Retry-After: got %q, want 60", got)
+		}
+		time.Sleep(time.Minute)
+		wantStatus(t, get(t, s, users, grady), http.StatusOK)
+		wantStatus(t, get(t, s, users, grady), http.StatusOK)
+		rec = get(t, s, users, grady) // seven in the hour: the hour's limit of 6
+		wantAPIError(t, rec, http.StatusTooManyRequests, codeTooManyRequests)
+		if got := rec.Header().Get("Retry-After"); got != "3540" {
+			t.Errorf("hourly Retry-After: got %q, want 3540", got)
+		}
+		st := s.Stats()
+		m, _ := s.Person("megan")
+		g, _ := s.Person("grady")
+		if st[EndpointUserMachines].ByIdentity[m.OID] != 4 || st[EndpointUserMachines].ByIdentity[g.OID] != 4 ||
+			st[EndpointUserMachines].MaxInAnyMinute != 4 || st[EndpointMachineAlerts].TooManyRequests != 1 {
+			t.Errorf("stats: user-machines %+v, machine-alerts %+v", st[EndpointUserMachines], st[EndpointMachineAlerts])
+		}
+	})
 }

@@ -23,6 +23,8 @@ type response struct {
 	contentType string
 	header      http.Header // extra headers, may be nil
 	body        []byte
+	identity    string // who the call was made as, for statistics; "" before authentication
+	hang        bool   // an injected hang: write nothing until the client gives up
 }
 
 func (resp response) write(w http.ResponseWriter) {

@@ -1,17 +1,22 @@
 // Package simulator is an in-process stand-in for the Microsoft Defender for Endpoint REST API and
-// for the Entra ID token endpoint in front of it.
+// for the Entra ID tenant in front of it.
 //
-// A Simulator is an http.Handler. It issues client-credentials tokens, serves a deterministic data
-// set of devices and their logon users, enforces the upstream's per-endpoint rate limits exactly
-// (sliding windows of 60 and 3600 seconds), answers errors in the upstream's wire shapes, and keeps
-// statistics a load test can assert on. It writes its own wire structs and never shares types with
-// the service's client, so a decoding bug in the client cannot be masked by a shared definition.
+// A Simulator is an http.Handler. As Defender it serves a deterministic data set of devices, their
+// logon users and alerts, enforces the upstream's per-endpoint rate limits exactly (sliding
+// windows of 60 and 3600 seconds), answers errors in the upstream's wire shapes, and keeps
+// statistics a load test can assert on. As Entra ID it publishes OpenID Connect discovery and a
+// JSON Web Key Set, mints RS256 access tokens for demo persons (Persons, SignIn, MintAccessToken),
+// and issues Defender tokens by client credentials (the application, which sees every device) or
+// on-behalf-of a person (who sees only their device groups). It writes its own wire structs and
+// never shares types with the service's client, so a decoding bug in the client cannot be masked
+// by a shared definition.
 //
 // A Simulator is safe for concurrent use.
 package simulator
 
 import (
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +30,11 @@ const (
 	// DemoTenantID is the tenant the standalone command serves; Options.TenantID "" accepts any.
 	DemoTenantID = "11111111-2222-4333-8444-555555555555"
 
+	// DefaultAudience is the audience (the App ID URI of the service's API) of minted tokens. The
+	// app registration with this App ID URI is the one with ClientID, which may exchange tokens
+	// for it on-behalf-of.
+	DefaultAudience = "api://mdegraph"
+
 	DefaultSeed      = 1
 	DefaultDevices   = 300
 	DefaultPerMinute = 100
@@ -32,10 +42,17 @@ const (
 	DefaultTokenTTL  = 3599 * time.Second
 )
 
-// Permissions the simulated endpoints require, as the upstream names its application roles.
+// Permissions the simulated endpoints require, as the upstream names its application roles
+// (*.All) and delegated permissions. The simulated app holds the read roles and read delegated
+// permissions, less Options.DeniedPermissions; it holds no write role.
 const (
-	PermissionMachineReadAll = "Machine.Read.All"
-	PermissionUserReadAll    = "User.Read.All"
+	PermissionMachineReadAll      = "Machine.Read.All"
+	PermissionMachineReadWriteAll = "Machine.ReadWrite.All"
+	PermissionUserReadAll         = "User.Read.All"
+	PermissionAlertReadAll        = "Alert.Read.All"
+	PermissionAlertReadWriteAll   = "Alert.ReadWrite.All"
+	PermissionMachineRead         = "Machine.Read"
+	PermissionAlertRead           = "Alert.Read"
 )
 
 // MaxURILength is the longest request URI (path and query, in bytes as sent) the simulator
@@ -43,8 +60,25 @@ const (
 // front-door default, and it is what makes a caller chunk long `id eq .. or ..` filters.
 const MaxURILength = 8192
 
-// MaxTop is the largest $top GET /api/machines accepts, and the page size when $top is absent.
+// MaxTop is the largest $top GET /api/machines accepts, and the default page size when $top is
+// absent.
 const MaxTop = 10000
+
+// NextLinkMode is how GET /api/machines pages when the call has no $top. With $top there is
+// never an @odata.nextLink, as upstream.
+type NextLinkMode int
+
+// The paging behaviours users report for GET /api/machines without $top.
+const (
+	// NextLinkNormal sends @odata.nextLink ($skip of the next page) while more devices remain.
+	NextLinkNormal NextLinkMode = iota
+	// NextLinkMissing never sends one: a client that relies on it silently loses every device
+	// past the first page.
+	NextLinkMissing
+	// NextLinkRepeat sends one on every page, pointing back at the same page: a client that
+	// follows it loops forever.
+	NextLinkRepeat
+)
 
 // APIContextBase is the host the simulator writes into @odata.context, as the upstream does.
 const APIContextBase = "https://api.securitycenter.microsoft.com/api"
@@ -55,7 +89,9 @@ type Options struct {
 	Seed int64
 	// Devices is the number of devices; 0 or less means DefaultDevices.
 	Devices int
-	// TenantID is the only tenant the token endpoint accepts in its path; "" accepts any tenant.
+	// TenantID is the only tenant the token, discovery and JWKS endpoints accept in their path
+	// (besides the common and organizations aliases for discovery); "" accepts any tenant. It is
+	// also the tid of minted tokens, DemoTenantID when empty.
 	TenantID string
 	// ClientID and ClientSecret are the only credentials the token endpoint accepts;
 	// "" means DefaultClientID and DefaultClientSecret.
@@ -70,9 +106,29 @@ type Options struct {
 	PerMinute, PerHour int
 	// TokenTTL is how long issued tokens are valid; 0 means DefaultTokenTTL.
 	TokenTTL time.Duration
-	// DeniedPermissions lists application roles the app lacks (e.g. "User.Read.All", compared
-	// case-insensitively): the calls that need one answer 403 Forbidden naming it.
+	// DeniedPermissions lists application roles or delegated permissions the app lacks (e.g.
+	// "User.Read.All", "Alert.Read", compared case-insensitively): the calls that need one answer
+	// 403 Forbidden naming it.
 	DeniedPermissions []string
+	// NoDevices serves a tenant without devices: GET /api/machines answers 404, as upstream
+	// when there are no recent machines. Devices is then ignored.
+	NoDevices bool
+	// PageSize is how many devices GET /api/machines answers without $top; 0 means MaxTop.
+	PageSize int
+	// NextLink is how GET /api/machines pages without $top; the default, NextLinkNormal, sends
+	// a nextLink while devices remain. The other modes reproduce what users report.
+	NextLink NextLinkMode
+	// ForbidHiddenDevices makes a person's call about a device outside their device groups
+	// answer 403 Forbidden instead of the default 404 ResourceNotFound (unconfirmed upstream).
+	ForbidHiddenDevices bool
+	// Audience is the aud of the access tokens minted for the service's API, and the audience
+	// an on-behalf-of assertion must carry (its ClientID is accepted too); "" means
+	// DefaultAudience.
+	Audience string
+	// Authority is the base URL the simulator is reached at (e.g. "http://127.0.0.1:9090"):
+	// its issuer is {Authority}/{tenant}/v2.0. "" means SetAuthority's value or, for an HTTP
+	// answer, the request's own scheme and host.
+	Authority string
 	// Now is the clock for rate limits, token expiry and statistics; nil means time.Now (which is
 	// the bubble's fake clock under testing/synctest).
 	Now func() time.Time
@@ -89,6 +145,10 @@ type Simulator struct {
 	tokens    tokenStore
 	endpoints map[Endpoint]*endpointState // fixed after New; each entry has its own lock
 	denied    map[string]bool             // lower-cased permission names
+	keys      keyRing
+
+	authorityMu sync.Mutex
+	authority   string // Options.Authority or SetAuthority's; "" derives it from the request
 
 	logonMu    sync.Mutex
 	logonCalls map[string]int // lower-cased path id → calls to logonusers
@@ -117,12 +177,27 @@ func New(opts Options) *Simulator {
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = DefaultTokenTTL
 	}
+	if opts.PageSize <= 0 {
+		opts.PageSize = MaxTop
+	}
+	if opts.Audience == "" {
+		opts.Audience = DefaultAudience
+	}
+	devices := opts.Devices
+	if opts.NoDevices {
+		devices = 0
+	}
+	tenant := opts.TenantID
+	if tenant == "" {
+		tenant = DemoTenantID
+	}
 	s := &Simulator{
 		opts:       opts,
 		now:        opts.Now,
 		log:        opts.Logger,
-		data:       generate(opts.Seed, opts.Devices),
-		tokens:     tokenStore{tokens: map[string]time.Time{}},
+		data:       generate(opts.Seed, devices, tenant),
+		authority:  strings.TrimSuffix(opts.Authority, "/"),
+		tokens:     tokenStore{tokens: map[string]issuedToken{}},
 		endpoints:  map[Endpoint]*endpointState{},
 		denied:     map[string]bool{},
 		logonCalls: map[string]int{},
@@ -141,23 +216,34 @@ func New(opts Options) *Simulator {
 	for _, e := range apiEndpoints {
 		s.endpoints[e] = newEndpointState(perMinute, perHour)
 	}
-	// The token endpoint is not rate limited; its windows count issued tokens.
-	s.endpoints[EndpointToken] = newEndpointState(0, 0)
+	// Entra ID's endpoints are not rate limited; the token endpoint's windows count issued tokens.
+	for _, e := range []Endpoint{EndpointToken, EndpointDiscovery, EndpointJWKS, EndpointDemo} {
+		s.endpoints[e] = newEndpointState(0, 0)
+	}
 	return s
 }
 
 // Endpoint names one simulated endpoint, for statistics, rate limits and fault injection.
 type Endpoint string
 
-// The simulated endpoints. Each API endpoint has its own rate limit, as upstream.
+// The simulated endpoints. Each API endpoint has its own rate limit, as upstream; the Entra ID
+// and demo endpoints have none.
 const (
-	EndpointToken        Endpoint = "token"         // POST /{tenant}/oauth2/v2.0/token
-	EndpointGetMachine   Endpoint = "get-machine"   // GET /api/machines/{id}
-	EndpointListMachines Endpoint = "list-machines" // GET /api/machines
-	EndpointLogonUsers   Endpoint = "logonusers"    // GET /api/machines/{id}/logonusers
+	EndpointToken         Endpoint = "token"          // POST /{tenant}/oauth2/v2.0/token
+	EndpointDiscovery     Endpoint = "discovery"      // GET /{tenant}/v2.0/.well-known/openid-configuration (and v1)
+	EndpointJWKS          Endpoint = "jwks"           // GET /{tenant}/discovery/v2.0/keys (and v1)
+	EndpointDemo          Endpoint = "demo"           // GET /demo/persons, POST /demo/signin
+	EndpointGetMachine    Endpoint = "get-machine"    // GET /api/machines/{id}
+	EndpointListMachines  Endpoint = "list-machines"  // GET /api/machines
+	EndpointLogonUsers    Endpoint = "logonusers"     // GET /api/machines/{id}/logonusers
+	EndpointMachineAlerts Endpoint = "machine-alerts" // GET /api/machines/{id}/alerts
+	EndpointUserMachines  Endpoint = "user-machines"  // GET /api/users/{accountName}/machines
 )
 
-var apiEndpoints = []Endpoint{EndpointGetMachine, EndpointListMachines, EndpointLogonUsers}
+var apiEndpoints = []Endpoint{EndpointGetMachine, EndpointListMachines, EndpointLogonUsers, EndpointMachineAlerts, EndpointUserMachines}
+
+// isAPI reports whether e is a Defender API endpoint (rate limited, with added latency).
+func isAPI(e Endpoint) bool { return slices.Contains(apiEndpoints, e) }
 
 // state returns the endpoint's state, panicking on a name that is not one of the constants:
 // that is a mistake in the calling test, not a runtime condition.
@@ -205,12 +291,47 @@ func (s *Simulator) LogonUsers(id string) ([]User, bool) {
 }
 
 // ExampleMachineID is a stable, active device with several logon users, among them a domain
-// admin, a network-only user and a local account: a good first query.
-func (s *Simulator) ExampleMachineID() string { return s.data.machines[s.data.example].ID }
+// admin, a network-only user and a local account, and alerts: a good first query. It is "" with
+// Options.NoDevices.
+func (s *Simulator) ExampleMachineID() string {
+	if len(s.data.machines) == 0 {
+		return ""
+	}
+	return s.data.machines[s.data.example].ID
+}
 
 // ExampleMachineName is the computer DNS name of ExampleMachineID.
 func (s *Simulator) ExampleMachineName() string {
+	if len(s.data.machines) == 0 {
+		return ""
+	}
 	return s.data.machines[s.data.example].ComputerDNSName
+}
+
+// Alerts returns a copy of the alerts of the device with this id (not a name, like the route),
+// newest first, and false for an unknown id.
+func (s *Simulator) Alerts(id string) ([]Alert, bool) {
+	i, ok := s.data.byID[strings.ToLower(id)]
+	if !ok {
+		return nil, false
+	}
+	out := make([]Alert, len(s.data.alerts[i]))
+	for j, a := range s.data.alerts[i] {
+		out[j] = a.clone()
+	}
+	return out, true
+}
+
+// UserMachines returns copies of the devices GET /api/users/{accountName}/machines answers for
+// an application token: those with a logon user of that account name, in any domain, compared
+// case-insensitively, in data-set order.
+func (s *Simulator) UserMachines(accountName string) []Machine {
+	idx := s.data.byAccount[foldKey(accountName)]
+	out := make([]Machine, len(idx))
+	for j, i := range idx {
+		out[j] = s.data.machines[i].clone()
+	}
+	return out
 }
 
 // ClientID is the client id the token endpoint accepts.

@@ -18,11 +18,17 @@ type EndpointStats struct {
 	TooManyRequests int
 	// MaxInAnyMinute and MaxInAnyHour are the most calls admitted by the rate limit in any sliding
 	// 60-second (3600-second) window, counted like the limit itself: a window is (t-60s, t]. For
-	// EndpointToken, which has no limit, they count issued tokens.
+	// EndpointToken, which has no limit, they count issued tokens; for the other Entra ID and demo
+	// endpoints they stay 0.
 	MaxInAnyMinute, MaxInAnyHour int
-	// Canceled counts calls whose client went away during the added Latency; they were decided,
-	// and are counted above, but got no answer.
+	// Canceled counts calls whose client went away during the added Latency (or an injected
+	// hang); they were decided, and are counted above, but got no answer.
 	Canceled int
+	// ByIdentity counts the calls whose token was accepted, by who made them: IdentityApp for
+	// the application's own (client-credentials) token, a person's object id for a token
+	// obtained on-behalf-of them. On EndpointToken it counts issued tokens; on EndpointDemo,
+	// sign-ins by person.
+	ByIdentity map[string]int
 }
 
 // endpointState is everything the simulator keeps per endpoint, under one lock.
@@ -31,13 +37,14 @@ type endpointState struct {
 	limit    slidingLimit
 	calls    int
 	byStatus map[int]int
+	byID     map[string]int
 	tooMany  int
 	canceled int
 	faults   []fault
 }
 
 func newEndpointState(perMinute, perHour int) *endpointState {
-	return &endpointState{limit: slidingLimit{perMinute: perMinute, perHour: perHour}, byStatus: map[int]int{}}
+	return &endpointState{limit: slidingLimit{perMinute: perMinute, perHour: perHour}, byStatus: map[int]int{}, byID: map[string]int{}}
 }
 
 // admit asks the endpoint's rate limit about a call arriving now. The clock is read under the
@@ -48,11 +55,14 @@ func (st *endpointState) admit(now func() time.Time) (bool, time.Duration) {
 	return st.limit.allowAt(now())
 }
 
-func (st *endpointState) record(status int) {
+func (st *endpointState) record(status int, identity string) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.calls++
 	st.byStatus[status]++
+	if identity != "" {
+		st.byID[identity]++
+	}
 	if status == 429 {
 		st.tooMany++
 	}
@@ -70,6 +80,7 @@ func (st *endpointState) snapshot() EndpointStats {
 	return EndpointStats{
 		Calls:           st.calls,
 		ByStatus:        maps.Clone(st.byStatus),
+		ByIdentity:      maps.Clone(st.byID),
 		TooManyRequests: st.tooMany,
 		MaxInAnyMinute:  st.limit.maxInMinute,
 		MaxInAnyHour:    st.limit.maxInHour,
@@ -82,6 +93,7 @@ func (st *endpointState) reset() {
 	defer st.mu.Unlock()
 	st.calls, st.tooMany, st.canceled = 0, 0, 0
 	st.byStatus = map[int]int{}
+	st.byID = map[string]int{}
 	st.limit.resetStats()
 }
 

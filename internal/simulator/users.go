@@ -2,6 +2,8 @@ package simulator
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 )
@@ -271,4 +273,56 @@ func (g *generator) fillPrevalence(d *dataset) {
 func shortHost(dnsName string) string {
 	short, _, _ := strings.Cut(dnsName, ".")
 	return short
+}
+
+// internationalNames are domain accounts whose names need care in a URL and an OData literal:
+// letters outside ASCII, spaces, an apostrophe.
+var internationalNames = []string{"renée.dubois", "jürgen weiß", "søren.ødegård", "łukasz.wójcik", "zoë o'brien", "josé garcía"}
+
+// addInternationalAccounts seats each of internationalNames on one to three ordinary devices
+// (never the example device or the re-onboarded pair), appended after their other logon users,
+// drawing from r alone.
+func addInternationalAccounts(d *dataset, r *rand.Rand) {
+	n := len(d.machines)
+	var candidates []int
+	for i := range d.machines {
+		if i == exampleIndex || i == twinOriginal || (n >= 3 && i == n-1) {
+			continue
+		}
+		if c := len(d.users[i]); c >= 1 && c <= 6 && isWindows(d.machines[i].OSPlatform) {
+			candidates = append(candidates, i)
+		}
+	}
+	if len(candidates) == 0 {
+		return
+	}
+	for _, name := range internationalNames {
+		var devices []int
+		for range 1 + r.IntN(3) {
+			if i := pick(r, candidates); !slices.Contains(devices, i) {
+				devices = append(devices, i)
+			}
+		}
+		slices.Sort(devices)
+		count := len(devices)
+		most, least := d.machines[pick(r, devices)].ID, d.machines[pick(r, devices)].ID
+		for _, i := range devices {
+			m := &d.machines[i]
+			span := m.lastSeen.Sub(m.firstSeen)
+			last := m.lastSeen.Add(-time.Duration(r.Int64N(int64(min(span, 30*24*time.Hour)) + 1)))
+			first := m.firstSeen.Add(time.Duration(r.Int64N(int64(last.Sub(m.firstSeen)) + 1)))
+			d.users[i] = append(d.users[i], User{
+				ID:                      domainName + `\` + name,
+				AccountName:             name,
+				AccountDomain:           domainName,
+				FirstSeen:               first.Truncate(time.Second).Format(userTimeLayout),
+				LastSeen:                last.Truncate(time.Second).Format(userTimeLayout),
+				LogonTypes:              pick(r, []string{"Interactive", "Interactive, RemoteInteractive", "CachedInteractive, Interactive"}),
+				LogOnMachinesCount:      ptr(count),
+				IsOnlyNetworkUser:       ptr(false),
+				MostPrevalentMachineID:  ptr(most),
+				LeastPrevalentMachineID: ptr(least),
+			})
+		}
+	}
 }
