@@ -25,7 +25,7 @@ var mde = []Window{{Limit: 100, Per: time.Minute}, {Limit: 1500, Per: time.Hour}
 // the returned slice. Read the slice only once l is idle.
 func recordGrants(l *Limiter) *[]time.Time {
 	var grants []time.Time
-	l.onGrant = func(t time.Time) { grants = append(grants, t) }
+	l.onGrant = func(t time.Time, _ *waiter) { grants = append(grants, t) }
 	return &grants
 }
 
@@ -364,7 +364,7 @@ func TestNoOvertaking(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		l := NewLimiter(Window{1, time.Second})
-		head := &waiter{at: time.Now(), maxAt: time.Now(), ready: make(chan struct{})}
+		head := &waiter{at: time.Now(), maxAt: time.Now(), caller: &caller{id: "anonymous", queued: 1}, ready: make(chan struct{})}
 		l.queue = append(l.queue, head)
 		if l.Allow() {
 			t.Errorf("Allow overtook a queued waiter")
