@@ -31,8 +31,9 @@ type Options struct {
 	APQCacheSize int
 	// Logger receives error and panic reports (default: discard).
 	Logger *slog.Logger
-	// ObserveOperation, if set, is called once per operation with its errors' codes.
-	ObserveOperation func(codes []string, d time.Duration)
+	// ObserveOperation, if set, is called once per operation with the request's context (which
+	// names the caller) and its errors' codes.
+	ObserveOperation func(ctx context.Context, codes []string, d time.Duration)
 	// CORSOrigins are the browser origins allowed to call the endpoint ("*" for any); none
 	// means same-origin only.
 	CORSOrigins []string
@@ -72,7 +73,7 @@ func New(opts Options) http.Handler {
 			return nil
 		}
 		if opts.ObserveOperation != nil {
-			opts.ObserveOperation(errorCodes(resp), time.Since(start))
+			opts.ObserveOperation(ctx, errorCodes(resp), time.Since(start))
 		}
 		noteCacheable(ctx, resp)
 		if quota != nil {
