@@ -40,6 +40,10 @@ type Options struct {
 	// CacheMaxAge is how long browsers and CDNs may keep the answer to a persisted GET query
 	// (0: never cacheable).
 	CacheMaxAge time.Duration
+	// Admission, if set, wraps the GraphQL executor inside the CORS, gzip and cache layers: it
+	// may refuse a request before anything is read (the per-caller operation limit), and its
+	// answer still carries the CORS headers a browser needs to read it, and no-store.
+	Admission func(http.Handler) http.Handler
 }
 
 // New returns the GraphQL HTTP handler (POST and GET). Every error it writes carries
@@ -84,7 +88,11 @@ func New(opts Options) http.Handler {
 		}
 		return resp
 	})
-	return withCORS(opts.CORSOrigins, withGzip(withCacheHeaders(opts.CacheMaxAge, srv)))
+	var h http.Handler = srv
+	if opts.Admission != nil {
+		h = opts.Admission(h)
+	}
+	return withCORS(opts.CORSOrigins, withGzip(withCacheHeaders(opts.CacheMaxAge, h)))
 }
 
 // errorCodes lists the extensions.code of each error in resp.
