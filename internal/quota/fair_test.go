@@ -542,3 +542,25 @@ func TestFairSlidingWindow(t *testing.T) {
 		checkIdle(t, l)
 	})
 }
+
+// BenchmarkWaitExceededBehindFlood is a call refused at once while another caller has 100
+// calls in line: the cost of finding its turn (the caller lookup, the place in the queue).
+func BenchmarkWaitExceededBehindFlood(b *testing.B) {
+	l := NewLimiter(Window{1, time.Hour})
+	l.Allow()
+	flood, stop := context.WithCancel(as(context.Background(), "flood"))
+	var wg sync.WaitGroup
+	b.Cleanup(func() { stop(); wg.Wait() })
+	for range 100 {
+		wg.Go(func() { l.Wait(flood, 1000*time.Hour) })
+	}
+	for l.Status().Queued < 100 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx := principal.NewContext(context.Background(), principal.Anonymous("192.0.2.7:50123"))
+	for b.Loop() {
+		if err := l.Wait(ctx, 0); err == nil {
+			b.Fatal("granted")
+		}
+	}
+}
