@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"reflect"
 	"slices"
 	"sync"
@@ -449,98 +448,6 @@ func TestFairShareUnderFlood(t *testing.T) {
 			})
 		})
 	}
-}
-
-// TestFairSlidingWindow drives Wait with thousands of seeded arrivals from a few callers, one
-// of them much busier than the rest, with mixed maxWaits, cancellations and pauses: no window
-// is ever exceeded, no waiter waits past its maxWait, every caller's grants come in the order
-// of its calls, and every nil return is one logged grant.
-func TestFairSlidingWindow(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		rng := rand.New(rand.NewPCG(5, 6))
-		l := NewLimiter(mde...)
-		grants := recordGrants(l)
-		type result struct {
-			caller               int
-			arrived, returned    time.Time
-			granted              time.Time
-			maxWait, cancelAfter time.Duration
-			err                  error
-		}
-		pattern := arrivals(rng, 3*time.Hour)
-		results := make([]result, len(pattern))
-		start := time.Now()
-		var wg sync.WaitGroup
-		for i, off := range pattern {
-			time.Sleep(time.Until(start.Add(off)))
-			if i%1000 == 999 {
-				l.Pause(time.Now().Add(30 * time.Second))
-			}
-			r := result{
-				caller:  []int{0, 0, 0, 0, 0, 1, 2, 3}[rng.IntN(8)],
-				maxWait: []time.Duration{0, 10 * time.Second, 2 * time.Minute, 30 * time.Minute}[rng.IntN(4)],
-			}
-			if rng.IntN(10) == 0 {
-				r.cancelAfter = 1 + time.Duration(rng.Int64N(int64(time.Minute)))
-			}
-			wg.Go(func() {
-				ctx, cancel := context.WithCancel(as(context.Background(), fmt.Sprint(r.caller)))
-				defer cancel()
-				if r.cancelAfter > 0 {
-					defer time.AfterFunc(r.cancelAfter, cancel).Stop()
-				}
-				r.arrived = time.Now()
-				r.granted, r.err = l.Take(ctx, r.maxWait)
-				r.returned = time.Now()
-				results[i] = r
-			})
-		}
-		wg.Wait()
-
-		checkWindows(t, *grants, mde)
-		var returned []time.Time
-		// Per caller: the latest grant of its calls that arrived before instant, and of
-		// those that arrived at instant.
-		type callerOrder struct{ instant, before, atInstant time.Time }
-		order := map[int]callerOrder{}
-		for i, r := range results {
-			waited := r.returned.Sub(r.arrived)
-			var ee *ExceededError
-			switch {
-			case r.err == nil:
-				returned = append(returned, r.granted)
-				if waited > r.maxWait || !r.granted.Equal(r.returned) {
-					t.Errorf("arrival %d: granted at +%v after %v, want at most maxWait %v", i, r.granted.Sub(start), waited, r.maxWait)
-				}
-				// Calls that arrived at the same instant may have queued in any order.
-				o := order[r.caller]
-				if !r.arrived.Equal(o.instant) {
-					o.before, o.instant = latest(o.before, o.atInstant), r.arrived
-				}
-				if r.granted.Before(o.before) {
-					t.Errorf("arrival %d of caller %d (at +%v) granted at +%v, before an earlier call of its own (granted at +%v)",
-						i, r.caller, r.arrived.Sub(start), r.granted.Sub(start), o.before.Sub(start))
-				}
-				o.atInstant = latest(o.atInstant, r.granted)
-				order[r.caller] = o
-			case errors.As(r.err, &ee):
-				if waited > r.maxWait || ee.RetryAfter <= 0 {
-					t.Errorf("arrival %d: %v after %v with maxWait %v", i, r.err, waited, r.maxWait)
-				}
-			case errors.Is(r.err, context.Canceled):
-				if r.cancelAfter == 0 || waited != r.cancelAfter {
-					t.Errorf("arrival %d: cancelled after %v, want after %v", i, waited, r.cancelAfter)
-				}
-			default:
-				t.Errorf("arrival %d: unexpected error %v", i, r.err)
-			}
-		}
-		slices.SortFunc(returned, time.Time.Compare)
-		if !slices.EqualFunc(returned, *grants, time.Time.Equal) {
-			t.Errorf("%d waiters returned nil, %d grants logged, or at other times", len(returned), len(*grants))
-		}
-		checkIdle(t, l)
-	})
 }
 
 // BenchmarkWaitExceededBehindFlood is a call refused at once while another caller has 100
