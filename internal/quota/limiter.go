@@ -362,7 +362,7 @@ func (l *Limiter) Pause(until time.Time) {
 // the Prometheus gauges.
 type Status struct {
 	Windows     []WindowStatus // in the order given to NewLimiter
-	NextSlot    time.Time      // when a Wait called now would be granted; now itself if a slot is free
+	NextSlot    time.Time      // when a Wait called now would be granted behind every waiter in line (NextAt); now if a slot is free
 	PausedUntil time.Time      // end of the current pause; zero if not paused
 	Queued      int            // waiters in line
 }
