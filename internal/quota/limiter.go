@@ -65,8 +65,8 @@
 // together with the waiters it pushed past their limits (whose holders are
 // told, by pub/sub, to give up). The holder sleeps until its reservation time
 // and confirms it: the script grants it if it is first in the set and the
-// windows allow it, or returns its new projected time. Leaving (cancelled,
-// refunded) is one more script that shifts the caller's later reservations up
+// windows allow it, or returns its new projected time. Leaving (cancelled, or
+// pushed out) is one more script that shifts the caller's later reservations up
 // as described above. The fair-share order between callers is the same as here.
 package quota
 
@@ -489,10 +489,12 @@ func (l *Limiter) settle(now time.Time) {
 }
 
 // forgetIdle forgets the callers with no waiter in line whose next round is
-// no later than the one being served, after the round moved on.
+// no later than the one being served, after the round moved on. The pass over
+// the callers is skipped while they are no more than the waiters, which bounds
+// the callers kept by the queue's length.
 func (l *Limiter) forgetIdle() {
 	if len(l.callers) <= len(l.queue) {
-		return // every caller left has a waiter in line
+		return
 	}
 	for id, c := range l.callers {
 		if c.queued == 0 && c.next <= l.round {
