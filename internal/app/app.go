@@ -21,11 +21,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/oauth2"
 
+	"github.com/mdegraph/mdegraph/internal/callerlimit"
 	"github.com/mdegraph/mdegraph/internal/config"
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/gqlhttp"
 	"github.com/mdegraph/mdegraph/internal/loaders"
 	"github.com/mdegraph/mdegraph/internal/metrics"
+	"github.com/mdegraph/mdegraph/internal/principal"
 	"github.com/mdegraph/mdegraph/internal/quietlog"
 	"github.com/mdegraph/mdegraph/internal/quota"
 	"github.com/mdegraph/mdegraph/internal/simulator"
@@ -46,7 +48,8 @@ var _ defender.TokenSource = (*upstreamauth.Source)(nil)
 
 // App is the assembled service.
 type App struct {
-	// GraphQL serves /query: per-request loaders, REQUEST_TIMEOUT, the gqlgen handler.
+	// GraphQL serves /query: the caller's principal, REQUEST_TIMEOUT, per-request loaders, the
+	// gqlgen handler (with CALLER_LIMIT_PER_MINUTE before it, when set).
 	GraphQL http.Handler
 	// Playground, Example and Static are the web pages (Static expects the /static prefix stripped).
 	Playground, Example, Static http.Handler
@@ -79,6 +82,9 @@ type Options struct {
 	// BatchWait, when not zero, replaces loaders.DefaultBatchWait (tests that count list calls
 	// lengthen it, so that a slow scheduler cannot split a batch).
 	BatchWait time.Duration
+	// QuotaWindows, when not empty, replace the windows made of MDE_LIMIT_PER_MINUTE and
+	// MDE_LIMIT_PER_HOUR (tests use windows of a second, to see queues fill and drain).
+	QuotaWindows []quota.Window
 }
 
 // DefenderLimitPerMinute and DefenderLimitPerHour are the limits Defender publishes for each
@@ -108,9 +114,14 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 			"limit_per_minute", cfg.LimitPerMinute, "defender_per_minute", DefenderLimitPerMinute,
 			"limit_per_hour", cfg.LimitPerHour, "defender_per_hour", DefenderLimitPerHour)
 	}
-	a.Quota = quota.NewSet(cfg.QuotaMaxWait,
-		quota.Window{Limit: cfg.LimitPerMinute, Per: time.Minute + QuotaMargin},
-		quota.Window{Limit: cfg.LimitPerHour, Per: time.Hour + QuotaMargin})
+	windows := []quota.Window{
+		{Limit: cfg.LimitPerMinute, Per: time.Minute + QuotaMargin},
+		{Limit: cfg.LimitPerHour, Per: time.Hour + QuotaMargin},
+	}
+	if len(opts.QuotaWindows) > 0 {
+		windows = opts.QuotaWindows
+	}
+	a.Quota = quota.NewSet(cfg.QuotaMaxWait, windows...)
 	for _, e := range defender.Endpoints {
 		a.Quota.Limiter(string(e)) // so that Query.quota and the gauges list every family from the start
 	}
@@ -147,6 +158,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		Observer:    m,
 		Logger:      logger,
 	})
+	var callerLimit func(http.Handler) http.Handler // CALLER_LIMIT_PER_MINUTE, before anything is read
+	if cfg.CallerLimitPerMinute > 0 {
+		callerLimit = callerlimit.New(callerlimit.Options{
+			Limit: cfg.CallerLimitPerMinute, OnRefuse: m.ObserveCallerLimit, Logger: logger}).Handler
+	}
 	gql := gqlhttp.New(gqlhttp.Options{
 		Resolver:         &resolvers.Resolver{Quota: a.Quota, Logger: logger},
 		MaxUpstreamCalls: cfg.MaxUpstreamCalls,
@@ -155,10 +171,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		ObserveOperation: m.ObserveOperation,
 		CORSOrigins:      cfg.CORSOrigins,
 		CacheMaxAge:      cfg.CacheTTL,
+		Admission:        callerLimit,
 	})
 	identity := creds.Identity()
-	a.GraphQL = withTimeout(cfg.RequestTimeout,
-		loaders.Middleware(fetcher, func(*http.Request) string { return identity }, gql))
+	a.GraphQL = identify(withTimeout(cfg.RequestTimeout,
+		loaders.Middleware(fetcher, func(*http.Request) string { return identity }, gql)))
 
 	a.Playground = web.Playground(web.PlaygroundOptions{
 		Endpoint:  "/query",
@@ -224,6 +241,20 @@ func (a *App) upstream(ctx context.Context, cfg config.Config, logger *slog.Logg
 	return upstreamauth.ClientCredentials{TenantID: simulator.DemoTenantID, ClientID: sim.ClientID(),
 		ClientSecret: sim.ClientSecret(), TokenURL: a.UpstreamURL + "/" + simulator.DemoTenantID + "/oauth2/v2.0/token",
 		Scope: "https://api.securitycenter.microsoft.com/.default"}, nil
+}
+
+// identify puts in each request's context the principal it is made for, which the quota's fair
+// share, the caller limit and the per-caller metrics read (principal.FromContext). Until callers
+// sign in, every caller is anonymous, known by its client address (behind a reverse proxy, the
+// proxy's); the sign-in middleware takes this function's place. A principal already in the
+// context is kept.
+func identify(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := principal.FromContext(r.Context()); !ok {
+			r = r.WithContext(principal.NewContext(r.Context(), principal.Anonymous(r.RemoteAddr)))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // withTimeout bounds each request, so nothing waits past REQUEST_TIMEOUT.

@@ -37,6 +37,9 @@ type Config struct {
 	LimitPerMinute, LimitPerHour int
 	// QuotaMaxWait is the longest a call waits in line for quota before RATE_LIMITED.
 	QuotaMaxWait time.Duration
+	// CallerLimitPerMinute is the most GraphQL operations one caller may send in any 60 s
+	// window; 0 means no limit.
+	CallerLimitPerMinute int
 	// CacheTTL is how long upstream answers are reused; 0 disables the cache.
 	CacheTTL time.Duration
 	// NotFoundTTL is how long a 404 is reused (never longer than CacheTTL).
@@ -83,6 +86,7 @@ var Settings = []Setting{
 	{"MDE_LIMIT_PER_MINUTE", "100", "upstream calls allowed per endpoint family in any 60 s window"},
 	{"MDE_LIMIT_PER_HOUR", "1500", "upstream calls allowed per endpoint family in any 3600 s window"},
 	{"QUOTA_MAX_WAIT", "10s", "longest a call waits in line for quota before the field fails with RATE_LIMITED"},
+	{"CALLER_LIMIT_PER_MINUTE", "0", "GraphQL operations one caller (client address, API key or person) may send in any 60 s window, refused beyond with HTTP 429 and RATE_LIMITED; 0 for no limit"},
 	{"CACHE_TTL", "60s", "how long upstream answers are reused; 0 disables the cache"},
 	{"NOT_FOUND_TTL", "10s", "how long an upstream 404 is reused (at most CACHE_TTL)"},
 	{"MAX_UPSTREAM_CALLS_PER_QUERY", "50", "a query that could need more upstream calls is rejected before any call"},
@@ -214,6 +218,7 @@ func parse(get func(string) string) (Config, error) {
 	c.LimitPerMinute = intVar("MDE_LIMIT_PER_MINUTE", 1)
 	c.LimitPerHour = intVar("MDE_LIMIT_PER_HOUR", 1)
 	c.QuotaMaxWait = durVar("QUOTA_MAX_WAIT")
+	c.CallerLimitPerMinute = intVar("CALLER_LIMIT_PER_MINUTE", 0)
 	c.CacheTTL = durVar("CACHE_TTL")
 	c.NotFoundTTL = min(durVar("NOT_FOUND_TTL"), c.CacheTTL)
 	c.MaxUpstreamCalls = intVar("MAX_UPSTREAM_CALLS_PER_QUERY", 1)

@@ -76,6 +76,7 @@ func TestDefaults_DemoMode(t *testing.T) {
 	assertEqual(t, "LimitPerMinute", cfg.LimitPerMinute, 100)
 	assertEqual(t, "LimitPerHour", cfg.LimitPerHour, 1500)
 	assertEqual(t, "QuotaMaxWait", cfg.QuotaMaxWait, 10*time.Second)
+	assertEqual(t, "CallerLimitPerMinute (off)", cfg.CallerLimitPerMinute, 0)
 	assertEqual(t, "CacheTTL", cfg.CacheTTL, 60*time.Second)
 	assertEqual(t, "NotFoundTTL", cfg.NotFoundTTL, 10*time.Second)
 	assertEqual(t, "MaxUpstreamCalls", cfg.MaxUpstreamCalls, 50)
@@ -236,6 +237,8 @@ func TestBadValues(t *testing.T) {
 		{"QUOTA_MAX_WAIT", "-5s", false},
 		{"QUOTA_MAX_WAIT", "-1", false},
 		{"QUOTA_MAX_WAIT", "NaN", false},
+		{"CALLER_LIMIT_PER_MINUTE", "-1", false},
+		{"CALLER_LIMIT_PER_MINUTE", "lots", false},
 		{"CACHE_TTL", "Inf", false},
 		{"CACHE_TTL", "1e300", false},
 		{"CACHE_TTL", "10 s", false},
@@ -512,7 +515,7 @@ func TestSettingsAreRead(t *testing.T) {
 	changed := map[string]string{
 		"ADDR": ":9090", "MDE_TENANT_ID": "t2", "MDE_CLIENT_ID": "c2", "MDE_CLIENT_SECRET": "s2", "MDE_CLOUD": "eu",
 		"MDE_API_URL": "https://x.example.com", "MDE_TOKEN_URL": "https://y.example.com/token", "MDE_SCOPE": "z",
-		"MDE_LIMIT_PER_MINUTE": "7", "MDE_LIMIT_PER_HOUR": "8", "QUOTA_MAX_WAIT": "3s", "CACHE_TTL": "4s",
+		"MDE_LIMIT_PER_MINUTE": "7", "MDE_LIMIT_PER_HOUR": "8", "QUOTA_MAX_WAIT": "3s", "CALLER_LIMIT_PER_MINUTE": "12", "CACHE_TTL": "4s",
 		"NOT_FOUND_TTL": "2s", "MAX_UPSTREAM_CALLS_PER_QUERY": "9", "REQUEST_TIMEOUT": "5s",
 		"CORS_ORIGINS": "*", "APQ_CACHE_SIZE": "11", "LOG_LEVEL": "error", "LOG_FORMAT": "json", "DEMO_LATENCY": "6s",
 	}

@@ -31,14 +31,19 @@ type Options struct {
 	APQCacheSize int
 	// Logger receives error and panic reports (default: discard).
 	Logger *slog.Logger
-	// ObserveOperation, if set, is called once per operation with its errors' codes.
-	ObserveOperation func(codes []string, d time.Duration)
+	// ObserveOperation, if set, is called once per operation with the request's context (which
+	// names the caller) and its errors' codes.
+	ObserveOperation func(ctx context.Context, codes []string, d time.Duration)
 	// CORSOrigins are the browser origins allowed to call the endpoint ("*" for any); none
 	// means same-origin only.
 	CORSOrigins []string
 	// CacheMaxAge is how long browsers and CDNs may keep the answer to a persisted GET query
 	// (0: never cacheable).
 	CacheMaxAge time.Duration
+	// Admission, if set, wraps the GraphQL executor inside the CORS, gzip and cache layers: it
+	// may refuse a request before anything is read (the per-caller operation limit), and its
+	// answer still carries the CORS headers a browser needs to read it, and no-store.
+	Admission func(http.Handler) http.Handler
 }
 
 // New returns the GraphQL HTTP handler (POST and GET). Every error it writes carries
@@ -72,7 +77,7 @@ func New(opts Options) http.Handler {
 			return nil
 		}
 		if opts.ObserveOperation != nil {
-			opts.ObserveOperation(errorCodes(resp), time.Since(start))
+			opts.ObserveOperation(ctx, errorCodes(resp), time.Since(start))
 		}
 		noteCacheable(ctx, resp)
 		if quota != nil {
@@ -83,7 +88,11 @@ func New(opts Options) http.Handler {
 		}
 		return resp
 	})
-	return withCORS(opts.CORSOrigins, withGzip(withCacheHeaders(opts.CacheMaxAge, srv)))
+	var h http.Handler = srv
+	if opts.Admission != nil {
+		h = opts.Admission(h)
+	}
+	return withCORS(opts.CORSOrigins, withGzip(withCacheHeaders(opts.CacheMaxAge, h)))
 }
 
 // errorCodes lists the extensions.code of each error in resp.

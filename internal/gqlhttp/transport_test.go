@@ -1,6 +1,7 @@
 package gqlhttp_test
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -21,7 +22,7 @@ type codeRecorder struct {
 	codes [][]string
 }
 
-func (c *codeRecorder) observe(codes []string, _ time.Duration) {
+func (c *codeRecorder) observe(_ context.Context, codes []string, _ time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.codes = append(c.codes, codes)

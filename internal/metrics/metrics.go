@@ -1,9 +1,11 @@
 // Package metrics exposes the service's Prometheus metrics: upstream calls and their latency,
 // calls saved (by batching, in-flight sharing and the cache, counted apart), quota waits and
-// queues, and GraphQL operations by outcome.
+// queues, GraphQL operations by outcome, and operations and quota waits per caller (the
+// busiest callers by name, the others together).
 package metrics
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
 
+	"github.com/mdegraph/mdegraph/internal/callerlimit"
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/quota"
 )
@@ -26,6 +29,12 @@ type Metrics struct {
 	fieldErrors      *prometheus.CounterVec
 	opDuration       prometheus.Histogram
 	tokenRequests    *prometheus.CounterVec
+
+	callers           *callerLabels
+	callerOperations  *prometheus.CounterVec
+	callerRefusals    *prometheus.CounterVec
+	callerQuotaWaits  *prometheus.CounterVec
+	callerQuotaWaited *prometheus.CounterVec
 }
 
 // New registers the collectors with reg.
@@ -66,8 +75,27 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "mdegraph_token_requests_total",
 			Help: "Requests to Entra ID's token endpoint, by outcome: issued, refused (the credentials or the app registration), error (no usable answer).",
 		}, []string{"outcome"}),
+		callerOperations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mdegraph_caller_operations_total",
+			Help: "GraphQL operations per caller (the " + strconv.Itoa(TopCallers) + " busiest by principal, the rest as \"other\"), by outcome: ok, or the extensions.code of the first error.",
+		}, []string{"caller", "outcome"}),
+		callerRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mdegraph_caller_limit_refusals_total",
+			Help: "Operations refused because their caller was over CALLER_LIMIT_PER_MINUTE, per caller.",
+		}, []string{"caller"}),
+		callerQuotaWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mdegraph_caller_quota_waits_total",
+			Help: "Upstream calls that asked for quota, per caller (whose request started the call), by outcome (granted, exceeded, cancelled).",
+		}, []string{"caller", "outcome"}),
+		callerQuotaWaited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mdegraph_caller_quota_wait_seconds_total",
+			Help: "Time upstream calls waited in line for quota, per caller, in seconds.",
+		}, []string{"caller"}),
 	}
-	reg.MustRegister(m.upstreamCalls, m.upstreamDuration, m.saved, m.quotaWait, m.operations, m.fieldErrors, m.opDuration, m.tokenRequests)
+	m.callers = newCallerLabels(TopCallers, m.callerOperations.MetricVec, m.callerRefusals.MetricVec,
+		m.callerQuotaWaits.MetricVec, m.callerQuotaWaited.MetricVec)
+	reg.MustRegister(m.upstreamCalls, m.upstreamDuration, m.saved, m.quotaWait, m.operations, m.fieldErrors, m.opDuration, m.tokenRequests,
+		m.callerOperations, m.callerRefusals, m.callerQuotaWaits, m.callerQuotaWaited)
 	return m
 }
 
@@ -92,8 +120,9 @@ func (m *Metrics) Saved(endpoint defender.Endpoint, reason string, n int) {
 	m.saved.WithLabelValues(string(endpoint), reason).Add(float64(n))
 }
 
-// ObserveWait records one wait for quota (quota.Set.OnWait).
-func (m *Metrics) ObserveWait(family string, waited time.Duration, err error) {
+// ObserveWait records one wait for quota (quota.Set.OnWait), also for the caller in ctx: the
+// caller whose request started the upstream call, which others may share.
+func (m *Metrics) ObserveWait(ctx context.Context, family string, waited time.Duration, err error) {
 	if m == nil {
 		return
 	}
@@ -106,13 +135,34 @@ func (m *Metrics) ObserveWait(family string, waited time.Duration, err error) {
 		outcome = "cancelled"
 	}
 	m.quotaWait.WithLabelValues(family, outcome).Observe(waited.Seconds())
+	m.callers.observe(callerOf(ctx), func(caller string) {
+		m.callerQuotaWaits.WithLabelValues(caller, outcome).Inc()
+		m.callerQuotaWaited.WithLabelValues(caller).Add(waited.Seconds())
+	})
 }
 
-// ObserveOperation records one GraphQL operation: codes are its errors' extensions.code values.
-func (m *Metrics) ObserveOperation(codes []string, d time.Duration) {
+// ObserveOperation records one GraphQL operation of the caller in ctx: codes are its errors'
+// extensions.code values.
+func (m *Metrics) ObserveOperation(ctx context.Context, codes []string, d time.Duration) {
 	if m == nil {
 		return
 	}
+	m.operation(ctx, codes, nil)
+	m.opDuration.Observe(d.Seconds())
+}
+
+// ObserveCallerLimit records an operation refused because its caller (in ctx) was over
+// CALLER_LIMIT_PER_MINUTE (callerlimit.Options.OnRefuse): an operation answered RATE_LIMITED.
+func (m *Metrics) ObserveCallerLimit(ctx context.Context) {
+	if m == nil {
+		return
+	}
+	m.operation(ctx, []string{callerlimit.CodeRateLimited}, m.callerRefusals)
+}
+
+// operation counts an operation by outcome, in total and for its caller; and in also, by
+// caller alone, if not nil.
+func (m *Metrics) operation(ctx context.Context, codes []string, also *prometheus.CounterVec) {
 	outcome := "ok"
 	if len(codes) > 0 {
 		outcome = codes[0]
@@ -121,7 +171,12 @@ func (m *Metrics) ObserveOperation(codes []string, d time.Duration) {
 	for _, c := range codes {
 		m.fieldErrors.WithLabelValues(c).Inc()
 	}
-	m.opDuration.Observe(d.Seconds())
+	m.callers.observe(callerOf(ctx), func(caller string) {
+		m.callerOperations.WithLabelValues(caller, outcome).Inc()
+		if also != nil {
+			also.WithLabelValues(caller).Inc()
+		}
+	})
 }
 
 // ObserveTokenRequest records one request to the token endpoint (upstreamauth.Source.Observe): err is

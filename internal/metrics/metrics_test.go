@@ -14,6 +14,7 @@ import (
 
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/metrics"
+	"github.com/mdegraph/mdegraph/internal/principal"
 	"github.com/mdegraph/mdegraph/internal/quota"
 )
 
@@ -25,11 +26,14 @@ func TestMetrics(t *testing.T) {
 	m.ObserveCall(defender.Call{Endpoint: defender.EndpointLogonUsers, Status: 429})
 	m.ObserveCall(defender.Call{Endpoint: defender.EndpointMachine, Err: errors.New("refused")})
 	m.Saved(defender.EndpointLogonUsers, "cache", 3)
-	m.ObserveWait("machines.logonusers", time.Second, nil)
-	m.ObserveWait("machines.logonusers", 0, fmt.Errorf("quota: %w", &quota.ExceededError{RetryAfter: time.Second}))
-	m.ObserveWait("machines.logonusers", 0, context.Canceled)
-	m.ObserveOperation(nil, time.Millisecond)
-	m.ObserveOperation([]string{"NOT_FOUND", "RATE_LIMITED"}, time.Millisecond)
+	frontend := principal.NewContext(context.Background(), principal.Principal{Kind: principal.KindAPIKey, Name: "frontend"})
+	laptop := principal.NewContext(context.Background(), principal.Anonymous("192.0.2.7:50123"))
+	m.ObserveWait(frontend, "machines.logonusers", time.Second, nil)
+	m.ObserveWait(frontend, "machines.logonusers", 0, fmt.Errorf("quota: %w", &quota.ExceededError{RetryAfter: time.Second}))
+	m.ObserveWait(laptop, "machines.logonusers", 500*time.Millisecond, context.Canceled)
+	m.ObserveOperation(frontend, nil, time.Millisecond)
+	m.ObserveOperation(laptop, []string{"NOT_FOUND", "RATE_LIMITED"}, time.Millisecond)
+	m.ObserveCallerLimit(laptop)
 	m.ObserveTokenRequest(nil)
 	m.ObserveTokenRequest(fmt.Errorf("fetch: %w", &oauth2.RetrieveError{ErrorCode: "invalid_client"}))
 	m.ObserveTokenRequest(&oauth2.RetrieveError{ErrorCode: "invalid_client"})
@@ -47,11 +51,29 @@ mdegraph_upstream_calls_saved_total{endpoint="machines.logonusers",reason="cache
 # HELP mdegraph_graphql_operations_total GraphQL operations, by outcome: ok, or the extensions.code of the first error.
 # TYPE mdegraph_graphql_operations_total counter
 mdegraph_graphql_operations_total{outcome="NOT_FOUND"} 1
+mdegraph_graphql_operations_total{outcome="RATE_LIMITED"} 1
 mdegraph_graphql_operations_total{outcome="ok"} 1
 # HELP mdegraph_graphql_errors_total Errors in GraphQL responses, by extensions.code.
 # TYPE mdegraph_graphql_errors_total counter
 mdegraph_graphql_errors_total{code="NOT_FOUND"} 1
-mdegraph_graphql_errors_total{code="RATE_LIMITED"} 1
+mdegraph_graphql_errors_total{code="RATE_LIMITED"} 2
+# HELP mdegraph_caller_operations_total GraphQL operations per caller (the 20 busiest by principal, the rest as "other"), by outcome: ok, or the extensions.code of the first error.
+# TYPE mdegraph_caller_operations_total counter
+mdegraph_caller_operations_total{caller="addr:192.0.2.7",outcome="NOT_FOUND"} 1
+mdegraph_caller_operations_total{caller="addr:192.0.2.7",outcome="RATE_LIMITED"} 1
+mdegraph_caller_operations_total{caller="apikey:frontend",outcome="ok"} 1
+# HELP mdegraph_caller_limit_refusals_total Operations refused because their caller was over CALLER_LIMIT_PER_MINUTE, per caller.
+# TYPE mdegraph_caller_limit_refusals_total counter
+mdegraph_caller_limit_refusals_total{caller="addr:192.0.2.7"} 1
+# HELP mdegraph_caller_quota_waits_total Upstream calls that asked for quota, per caller (whose request started the call), by outcome (granted, exceeded, cancelled).
+# TYPE mdegraph_caller_quota_waits_total counter
+mdegraph_caller_quota_waits_total{caller="addr:192.0.2.7",outcome="cancelled"} 1
+mdegraph_caller_quota_waits_total{caller="apikey:frontend",outcome="exceeded"} 1
+mdegraph_caller_quota_waits_total{caller="apikey:frontend",outcome="granted"} 1
+# HELP mdegraph_caller_quota_wait_seconds_total Time upstream calls waited in line for quota, per caller, in seconds.
+# TYPE mdegraph_caller_quota_wait_seconds_total counter
+mdegraph_caller_quota_wait_seconds_total{caller="addr:192.0.2.7"} 0.5
+mdegraph_caller_quota_wait_seconds_total{caller="apikey:frontend"} 1
 # HELP mdegraph_token_requests_total Requests to Entra ID's token endpoint, by outcome: issued, refused (the credentials or the app registration), error (no usable answer).
 # TYPE mdegraph_token_requests_total counter
 mdegraph_token_requests_total{outcome="error"} 1
@@ -60,7 +82,8 @@ mdegraph_token_requests_total{outcome="refused"} 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "mdegraph_upstream_calls_total",
 		"mdegraph_upstream_calls_saved_total", "mdegraph_graphql_operations_total", "mdegraph_graphql_errors_total",
-		"mdegraph_token_requests_total"); err != nil {
+		"mdegraph_token_requests_total", "mdegraph_caller_operations_total", "mdegraph_caller_limit_refusals_total",
+		"mdegraph_caller_quota_waits_total", "mdegraph_caller_quota_wait_seconds_total"); err != nil {
 		t.Error(err)
 	}
 	if n := testutil.CollectAndCount(reg, "mdegraph_quota_wait_seconds"); n != 3 {

@@ -1,5 +1,6 @@
 // Package quota keeps the service within the Microsoft Defender for Endpoint
-// API's call limits (per endpoint family: 100 calls a minute and 1500 an hour).
+// API's call limits (per endpoint family: 100 calls a minute and 1500 an hour),
+// and shares them fairly between the service's callers.
 //
 // The limits are enforced as sliding windows over a log of grant times, not as
 // token buckets: a bucket holding 100 tokens that refills 100 a minute lets
@@ -8,21 +9,76 @@
 // every caller. With a log, a grant at t is allowed only if for every window
 // the Limit-th most recent grant e satisfies e+Per <= t, so no interval
 // (t-Per, t] ever holds more than Limit grants, and none is refused that would fit.
+// That guarantee holds whatever the order in which waiters are served.
 //
-// Waiters are served first come first served: under sustained load a
-// latecomer that happens to wake at the right moment must not starve a
-// GraphQL request that has been queued longer, and FIFO is what makes a
-// waiter's grant time predictable, so that Wait can refuse at once, with an
-// ExceededError saying when to retry, a wait it knows will outlast the
-// caller's deadline.
+// # Fair share
+//
+// When more calls wait than the windows allow, waiters are served in turn
+// between callers, not first come first served: one caller flooding the queue
+// with hundreds of calls must not push another caller's call past its maximum
+// wait. The caller of a call is the principal in its context
+// (principal.FromContext: a person, an API key's name, or a client address;
+// calls without one are all the caller "anonymous"). Within one caller, calls
+// are served first come first served. A call that finds a slot free and no one
+// queued is granted at once, whoever makes it.
+//
+// The order is start-time fair queuing with unit cost, counted in rounds. The
+// Limiter keeps a round number V, the round of the latest waiter granted from
+// the queue, and for each caller c a round next(c), one past the round of c's
+// latest waiter. A call of c that must queue takes round r = max(V, next(c))
+// and a sequence number, and next(c) becomes r+1; the queue is ordered by
+// (round, sequence number). So a caller has at most one waiter in each round,
+// rounds are served in order, and a caller with nothing in line joins the
+// round being served (the next one if it was already served in it) behind the
+// waiters already in that round.
+//
+// As when the order was first come first served, each waiter has a projected
+// grant time, computed along the order: the earliest time the windows and any
+// pause allow, counting the waiters ahead as granted at their projected times.
+// Take refuses at once, with an ExceededError saying when to retry, a call
+// whose projected grant is later than its maxWait or not before its context's
+// deadline. A waiter placed ahead of a flooder's later waiters moves them back
+// one place each; those pushed past their own maxWait or deadline leave at
+// once with an ExceededError, as after a Pause, so that no waiter waits longer
+// than it was promised. When a waiter leaves unserved (cancelled, or pushed
+// out by a newcomer or a pause), each later waiter of its caller moves up into the
+// place of the one before it, taking its round and sequence number, and the
+// caller gives up its last place: no other caller's waiter moves back, and a
+// caller whose waiters were pushed out keeps no debt for them.
+//
+// What this guarantees: with n callers in line, a call of a caller with nothing
+// else in line has at most 2(n-1) waiters ahead of it (one of each other caller
+// in the round being served and one in the next), however many calls the
+// others queued. A caller asking within an equal share of the windows (at most
+// 1/n of each Limit per Per) thus waits for a few grants, not behind a flood,
+// and is refused only if even those few do not fit in its maxWait.
+//
+// # A limiter shared by several replicas
+//
+// The discipline needs no process-local state beyond the numbers above, so a
+// shared store (Redis, with a Lua script per operation) can keep it as
+// reservations: per family, V and the sequence counter, next(c) per caller, the
+// grant log, and the waiters as a sorted set scored by (round, sequence number)
+// with their maxWait and deadline. Admitting a call computes its round, its
+// place in the set and its projected time from the log and the waiters ahead,
+// and either refuses it or records the reservation and returns its time,
+// together with the waiters it pushed past their limits (whose holders are
+// told, by pub/sub, to give up). The holder sleeps until its reservation time
+// and confirms it: the script grants it if it is first in the set and the
+// windows allow it, or returns its new projected time. Leaving (cancelled, or
+// pushed out) is one more script that shifts the caller's later reservations up
+// as described above. The fair-share order between callers is the same as here.
 package quota
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/mdegraph/mdegraph/internal/principal"
 )
 
 // Window is one sliding-window limit: at most Limit grants in any interval
@@ -33,7 +89,7 @@ type Window struct {
 }
 
 // Limiter enforces several sliding windows at once for one endpoint family and
-// queues waiters first come first served.
+// queues waiters in fair turns between callers (see the package doc).
 // A Limiter is safe for concurrent use by multiple goroutines.
 // Create one with NewLimiter; the zero Limiter is not usable.
 //
@@ -44,12 +100,23 @@ type Limiter struct {
 	windows []Window
 
 	mu          sync.Mutex
-	log         grantLog  // latest grant times, as many as the largest Limit
-	queue       []*waiter // FIFO; projections never decrease along it
+	log         grantLog           // latest grant times, as many as the largest Limit
+	queue       []*waiter          // by (round, seq); projections never decrease along it
+	callers     map[string]*caller // callers with waiters in line, or whose next round is past round
+	round       uint64             // V: the round of the latest waiter granted from the queue
+	seq         uint64             // the sequence number of the latest waiter queued
 	pausedUntil time.Time
 	timer       *time.Timer // armed for queue[0].at while the queue is not empty
 
-	onGrant func(time.Time) // tests only: sees every grant time, under mu
+	onGrant func(time.Time, *waiter) // tests only: sees every grant, and its waiter (nil if granted at once), under mu
+	onQueue func(*waiter)            // tests only: sees every waiter queued, under mu
+}
+
+// caller is one caller's state in the fair-share order.
+type caller struct {
+	id     string // principal.Principal.ID
+	queued int    // its waiters in line
+	next   uint64 // the earliest round its next waiter may take: one past its latest waiter's
 }
 
 // waiter is one Wait call in the queue.
@@ -57,8 +124,11 @@ type waiter struct {
 	at       time.Time     // projected grant time
 	maxAt    time.Time     // now+maxWait when Wait was called
 	deadline time.Time     // ctx's deadline, zero if none
+	caller   *caller       // whose call it is
+	round    uint64        // its round; with seq, its place in the queue
+	seq      uint64        // unique, increasing in the order waiters were queued
 	ready    chan struct{} // closed under mu when the waiter leaves the queue with err
-	err      error         // nil: granted; *ExceededError: pushed out by a pause
+	err      error         // nil: granted; *ExceededError: pushed out by a pause or a newcomer
 	granted  time.Time     // when granted (err nil), set before ready is closed
 }
 
@@ -76,6 +146,7 @@ func NewLimiter(windows ...Window) *Limiter {
 	return &Limiter{
 		windows: slices.Clone(windows),
 		log:     grantLog{times: make([]time.Time, largestLimit(windows))},
+		callers: make(map[string]*caller),
 	}
 }
 
@@ -98,14 +169,16 @@ func largestLimit(windows []Window) int {
 // Wait blocks until the Limiter grants a slot, or returns without one.
 //
 // A slot free now goes at once to a caller with no one queued ahead; otherwise
-// the caller queues behind earlier callers. If its projected grant time (given
-// the windows, the waiters ahead and any pause) is later than now+maxWait, or
-// not before ctx's deadline, Wait returns a *ExceededError at once without
-// queueing; it does the same later if a Pause pushes the grant that far. If
-// ctx is done while queued, Wait leaves the queue, letting the waiters behind
-// move up, and returns ctx.Err(). A nil error means the slot has been
-// consumed, even if ctx was done at the same moment. A negative maxWait is 0;
-// a grant can come later than maxWait only by the lateness of a timer.
+// the call queues in its caller's turn (the caller is principal.FromContext(ctx);
+// see the package doc for the order). If its projected grant time (given the
+// windows, the waiters ahead and any pause) is later than now+maxWait, or not
+// before ctx's deadline, Wait returns a *ExceededError at once without
+// queueing; it does the same later if a Pause, or a call of another caller
+// taking its turn ahead, pushes the grant that far. If ctx is done while
+// queued, Wait leaves the queue, letting the waiters behind move up, and
+// returns ctx.Err(). A nil error means the slot has been consumed, even if ctx
+// was done at the same moment. A negative maxWait is 0; a grant can come later
+// than maxWait only by the lateness of a timer.
 func (l *Limiter) Wait(ctx context.Context, maxWait time.Duration) error {
 	_, err := l.Take(ctx, maxWait)
 	return err
@@ -120,20 +193,39 @@ func (l *Limiter) Take(ctx context.Context, maxWait time.Duration) (time.Time, e
 	l.mu.Lock()
 	now := time.Now()
 	if len(l.queue) == 0 && !l.earliest(0, now).After(now) {
-		l.grant(now)
+		l.grant(now, nil)
 		l.mu.Unlock()
 		return now, nil
 	}
-	at, maxAt := l.earliest(len(l.queue), now), now.Add(max(maxWait, 0))
+	p, _ := principal.FromContext(ctx)
+	id := p.ID()
+	c := l.callers[id]
+	round := l.round
+	if c != nil {
+		round = max(round, c.next)
+	}
+	i := l.place(round)
+	at, maxAt := l.earliest(i, now), now.Add(max(maxWait, 0))
 	deadline, _ := ctx.Deadline()
 	if tooLate(at, maxAt, deadline) {
 		l.mu.Unlock()
 		return time.Time{}, &ExceededError{RetryAfter: at.Sub(now)}
 	}
-	w := &waiter{at: at, maxAt: maxAt, deadline: deadline, ready: make(chan struct{})}
-	l.queue = append(l.queue, w)
-	if len(l.queue) == 1 {
-		l.arm(now)
+	if c == nil {
+		c = &caller{id: id}
+		l.callers[id] = c
+	}
+	c.queued++
+	c.next = round + 1
+	l.seq++
+	w := &waiter{at: at, maxAt: maxAt, deadline: deadline, caller: c, round: round, seq: l.seq, ready: make(chan struct{})}
+	l.queue = slices.Insert(l.queue, i, w)
+	if l.onQueue != nil {
+		l.onQueue(w)
+	}
+	l.reproject(i+1, now, true) // the waiters it went ahead of move back
+	if i == 0 {
+		l.settle(now) // a new head: grant it if due, and arm the timer for it
 	}
 	l.mu.Unlock()
 
@@ -149,12 +241,50 @@ func (l *Limiter) Take(ctx context.Context, maxWait time.Duration) (time.Time, e
 		return w.granted, w.err // it left the queue before we got the lock: a granted slot is ours
 	default:
 	}
-	i := slices.Index(l.queue, w)
-	l.queue = slices.Delete(l.queue, i, i+1)
+	i = slices.Index(l.queue, w)
+	l.leave(i)
 	now = time.Now()
 	l.reproject(i, now, false)
 	l.settle(now)
 	return time.Time{}, ctx.Err()
+}
+
+// place returns the index at which a waiter of round takes its place: behind
+// every waiter of that round or an earlier one.
+func (l *Limiter) place(round uint64) int {
+	i, _ := slices.BinarySearchFunc(l.queue, round+1, func(w *waiter, r uint64) int { return cmp.Compare(w.round, r) })
+	return i
+}
+
+// leave takes the waiter at i out of the queue unserved. Each later waiter of
+// its caller moves up into the place of the one before it, taking its round
+// and seq, and the caller gives up its last place, which its next waiter may
+// take again: no other caller's waiter moves back.
+func (l *Limiter) leave(i int) {
+	w := l.queue[i]
+	c := w.caller
+	hole, round, seq := i, w.round, w.seq
+	for j := i + 1; j < len(l.queue); j++ {
+		if v := l.queue[j]; v.caller == c {
+			l.queue[hole] = v
+			v.round, round = round, v.round
+			v.seq, seq = seq, v.seq
+			hole = j
+		}
+	}
+	l.queue = slices.Delete(l.queue, hole, hole+1)
+	c.next = round
+	l.depart(c)
+}
+
+// depart counts one waiter of c out of the queue, and forgets c once it has
+// none left and its next round is no later than the one being served: it is
+// then as if it had never queued.
+func (l *Limiter) depart(c *caller) {
+	c.queued--
+	if c.queued == 0 && c.next <= l.round {
+		delete(l.callers, c.id)
+	}
 }
 
 // Allow reports whether a slot is free now with no one queued, and if so
@@ -177,13 +307,15 @@ func (l *Limiter) allow(t time.Time) bool {
 	if len(l.queue) > 0 || l.earliest(0, t).After(t) {
 		return false
 	}
-	l.grant(t)
+	l.grant(t, nil)
 	return true
 }
 
-// NextAt returns the time at which a Wait called at t would be granted: t
-// itself if a slot is free, later if the windows are full, the Limiter is
-// paused or others are queued.
+// NextAt returns the time at which a Wait called at t would be granted if it
+// queued behind every waiter in line: t itself if a slot is free, later if the
+// windows are full, the Limiter is paused or others are queued. A call takes
+// its caller's turn, so no call is granted later than that, unless later calls
+// of other callers take their turns ahead of it.
 func (l *Limiter) NextAt(t time.Time) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -230,7 +362,7 @@ func (l *Limiter) Pause(until time.Time) {
 // the Prometheus gauges.
 type Status struct {
 	Windows     []WindowStatus // in the order given to NewLimiter
-	NextSlot    time.Time      // when a Wait called now would be granted; now itself if a slot is free
+	NextSlot    time.Time      // when a Wait called now would be granted behind every waiter in line (NextAt); now if a slot is free
 	PausedUntil time.Time      // end of the current pause; zero if not paused
 	Queued      int            // waiters in line
 }
@@ -295,19 +427,20 @@ func (l *Limiter) earliest(ahead int, t time.Time) time.Time {
 	return t
 }
 
-// grant records a grant at t, which must not be before the latest one.
-func (l *Limiter) grant(t time.Time) {
+// grant records a grant at t, which must not be before the latest one, to w
+// (nil for a call granted without queueing).
+func (l *Limiter) grant(t time.Time, w *waiter) {
 	l.log.add(t)
 	if l.onGrant != nil {
-		l.onGrant(t)
+		l.onGrant(t, w)
 	}
 }
 
 // reproject recomputes the projected times of queue[from:], after the waiters
 // ahead of them or the pause changed. With evict, waiters projected later than
-// they would wait leave the queue with an ExceededError; only a pause needs
-// that, since a cancellation or a late timer moves projections earlier or by
-// no more than the timer's lateness.
+// they would wait leave the queue with an ExceededError; only a pause and a
+// newcomer placed ahead need that, since a departure or a late timer moves
+// projections earlier or by no more than the timer's lateness.
 func (l *Limiter) reproject(from int, now time.Time, evict bool) {
 	for i := from; i < len(l.queue); {
 		w := l.queue[i]
@@ -315,7 +448,7 @@ func (l *Limiter) reproject(from int, now time.Time, evict bool) {
 		if evict && tooLate(w.at, w.maxAt, w.deadline) {
 			w.err = &ExceededError{RetryAfter: w.at.Sub(now)}
 			close(w.ready)
-			l.queue = slices.Delete(l.queue, i, i+1)
+			l.leave(i) // its caller's later waiters move up into its place
 			continue
 		}
 		i++
@@ -331,9 +464,14 @@ func (l *Limiter) settle(now time.Time) {
 		l.queue[0] = nil
 		l.queue = l.queue[1:]
 		late = late || !w.at.Equal(now)
-		l.grant(now)
+		l.grant(now, w)
 		w.granted = now
 		close(w.ready)
+		if w.round > l.round {
+			l.round = w.round
+			l.forgetIdle()
+		}
+		l.depart(w.caller)
 	}
 	if len(l.queue) == 0 {
 		if l.timer != nil {
@@ -348,6 +486,21 @@ func (l *Limiter) settle(now time.Time) {
 		l.reproject(0, now, false)
 	}
 	l.arm(now)
+}
+
+// forgetIdle forgets the callers with no waiter in line whose next round is
+// no later than the one being served, after the round moved on. The pass over
+// the callers is skipped while they are no more than the waiters, which bounds
+// the callers kept by the queue's length.
+func (l *Limiter) forgetIdle() {
+	if len(l.callers) <= len(l.queue) {
+		return
+	}
+	for id, c := range l.callers {
+		if c.queued == 0 && c.next <= l.round {
+			delete(l.callers, id)
+		}
+	}
 }
 
 // arm (re)starts the timer for the head of the queue. A timer stopped too late

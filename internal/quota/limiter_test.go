@@ -3,6 +3,7 @@ package quota
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -25,7 +26,7 @@ var mde = []Window{{Limit: 100, Per: time.Minute}, {Limit: 1500, Per: time.Hour}
 // the returned slice. Read the slice only once l is idle.
 func recordGrants(l *Limiter) *[]time.Time {
 	var grants []time.Time
-	l.onGrant = func(t time.Time) { grants = append(grants, t) }
+	l.onGrant = func(t time.Time, _ *waiter) { grants = append(grants, t) }
 	return &grants
 }
 
@@ -205,17 +206,20 @@ func TestAllowAtExact(t *testing.T) {
 	t.Logf("%d grants", len(grants))
 }
 
-// TestWaitSlidingWindow drives Wait with thousands of seeded arrivals, with
-// mixed maxWaits, cancellations and pauses, over five simulated hours.
+// TestWaitSlidingWindow drives Wait with thousands of seeded arrivals from a few callers, one
+// of them much busier than the others, with mixed maxWaits, cancellations and pauses, over
+// five simulated hours: no window is ever exceeded, no waiter waits past its maxWait, every
+// caller's grants come in the order of its calls, and every nil return is one logged grant.
 func TestWaitSlidingWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(3, 4))
 		l := NewLimiter(mde...)
 		grants := recordGrants(l)
 		type result struct {
-			arrived, returned    time.Time
-			maxWait, cancelAfter time.Duration
-			err                  error
+			caller                     int
+			arrived, returned, granted time.Time
+			maxWait, cancelAfter       time.Duration
+			err                        error
 		}
 		var pauses [][2]time.Time
 		pattern := arrivals(rng, 5*time.Hour)
@@ -229,18 +233,21 @@ func TestWaitSlidingWindow(t *testing.T) {
 				l.Pause(now.Add(30 * time.Second))
 				pauses = append(pauses, [2]time.Time{now, now.Add(30 * time.Second)})
 			}
-			r := result{maxWait: []time.Duration{0, 10 * time.Second, 2 * time.Minute, 30 * time.Minute}[rng.IntN(4)]}
+			r := result{
+				caller:  []int{0, 0, 0, 0, 0, 1, 2, 3}[rng.IntN(8)],
+				maxWait: []time.Duration{0, 10 * time.Second, 2 * time.Minute, 30 * time.Minute}[rng.IntN(4)],
+			}
 			if rng.IntN(10) == 0 {
 				r.cancelAfter = 1 + time.Duration(rng.Int64N(int64(time.Minute)))
 			}
 			wg.Go(func() {
-				ctx, cancel := context.WithCancel(context.Background())
+				ctx, cancel := context.WithCancel(as(context.Background(), fmt.Sprint(r.caller)))
 				defer cancel()
 				if r.cancelAfter > 0 {
 					defer time.AfterFunc(r.cancelAfter, cancel).Stop()
 				}
 				r.arrived = time.Now()
-				r.err = l.Wait(ctx, r.maxWait)
+				r.granted, r.err = l.Take(ctx, r.maxWait)
 				r.returned = time.Now()
 				results[i] = r
 			})
@@ -250,15 +257,29 @@ func TestWaitSlidingWindow(t *testing.T) {
 		checkWindows(t, *grants, mde)
 		var returned []time.Time
 		var exceeded, cancelled int
+		// Per caller: the latest grant of its calls that arrived before instant, and of those
+		// that arrived at instant (calls arriving at one instant may queue in any order).
+		type callerOrder struct{ instant, before, atInstant time.Time }
+		order := map[int]callerOrder{}
 		for i, r := range results {
 			waited := r.returned.Sub(r.arrived)
 			var ee *ExceededError
 			switch {
 			case r.err == nil:
 				returned = append(returned, r.returned)
-				if waited > r.maxWait {
-					t.Errorf("arrival %d: granted after %v, want at most maxWait %v", i, waited, r.maxWait)
+				if waited > r.maxWait || !r.granted.Equal(r.returned) {
+					t.Errorf("arrival %d: granted at +%v after %v, want at once, at most maxWait %v", i, r.granted.Sub(start), waited, r.maxWait)
 				}
+				o := order[r.caller]
+				if !r.arrived.Equal(o.instant) {
+					o.before, o.instant = latest(o.before, o.atInstant), r.arrived
+				}
+				if r.granted.Before(o.before) {
+					t.Errorf("arrival %d of caller %d (at +%v) granted at +%v, before an earlier call of its own (granted at +%v)",
+						i, r.caller, r.arrived.Sub(start), r.granted.Sub(start), o.before.Sub(start))
+				}
+				o.atInstant = latest(o.atInstant, r.granted)
+				order[r.caller] = o
 			case errors.As(r.err, &ee):
 				exceeded++
 				if waited > r.maxWait || ee.RetryAfter <= 0 {
@@ -286,6 +307,7 @@ func TestWaitSlidingWindow(t *testing.T) {
 		if st := l.Status(); st.Queued != 0 || armed(l) {
 			t.Errorf("after all returned: Queued = %d, timer armed: %v; want 0, false", st.Queued, armed(l))
 		}
+		checkIdle(t, l)
 		t.Logf("%d arrivals: %d granted, %d exceeded, %d cancelled", len(results), len(returned), exceeded, cancelled)
 	})
 }
@@ -364,7 +386,7 @@ func TestNoOvertaking(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		l := NewLimiter(Window{1, time.Second})
-		head := &waiter{at: time.Now(), maxAt: time.Now(), ready: make(chan struct{})}
+		head := &waiter{at: time.Now(), maxAt: time.Now(), caller: &caller{id: "anonymous", queued: 1}, ready: make(chan struct{})}
 		l.queue = append(l.queue, head)
 		if l.Allow() {
 			t.Errorf("Allow overtook a queued waiter")

@@ -13,11 +13,12 @@ import (
 // "alerts"), all with the same windows, created on first use.
 // A Set is safe for concurrent use by multiple goroutines.
 type Set struct {
-	// OnWait, if not nil, is called after every Set.Wait with the family, the
-	// time spent in Wait and its error (nil if granted), so the caller can
+	// OnWait, if not nil, is called after every Set.Wait with the call's
+	// context (which names its caller, see principal.FromContext), the family,
+	// the time spent in Wait and its error (nil if granted), so the caller can
 	// record metrics without this package knowing about them. Set it before
 	// the first Wait and leave it.
-	OnWait func(family string, waited time.Duration, err error)
+	OnWait func(ctx context.Context, family string, waited time.Duration, err error)
 
 	maxWait  time.Duration
 	windows  []Window
@@ -56,7 +57,7 @@ func (s *Set) Take(ctx context.Context, family string) (time.Time, error) {
 		err = fmt.Errorf("quota %s: %w", family, err)
 	}
 	if s.OnWait != nil {
-		s.OnWait(family, time.Since(start), err)
+		s.OnWait(ctx, family, time.Since(start), err)
 	}
 	return at, err
 }

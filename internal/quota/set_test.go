@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/mdegraph/mdegraph/internal/principal"
 )
 
 func TestSet(t *testing.T) {
@@ -16,19 +18,20 @@ func TestSet(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := NewSet(30*time.Second, Window{1, time.Minute})
 		type call struct {
-			family string
-			waited time.Duration
-			err    error
+			caller, family string
+			waited         time.Duration
+			err            error
 		}
 		var mu sync.Mutex
 		var calls []call
-		s.OnWait = func(family string, waited time.Duration, err error) {
+		s.OnWait = func(ctx context.Context, family string, waited time.Duration, err error) {
 			mu.Lock()
 			defer mu.Unlock()
-			calls = append(calls, call{family, waited, err})
+			p, _ := principal.FromContext(ctx)
+			calls = append(calls, call{p.ID(), family, waited, err})
 		}
 		start := time.Now()
-		ctx := context.Background()
+		ctx := as(context.Background(), "frontend")
 		for _, f := range []string{"machines", "alerts"} {
 			if err := s.Wait(ctx, f); err != nil {
 				t.Fatalf("first Wait(%q) = %v, want nil: families are independent", f, err)
@@ -41,8 +44,8 @@ func TestSet(t *testing.T) {
 		}
 		s.Pause("alerts", start.Add(90*time.Second))
 		s.Pause("vulnerabilities", start.Add(90*time.Second)) // created by Pause
-		if len(calls) != 3 || calls[0].family != "machines" || calls[2].err != err {
-			t.Errorf("OnWait calls = %+v, want machines, alerts, then machines with the error", calls)
+		if len(calls) != 3 || calls[0].family != "machines" || calls[2].err != err || calls[2].caller != "apikey:frontend" {
+			t.Errorf("OnWait calls = %+v, want machines, alerts, then machines with the error, all by apikey:frontend", calls)
 		}
 
 		ws := func(used int) []WindowStatus { return []WindowStatus{{Window{1, time.Minute}, used, 1 - used}} }
