@@ -128,7 +128,7 @@ func TestDemoModeEndToEnd(t *testing.T) {
 		`mdegraph_upstream_calls_saved_total{endpoint="machines.logonusers",reason="cache"} 1`,
 		"mdegraph_quota_wait_seconds",
 		`mdegraph_quota_queue_length{endpoint="machines.logonusers"} 0`,
-		`mdegraph_quota_remaining{endpoint="machines.logonusers",window="61"} 99`,
+		`mdegraph_quota_remaining{endpoint="machines.logonusers",window="minute"} 99`,
 		`mdegraph_graphql_operations_total{outcome="ok"}`,
 		`mdegraph_token_requests_total{outcome="issued"} 1`,
 	} {
