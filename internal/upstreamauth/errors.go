@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 )
@@ -204,13 +203,10 @@ func retryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// truncate cuts s to at most n bytes (plus an ellipsis), on a rune boundary.
+// truncate cuts s to at most n bytes (plus an ellipsis), dropping a rune cut in two.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 )
@@ -761,6 +762,10 @@ func TestClassify(t *testing.T) {
 	}
 	if Classify(nil, now) != nil {
 		t.Error("Classify(nil) is not nil")
+	}
+	long := Classify(&oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}, ErrorCode: "invalid_client", ErrorDescription: "a" + strings.Repeat("é", 300)}, now)
+	if d := long.Description; len(d) > maxDescription+len("…") || !utf8.ValidString(d) || !strings.HasSuffix(d, "…") {
+		t.Errorf("a long description is kept as %d bytes %q, want it cut to %d on a rune boundary", len(d), d, maxDescription)
 	}
 	if e := Classify(timeout, now); !strings.Contains(e.Error(), "in time") {
 		t.Errorf("a timeout reads %q, want it to say so", e)
