@@ -63,12 +63,9 @@ var permissions = map[defender.Endpoint]string{
 // the operator should know.
 func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 	repeats := quietlog.New(time.Minute)
-	logError := func(ctx context.Context, level slog.Level, code string, path ast.Path, cause string, attrs ...slog.Attr) {
-		key := code + "\x00" + cause
-		if code == CodeRateLimited && len(attrs) > 0 {
-			key = code + "\x00" + attrs[0].Value.String() // per family: the cause says when the next slot frees
-		}
-		level, lowered := repeats.Level(key, level)
+	// repeated is the key of warnings that say the same: the code and the cause.
+	logError := func(ctx context.Context, level slog.Level, code, repeated string, path ast.Path, cause string, attrs ...slog.Attr) {
+		level, lowered := repeats.Level(code+"\x00"+repeated, level)
 		logErrorLine(ctx, logger, level, code, path, cause, lowered, attrs...)
 	}
 	return func(ctx context.Context, err error) *gqlerror.Error {
@@ -83,7 +80,7 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 		if errors.As(err, &already) && already.Extensions["code"] != nil && errors.Unwrap(already) == nil {
 			// gqlgen's own parse/validation errors, or one we built: unchanged.
 			code, _ := already.Extensions["code"].(string)
-			logError(ctx, logLevel(code), code, out.Path, cause)
+			logError(ctx, logLevel(code), code, cause, out.Path, cause)
 			return &out
 		}
 		code, msg, ext := classify(err)
@@ -95,11 +92,14 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 		for k, v := range ext {
 			out.Extensions[k] = v
 		}
-		var attrs []slog.Attr
 		if code == CodeRateLimited {
-			attrs = []slog.Attr{slog.String("endpoint", limitedFamily(err)), slog.Any("retry_after_seconds", ext["retryAfter"])}
+			// Once a minute per family: the cause says when the next slot frees, which changes.
+			family := limitedFamily(err)
+			logError(ctx, logLevel(code), code, family, out.Path, cause,
+				slog.String("endpoint", family), slog.Any("retry_after_seconds", ext["retryAfter"]))
+			return &out
 		}
-		logError(ctx, logLevel(code), code, out.Path, cause, attrs...)
+		logError(ctx, logLevel(code), code, cause, out.Path, cause)
 		return &out
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -298,6 +299,36 @@ func TestErrorPresenterQuietsRepeats(t *testing.T) {
 		}
 		if !strings.Contains(lines[len(lines)-1], "repeats_since_last_warning=2") {
 			t.Errorf("the minute's second warning does not count the repeats: %s", lines[len(lines)-1])
+		}
+	})
+}
+
+// TestQuotaSpentLoggedPerFamily: RATE_LIMITED is a warning once a minute per endpoint family,
+// whatever retryAfter each one says; another family gets its own.
+func TestQuotaSpentLoggedPerFamily(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var logs bytes.Buffer
+		present := ErrorPresenter(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		spent := func(ep defender.Endpoint, wait time.Duration) error {
+			return gqlerror.WrapPath(ast.Path{ast.PathName("machine")}, &defender.QuotaError{Endpoint: ep, Err: &quota.ExceededError{RetryAfter: wait}})
+		}
+		present(context.Background(), spent(defender.EndpointLogonUsers, 41*time.Second))
+		present(context.Background(), spent(defender.EndpointLogonUsers, 40*time.Second))
+		present(context.Background(), spent(defender.EndpointMachine, 12*time.Second))
+		present(context.Background(), &upstreamauth.Error{Kind: upstreamauth.Throttled, RetryAt: time.Now().Add(30 * time.Second)})
+		time.Sleep(time.Minute)
+		present(context.Background(), spent(defender.EndpointLogonUsers, 5*time.Second))
+		var got []string
+		for l := range strings.Lines(logs.String()) {
+			level := strings.Fields(strings.SplitN(l, "level=", 2)[1])[0]
+			endpoint := strings.Fields(strings.SplitN(l, "endpoint=", 2)[1])[0]
+			retry := strings.Fields(strings.SplitN(l, "retry_after_seconds=", 2)[1])[0]
+			got = append(got, level+" "+endpoint+" "+retry)
+		}
+		want := []string{"WARN machines.logonusers 41", "DEBUG machines.logonusers 40", "WARN machines.get 12", "WARN token 30", "WARN machines.logonusers 5"}
+		if !slices.Equal(got, want) {
+			t.Errorf("logged %q, want %q", got, want)
 		}
 	})
 }

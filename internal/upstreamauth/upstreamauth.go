@@ -257,7 +257,8 @@ func (s *Source) run(call *fetchCall) {
 // HTTPClient returns a client that adds a bearer token from src to every request and sends it
 // through base (http.DefaultTransport when nil). The token is fetched inside the request, so a
 // caller that rations its requests (as defender.Client does with its limiter) should rather
-// give the client the token source itself (defender.Options.Tokens) and a plain client.
+// give the client the token source itself (defender.Options.Tokens) and a plain client; that
+// is also what replaces a token the API refuses (Source.Reject), which this client does not.
 func HTTPClient(src oauth2.TokenSource, base http.RoundTripper) *http.Client {
 	if base == nil {
 		base = http.DefaultTransport
