@@ -339,6 +339,8 @@ func TestIdsAsPeopleTypeThem(t *testing.T) {
 		{"an integer literal", `{ machine(id: 1000) { computerDnsName } }`, "BAD_USER_INPUT", "all digits", 0},
 		{"a short host name", `{ machine(id: "` + short + `") { computerDnsName } }`, "NOT_FOUND",
 			"Defender looks devices up by their full DNS name (e.g. " + short + ".contoso.local)", 1},
+		{"a short host name, the 404 remembered", `{ machine(id: "` + short + `") { computerDnsName } }`, "NOT_FOUND",
+			"Defender looks devices up by their full DNS name (e.g. " + short + ".contoso.local)", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
