@@ -31,9 +31,20 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
-		fmt.Fprintln(os.Stderr, "mdegraph:", err)
+		reportFatal(os.Stderr, os.Args[1:], os.Getenv, err)
 		os.Exit(1)
 	}
+}
+
+// reportFatal writes the error that stopped the service: one JSON log line when LOG_FORMAT
+// (the flag or the variable) asks for json, even when the rest of the configuration could not
+// be read, so that a log shipper sees it; "mdegraph: <error>" otherwise.
+func reportFatal(w io.Writer, args []string, getenv func(string) string, err error) {
+	if config.LogFormatOf(args, getenv) == "json" {
+		slog.New(slog.NewJSONHandler(w, nil)).Error("mdegraph stopped", "error", err.Error())
+		return
+	}
+	fmt.Fprintln(w, "mdegraph:", err)
 }
 
 // shutdownGrace is how long in-flight requests get to finish after a stop signal.
@@ -47,6 +58,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	logger := newLogger(cfg, stderr)
+	logger.Info("configuration", "config", cfg) // effective values, the secret only as set or not
+	for _, w := range cfg.Warnings {
+		logger.Warn(w)
+	}
 
 	// The application's lifetime context: the token source and the simulator live on it, and
 	// requests in flight at shutdown are not cancelled by the stop signal.

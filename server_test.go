@@ -128,7 +128,7 @@ func TestDemoModeEndToEnd(t *testing.T) {
 		`mdegraph_upstream_calls_saved_total{endpoint="machines.logonusers",reason="cache"} 1`,
 		"mdegraph_quota_wait_seconds",
 		`mdegraph_quota_queue_length{endpoint="machines.logonusers"} 0`,
-		`mdegraph_quota_remaining{endpoint="machines.logonusers",window="61"} 99`,
+		`mdegraph_quota_remaining{endpoint="machines.logonusers",window="minute"} 99`,
 		`mdegraph_graphql_operations_total{outcome="ok"}`,
 		`mdegraph_token_requests_total{outcome="issued"} 1`,
 	} {
@@ -204,5 +204,65 @@ func TestJSONLogIsAllJSON(t *testing.T) {
 	}
 	if !sawURL {
 		t.Errorf("no JSON line gives the playground URL %s/:\n%s", base, logs)
+	}
+}
+
+// TestFatalErrorFormat: with LOG_FORMAT=json (the variable or the flag) the error that stops
+// the service is one JSON line, even when it is the configuration that could not be read.
+func TestFatalErrorFormat(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		wantJSON bool
+	}{
+		{"text by default", nil, map[string]string{"CACHE_TTL": "soon"}, false},
+		{"json from the environment", nil, map[string]string{"CACHE_TTL": "soon", "LOG_FORMAT": "json"}, true},
+		{"json from the flag", []string{"-cache-ttl", "soon", "-log-format", "json"}, nil, true},
+		{"json, with LOG_FORMAT itself among the errors", nil, map[string]string{"CACHE_TTL": "soon", "ADDR": "x", "LOG_FORMAT": "JSON"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			getenv := func(k string) string { return tt.env[k] }
+			err := run(t.Context(), tt.args, getenv, io.Discard, func(string) { t.Error("started anyway") })
+			if err == nil {
+				t.Fatal("started, want a configuration error")
+			}
+			var out bytes.Buffer
+			reportFatal(&out, tt.args, getenv, err)
+			if n := strings.Count(out.String(), "\n"); n != 1 {
+				t.Errorf("%d lines, want 1:\n%s", n, out.String())
+			}
+			var entry struct{ Level, Msg, Error string }
+			isJSON := json.Unmarshal(out.Bytes(), &entry) == nil
+			if isJSON != tt.wantJSON {
+				t.Fatalf("JSON: %v, want %v:\n%s", isJSON, tt.wantJSON, out.String())
+			}
+			if isJSON && (entry.Level != "ERROR" || !strings.Contains(entry.Error, "CACHE_TTL")) {
+				t.Errorf("entry %+v: want level ERROR and the error naming CACHE_TTL", entry)
+			}
+			if !isJSON && !strings.HasPrefix(out.String(), "mdegraph: CACHE_TTL") {
+				t.Errorf("text %q: want mdegraph: and the error", out.String())
+			}
+		})
+	}
+}
+
+// TestStartupLogShowsSettings: the startup log has every setting's effective value (not the
+// secret) and a warning for a setting that was adjusted.
+func TestStartupLogShowsSettings(t *testing.T) {
+	t.Parallel()
+	_, logs := startService(t, map[string]string{"CACHE_TTL": "20s", "NOT_FOUND_TTL": "30s", "DEMO_LATENCY": "5ms"})
+	out := logs.String()
+	for _, want := range []string{"config.cache_ttl=20s", "config.not_found_ttl=20s", "config.demo_latency=5ms", "config.request_timeout=30s",
+		"config.quota_max_wait=10s", "config.log_format=text", "config.client_secret_set=false"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("startup log lacks %s", want)
+		}
+	}
+	if !strings.Contains(out, `level=WARN msg="NOT_FOUND_TTL 30s is above CACHE_TTL 20s`) {
+		t.Errorf("no warning for NOT_FOUND_TTL above CACHE_TTL:\n%s", out)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"math"
 	"net/http"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -19,6 +18,7 @@ import (
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/quietlog"
 	"github.com/mdegraph/mdegraph/internal/quota"
+	"github.com/mdegraph/mdegraph/internal/upstreamauth"
 )
 
 // Error codes put in extensions.code. Frontends switch on them; the README lists them.
@@ -57,11 +57,16 @@ var permissions = map[defender.Endpoint]string{
 // A warning repeated with the same code and cause (every query while Defender is down, or
 // while the credentials are refused) is logged once a minute; the repeats in between go to
 // debug, and the next warning says how many there were.
+//
+// Running out of quota (RATE_LIMITED) is logged the same way, once a minute per endpoint
+// family, with the family and retryAfter: a service answering RATE_LIMITED is degraded, and
+// the operator should know.
 func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 	repeats := quietlog.New(time.Minute)
-	logError := func(ctx context.Context, level slog.Level, code string, path ast.Path, cause string) {
-		level, lowered := repeats.Level(code+"\x00"+cause, level)
-		logErrorLine(ctx, logger, level, code, path, cause, lowered)
+	// repeated is the key of warnings that say the same: the code and the cause.
+	logError := func(ctx context.Context, level slog.Level, code, repeated string, path ast.Path, cause string, attrs ...slog.Attr) {
+		level, lowered := repeats.Level(code+"\x00"+repeated, level)
+		logErrorLine(ctx, logger, level, code, path, cause, lowered, attrs...)
 	}
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		orig := graphql.DefaultErrorPresenter(ctx, err)
@@ -75,7 +80,7 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 		if errors.As(err, &already) && already.Extensions["code"] != nil && errors.Unwrap(already) == nil {
 			// gqlgen's own parse/validation errors, or one we built: unchanged.
 			code, _ := already.Extensions["code"].(string)
-			logError(ctx, logLevel(code), code, out.Path, cause)
+			logError(ctx, logLevel(code), code, cause, out.Path, cause)
 			return &out
 		}
 		code, msg, ext := classify(err)
@@ -87,12 +92,14 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 		for k, v := range ext {
 			out.Extensions[k] = v
 		}
-		if code == CodeBadRequest && strings.HasPrefix(cause, decodeErrorPrefix) {
-			// gqlgen's message repeats the whole request body after " body:": the client's
-			// own, but of any size and content, so the log keeps only what went wrong.
-			cause, _, _ = strings.Cut(cause, " body:")
+		if code == CodeRateLimited {
+			// Once a minute per family: the cause says when the next slot frees, which changes.
+			family := limitedFamily(err)
+			logError(ctx, logLevel(code), code, family, out.Path, cause,
+				slog.String("endpoint", family), slog.Any("retry_after_seconds", ext["retryAfter"]))
+			return &out
 		}
-		logError(ctx, logLevel(code), code, out.Path, cause)
+		logError(ctx, logLevel(code), code, cause, out.Path, cause)
 		return &out
 	}
 }
@@ -115,7 +122,7 @@ func logLevel(code string) slog.Level {
 	switch code {
 	case CodeInternal:
 		return slog.LevelError
-	case CodeUpstreamUnauth, CodeForbidden, CodeUpstreamUnavailable:
+	case CodeUpstreamUnauth, CodeForbidden, CodeUpstreamUnavailable, CodeRateLimited:
 		return slog.LevelWarn
 	}
 	return slog.LevelDebug
@@ -123,86 +130,19 @@ func logLevel(code string) slog.Level {
 
 // logErrorLine writes the one log line of a presented error: its code, where, the cause, and
 // how many like it were lowered to debug since the last one at this level.
-func logErrorLine(ctx context.Context, logger *slog.Logger, level slog.Level, code string, path ast.Path, cause string, lowered int) {
+func logErrorLine(ctx context.Context, logger *slog.Logger, level slog.Level, code string, path ast.Path, cause string, lowered int, extra ...slog.Attr) {
 	msg := "graphql field error"
-	if len(path) == 0 {
+	switch {
+	case code == CodeRateLimited:
+		msg = "quota spent: fields answer RATE_LIMITED until a slot frees"
+	case len(path) == 0:
 		msg = "graphql request error" // before execution: the request itself, or a panic outside a field
 	}
-	attrs := []slog.Attr{slog.String("code", code), slog.String("path", path.String()), slog.String("error", cause)}
+	attrs := append([]slog.Attr{slog.String("code", code), slog.String("path", path.String()), slog.String("error", cause)}, extra...)
 	if lowered > 0 {
 		attrs = append(attrs, slog.Int("repeats_since_last_warning", lowered))
 	}
 	logger.LogAttrs(ctx, level, msg, attrs...)
-}
-
-// requestErrors are the errors gqlgen's POST transport and APQ extension return for a
-// malformed request, matched on their exact text (gqlgen v0.17.98: handler/transport/http_post.go,
-// handler/extension/apq.go). They carry no code and no path, wrap nothing, and describe the
-// client's own mistake, so they become BAD_REQUEST; message replaces gqlgen's where that is
-// terse. Matching the text, not merely "a code-less gqlerror without a path", keeps anything
-// else of that shape (a panic outside a field, a future gqlgen error) INTERNAL: if gqlgen
-// rewords one of these, it fails towards INTERNAL and the tests say so.
-var requestErrors = []struct {
-	text    string
-	prefix  bool // text is a prefix: gqlgen appends the underlying error
-	message string
-}{
-	{text: decodeErrorPrefix, prefix: true},
-	{text: "could not read request body: ", prefix: true},
-	{text: "invalid APQ extension data", message: `extensions.persistedQuery must be an object {"version": 1, "sha256Hash": "<hex SHA-256 of the query>"}`},
-	{text: "unsupported APQ version", message: "extensions.persistedQuery.version must be 1, the only version of automatic persisted queries"},
-	{text: "provided APQ hash does not match query", message: "extensions.persistedQuery.sha256Hash does not match the query: it must be the hex SHA-256 of the exact query text"},
-}
-
-// bodyProblem rewords the decoder's error behind gqlgen's "json request body could not be
-// decoded" in the client's terms: without the body gqlgen appends (the client's own, of any
-// size) and without Go's type names.
-func bodyProblem(detail string) string {
-	detail, _, _ = strings.Cut(detail, " body:")
-	const fieldPrefix = "Go struct field RawParams."
-	switch {
-	case strings.Contains(detail, "request body too large"):
-		return "the request body is too large: a GraphQL request is a small JSON object (use variables, not inline data)"
-	case strings.Contains(detail, "cannot unmarshal array into Go value"):
-		return "the body is a JSON array: batched operations are not supported; send one operation per request"
-	case strings.Contains(detail, "cannot unmarshal") && strings.Contains(detail, fieldPrefix):
-		field, _, _ := strings.Cut(detail[strings.Index(detail, fieldPrefix)+len(fieldPrefix):], " ")
-		want := "a string"
-		if field == "variables" || field == "extensions" {
-			want = "a JSON object"
-		}
-		return fmt.Sprintf("%s must be %s", field, want)
-	case strings.Contains(detail, "cannot unmarshal"):
-		return `the body must be one JSON object: {"query": "...", "variables": {...}}`
-	case strings.Contains(detail, "EOF"):
-		return `the body is empty or cut short: send one JSON object {"query": "...", "variables": {...}}`
-	}
-	return "the body is not valid JSON: " + detail
-}
-
-// decodeErrorPrefix starts gqlgen's message for a POST body that is not a JSON object; it goes
-// on with the decoder's error, then " body:" and the body.
-const decodeErrorPrefix = "json request body could not be decoded: "
-
-// requestError reports whether err is one of gqlgen's requestErrors, and the message for the
-// client.
-func requestError(err error) (string, bool) {
-	g, ok := err.(*gqlerror.Error)
-	if !ok || g.Err != nil || len(g.Path) > 0 || g.Extensions["code"] != nil {
-		return "", false
-	}
-	for _, r := range requestErrors {
-		if g.Message == r.text || r.prefix && strings.HasPrefix(g.Message, r.text) {
-			switch {
-			case r.message != "":
-				return r.message, true
-			case r.text == decodeErrorPrefix:
-				return bodyProblem(strings.TrimPrefix(g.Message, decodeErrorPrefix)), true
-			}
-			return g.Message, true
-		}
-	}
-	return "", false
 }
 
 // classify is the one table from Go errors to (code, client message, extra extensions).
@@ -211,13 +151,10 @@ func classify(err error) (code, msg string, ext map[string]any) {
 		invalid     *defender.InvalidInputError
 		exceeded    *quota.ExceededError
 		rateLimited *defender.RateLimitError
-		authErr     *defender.AuthError
+		tokenErr    *upstreamauth.Error
 		unavailable *defender.UnavailableError
 		resp        *defender.ErrorResponse
 	)
-	if msg, ok := requestError(err); ok {
-		return CodeBadRequest, msg, nil
-	}
 	switch {
 	case errors.As(err, &invalid):
 		return CodeBadUserInput, invalid.Error(), map[string]any{"field": invalid.Field}
@@ -229,8 +166,12 @@ func classify(err error) (code, msg string, ext map[string]any) {
 		secs := retrySeconds(rateLimited.RetryAfter)
 		return CodeRateLimited, fmt.Sprintf("Defender answered 429 Too Many Requests; retry in %d s", secs),
 			map[string]any{"retryAfter": secs}
-	case errors.As(err, &authErr):
-		return CodeUpstreamUnauth, "Defender's sign-in (Entra ID) refused this service's credentials; an administrator must check MDE_TENANT_ID, MDE_CLIENT_ID and MDE_CLIENT_SECRET", nil
+	case errors.As(err, &tokenErr):
+		code, msg, ext = classifyToken(tokenErr)
+		if errors.As(err, &resp) && resp.Target != "" { // the 401 that made the service ask for a new token
+			ext["correlationId"] = resp.Target
+		}
+		return code, msg, ext
 	case errors.As(err, &resp):
 		return classifyResponse(resp)
 	case errors.As(err, &unavailable), errors.Is(err, context.DeadlineExceeded):
@@ -241,6 +182,64 @@ func classify(err error) (code, msg string, ext map[string]any) {
 	return CodeInternal, "internal error", nil
 }
 
+// classifyToken words a failure to get a token for Defender: only a configuration mistake is
+// UPSTREAM_UNAUTHORIZED (naming the setting to check); Entra ID's own trouble is
+// UPSTREAM_UNAVAILABLE, or RATE_LIMITED with retryAfter when it throttles.
+func classifyToken(e *upstreamauth.Error) (code, msg string, ext map[string]any) {
+	ext = map[string]any{}
+	switch e.Kind {
+	case upstreamauth.Refused:
+		reason := ""
+		if e.Code != "" {
+			reason = " (" + e.Code + ")"
+		}
+		return CodeUpstreamUnauth, fmt.Sprintf("Defender's sign-in (Entra ID) refused this service's credentials%s; an administrator must check the configuration: %s", reason, e.Hint()), ext
+	case upstreamauth.Rejected:
+		return CodeUpstreamUnauth, "Defender refused this service's token (401) although Entra ID had just issued it; an administrator must check the configuration: " + e.Hint(), ext
+	case upstreamauth.Throttled:
+		secs := retrySeconds(time.Until(e.RetryAt))
+		ext["retryAfter"] = secs
+		return CodeRateLimited, fmt.Sprintf("Defender's sign-in (Entra ID) is throttling this service's token requests; retry in %d s", secs), ext
+	}
+	return CodeUpstreamUnavailable, "Defender's sign-in (Entra ID) failed, did not answer in time or could not be reached; try again shortly", ext
+}
+
+// limitedFamily names the endpoint family whose quota a RATE_LIMITED error is about, for the
+// log: a Defender endpoint family, or "token" for Entra ID's token endpoint.
+func limitedFamily(err error) string {
+	var (
+		q  *defender.QuotaError
+		rl *defender.RateLimitError
+		te *upstreamauth.Error
+	)
+	switch {
+	case errors.As(err, &q):
+		return string(q.Endpoint)
+	case errors.As(err, &rl):
+		return string(rl.Endpoint)
+	case errors.As(err, &te):
+		return "token"
+	}
+	return "unknown"
+}
+
+// notFoundWording says what a 404 means, by the call that got it: machines.get and
+// machines.list look the device up, so it is unknown; logonusers may also have no record for a
+// device that exists. A short host name gets a hint, since Defender wants the full DNS name.
+func notFoundWording(resp *defender.ErrorResponse) string {
+	msg := "Defender has no such device"
+	if resp.Endpoint == defender.EndpointLogonUsers {
+		msg = "Defender has no logon-user record for this device, or no such device"
+	}
+	if resp.Machine.IsShortName() {
+		msg = fmt.Sprintf("Defender has no device named %s; Defender looks devices up by their full DNS name (e.g. %s.contoso.local), not a short host name", resp.Machine, resp.Machine)
+	}
+	if resp.Message != "" {
+		msg += ": " + resp.Message
+	}
+	return msg
+}
+
 func classifyResponse(resp *defender.ErrorResponse) (code, msg string, ext map[string]any) {
 	ext = map[string]any{}
 	if resp.Target != "" {
@@ -248,9 +247,9 @@ func classifyResponse(resp *defender.ErrorResponse) (code, msg string, ext map[s
 	}
 	switch s := resp.StatusCode; {
 	case s == http.StatusNotFound:
-		return CodeNotFound, "Defender has no such device: " + resp.Message, ext
+		return CodeNotFound, notFoundWording(resp), ext
 	case s == http.StatusUnauthorized:
-		return CodeUpstreamUnauth, "Defender refused this service's token (401); an administrator must check the app registration", ext
+		return CodeUpstreamUnauth, "Defender refused this service's token (401); an administrator must check the app registration and MDE_SCOPE", ext
 	case s == http.StatusForbidden:
 		perm := permissions[resp.Endpoint]
 		ext["permission"] = perm

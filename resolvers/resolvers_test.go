@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -18,6 +19,7 @@ import (
 	"github.com/mdegraph/mdegraph/graph/model"
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/quota"
+	"github.com/mdegraph/mdegraph/internal/upstreamauth"
 )
 
 func TestNeedsDetails(t *testing.T) {
@@ -122,31 +124,30 @@ func TestClassify(t *testing.T) {
 		{"429 from Defender", &defender.RateLimitError{ErrorResponse: defender.ErrorResponse{StatusCode: 429}, RetryAfter: 1500 * time.Millisecond}, CodeRateLimited, map[string]any{"retryAfter": 2}, "429"},
 		{"quota exceeded locally", fmt.Errorf("defender machines.logonusers: %w", &quota.ExceededError{RetryAfter: 41*time.Second + time.Millisecond}), CodeRateLimited, map[string]any{"retryAfter": 42}, "retry in 42 s"},
 		{"quota retryAfter is at least 1", &quota.ExceededError{RetryAfter: time.Millisecond}, CodeRateLimited, map[string]any{"retryAfter": 1}, "retry in 1 s"},
-		{"token refused", &defender.AuthError{StatusCode: 401, Code: "invalid_client"}, CodeUpstreamUnauth, nil, "MDE_CLIENT_SECRET"},
+		{"token refused", fmt.Errorf("defender machines.get: get a token: %w", &upstreamauth.Error{Kind: upstreamauth.Refused, StatusCode: 401, Code: "invalid_client"}), CodeUpstreamUnauth, nil, "MDE_CLIENT_SECRET is wrong or expired"},
+		{"token refused: unknown application", &upstreamauth.Error{Kind: upstreamauth.Refused, StatusCode: 400, Code: "unauthorized_client"}, CodeUpstreamUnauth, nil, "MDE_CLIENT_ID names no application"},
+		{"token endpoint 503", &upstreamauth.Error{Kind: upstreamauth.Unavailable, StatusCode: 503, Code: "temporarily_unavailable"}, CodeUpstreamUnavailable, nil, "Entra ID"},
+		{"token endpoint 429", &upstreamauth.Error{Kind: upstreamauth.Throttled, StatusCode: 429, RetryAt: time.Now().Add(29*time.Second + 500*time.Millisecond)}, CodeRateLimited, map[string]any{"retryAfter": 30}, "retry in 30 s"},
+		{"a fresh token rejected", fmt.Errorf("%w; and no new token: %w", &defender.ErrorResponse{Endpoint: defender.EndpointMachine, StatusCode: 401, Target: "corr-401"}, &upstreamauth.Error{Kind: upstreamauth.Rejected}),
+			CodeUpstreamUnauth, map[string]any{"correlationId": "corr-401"}, "MDE_SCOPE"},
+		{"401 and the token refused", fmt.Errorf("%w; and no new token: %w", &defender.ErrorResponse{Endpoint: defender.EndpointMachine, StatusCode: 401, Target: "corr-401"}, &upstreamauth.Error{Kind: upstreamauth.Refused, Code: "invalid_client"}),
+			CodeUpstreamUnauth, map[string]any{"correlationId": "corr-401"}, "MDE_CLIENT_SECRET"},
+		{"404 logonusers", resp(404, defender.EndpointLogonUsers), CodeNotFound, nil, "no logon-user record for this device, or no such device"},
+		{"404 of a short host name", &defender.ErrorResponse{Endpoint: defender.EndpointMachine, StatusCode: 404, Message: "Machine desk-1 was not found", Machine: "desk-1"},
+			CodeNotFound, nil, "full DNS name (e.g. desk-1.contoso.local)"},
+		{"404 of a full name: no hint", &defender.ErrorResponse{Endpoint: defender.EndpointMachine, StatusCode: 404, Machine: "desk-1.contoso.local"},
+			CodeNotFound, nil, "Defender has no such device"},
+		{"quota exceeded for a family", &defender.QuotaError{Endpoint: defender.EndpointMachine, Err: &quota.ExceededError{RetryAfter: 3 * time.Second}}, CodeRateLimited, map[string]any{"retryAfter": 3}, "retry in 3 s"},
 		{"network", &defender.UnavailableError{Err: errors.New("connection refused")}, CodeUpstreamUnavailable, nil, "could not be reached"},
 		{"deadline", context.DeadlineExceeded, CodeUpstreamUnavailable, nil, "in time"},
 		{"cancelled", context.Canceled, CodeCancelled, nil, "cancelled"},
 		{"anything else", errors.New("pq: password authentication failed for secret hunter2"), CodeInternal, nil, "internal error"},
 
-		// gqlgen's errors for a malformed request: no code, no path, nothing wrapped.
-		{"body cut short", gqlerror.Errorf("json request body could not be decoded: unexpected EOF body:{"), CodeBadRequest, nil, "the body is empty or cut short"},
-		{"batch", gqlerror.Errorf("json request body could not be decoded: json: cannot unmarshal array into Go value of type graphql.RawParams body:[{}]"), CodeBadRequest, nil, "batched operations are not supported"},
-		{"variables not an object", gqlerror.Errorf("json request body could not be decoded: json: cannot unmarshal array into Go struct field RawParams.variables of type map[string]interface {} body:{\"variables\":[]}"), CodeBadRequest, nil, "variables must be a JSON object"},
-		{"query not a string", gqlerror.Errorf("json request body could not be decoded: json: cannot unmarshal number into Go struct field RawParams.query of type string body:{\"query\":1}"), CodeBadRequest, nil, "query must be a string"},
-		{"body a string", gqlerror.Errorf("json request body could not be decoded: json: cannot unmarshal string into Go value of type graphql.RawParams body:\"x\""), CodeBadRequest, nil, "the body must be one JSON object"},
-		{"body not JSON", gqlerror.Errorf("json request body could not be decoded: invalid character 'q' looking for beginning of value body:query=1"), CodeBadRequest, nil, "the body is not valid JSON: invalid character 'q'"},
-		{"body too large", gqlerror.Errorf("json request body could not be decoded: http: request body too large body:{"), CodeBadRequest, nil, "the request body is too large"},
-		{"body unreadable", gqlerror.Errorf("could not read request body: http: request body too large"), CodeBadRequest, nil, "request body too large"},
-		{"APQ data not an object", gqlerror.Errorf("invalid APQ extension data"), CodeBadRequest, nil, `must be an object {"version": 1`},
-		{"APQ version", gqlerror.Errorf("unsupported APQ version"), CodeBadRequest, nil, "version must be 1"},
-		{"APQ hash", gqlerror.Errorf("provided APQ hash does not match query"), CodeBadRequest, nil, "hex SHA-256 of the exact query text"},
-		// ... and what only looks like them stays INTERNAL.
+		// gqlgen's code-less errors are refused earlier (package gqlhttp), by Go type: one
+		// that arrives here anyway is no known request mistake.
+		{"a code-less gqlgen error", gqlerror.Errorf("json request body could not be decoded: unexpected EOF body:{"), CodeInternal, nil, "internal error"},
 		{"panic outside a field", gqlerror.Errorf("internal error"), CodeInternal, nil, "internal error"},
-		{"other code-less gqlgen error", gqlerror.Errorf("some new gqlgen failure"), CodeInternal, nil, "internal error"},
-		{"request error text on a field", &gqlerror.Error{Message: "unsupported APQ version", Path: ast.Path{ast.PathName("machine")}}, CodeInternal, nil, "internal error"},
-		{"request error text wrapping a cause", &gqlerror.Error{Message: "could not read request body: x", Err: errors.New("x")}, CodeInternal, nil, "internal error"},
-		{"request error text wrapping an upstream error", &gqlerror.Error{Message: "unsupported APQ version", Err: &defender.UnavailableError{Err: errors.New("reset")}}, CodeUpstreamUnavailable, nil, "could not be reached"},
-		{"request error text wrapped", fmt.Errorf("wrapped: %w", gqlerror.Errorf("unsupported APQ version")), CodeInternal, nil, "internal error"},
+		{"wrapping an upstream error", &gqlerror.Error{Message: "unsupported APQ version", Err: &defender.UnavailableError{Err: errors.New("reset")}}, CodeUpstreamUnavailable, nil, "could not be reached"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -213,12 +214,12 @@ func TestErrorPresenterLogsTheCause(t *testing.T) {
 		{"not found is the client's business",
 			gqlerror.WrapPath(field, &defender.ErrorResponse{Endpoint: defender.EndpointMachine, StatusCode: 404, Message: "Machine was not found"}),
 			CodeNotFound, "no such device", "DEBUG", "graphql field error", "404: Machine was not found", ""},
-		{"malformed body: the log keeps the decoder's error, not the body",
-			gqlerror.Errorf(`json request body could not be decoded: unexpected EOF body:{"variables":{"note":"do-not-log-me"}`),
-			CodeBadRequest, "cut short", "DEBUG", "graphql request error", "json request body could not be decoded: unexpected EOF", "do-not-log-me"},
-		{"APQ mistake",
-			gqlerror.Errorf("provided APQ hash does not match query"),
-			CodeBadRequest, "sha256Hash does not match", "DEBUG", "graphql request error", "provided APQ hash does not match query", ""},
+		{"quota spent is a warning, with the family",
+			gqlerror.WrapPath(field, &defender.QuotaError{Endpoint: defender.EndpointLogonUsers, Err: &quota.ExceededError{RetryAfter: 41 * time.Second}}),
+			CodeRateLimited, "retry in 41 s", "WARN", "quota spent: fields answer RATE_LIMITED until a slot frees", "rate limit reached", ""},
+		{"a coded request error passes",
+			&gqlerror.Error{Message: "the body is empty", Extensions: map[string]any{"code": CodeBadRequest}},
+			CodeBadRequest, "the body is empty", "DEBUG", "graphql request error", "the body is empty", ""},
 		{"gqlgen's own code passes",
 			&gqlerror.Error{Message: "PersistedQueryNotFound", Extensions: map[string]any{"code": "PERSISTED_QUERY_NOT_FOUND"}},
 			"PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound", "DEBUG", "graphql request error", "PersistedQueryNotFound", ""},
@@ -298,6 +299,36 @@ func TestErrorPresenterQuietsRepeats(t *testing.T) {
 		}
 		if !strings.Contains(lines[len(lines)-1], "repeats_since_last_warning=2") {
 			t.Errorf("the minute's second warning does not count the repeats: %s", lines[len(lines)-1])
+		}
+	})
+}
+
+// TestQuotaSpentLoggedPerFamily: RATE_LIMITED is a warning once a minute per endpoint family,
+// whatever retryAfter each one says; another family gets its own.
+func TestQuotaSpentLoggedPerFamily(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var logs bytes.Buffer
+		present := ErrorPresenter(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		spent := func(ep defender.Endpoint, wait time.Duration) error {
+			return gqlerror.WrapPath(ast.Path{ast.PathName("machine")}, &defender.QuotaError{Endpoint: ep, Err: &quota.ExceededError{RetryAfter: wait}})
+		}
+		present(context.Background(), spent(defender.EndpointLogonUsers, 41*time.Second))
+		present(context.Background(), spent(defender.EndpointLogonUsers, 40*time.Second))
+		present(context.Background(), spent(defender.EndpointMachine, 12*time.Second))
+		present(context.Background(), &upstreamauth.Error{Kind: upstreamauth.Throttled, RetryAt: time.Now().Add(30 * time.Second)})
+		time.Sleep(time.Minute)
+		present(context.Background(), spent(defender.EndpointLogonUsers, 5*time.Second))
+		var got []string
+		for l := range strings.Lines(logs.String()) {
+			level := strings.Fields(strings.SplitN(l, "level=", 2)[1])[0]
+			endpoint := strings.Fields(strings.SplitN(l, "endpoint=", 2)[1])[0]
+			retry := strings.Fields(strings.SplitN(l, "retry_after_seconds=", 2)[1])[0]
+			got = append(got, level+" "+endpoint+" "+retry)
+		}
+		want := []string{"WARN machines.logonusers 41", "DEBUG machines.logonusers 40", "WARN machines.get 12", "WARN token 30", "WARN machines.logonusers 5"}
+		if !slices.Equal(got, want) {
+			t.Errorf("logged %q, want %q", got, want)
 		}
 	})
 }

@@ -7,6 +7,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -266,10 +267,15 @@ func withTimeout(d time.Duration, next http.Handler) http.Handler {
 	})
 }
 
+// tokenGetter is what readiness and the credential check ask: a token now (upstreamauth.Source).
+type tokenGetter interface {
+	TokenContext(ctx context.Context) (*oauth2.Token, error)
+}
+
 // readiness answers 200 once the service can get a token for Defender; it spends no API quota.
 // A failure is the token source's remembered one within upstreamauth.FailureTTL, so frequent probes do
 // not hammer the token endpoint.
-func readiness(tokens defender.TokenSource, logger *slog.Logger) http.Handler {
+func readiness(tokens tokenGetter, logger *slog.Logger) http.Handler {
 	repeats := quietlog.New(time.Minute) // a probe every few seconds must not flood the log
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := tokens.TokenContext(r.Context()); err != nil {
@@ -282,51 +288,55 @@ func readiness(tokens defender.TokenSource, logger *slog.Logger) http.Handler {
 	})
 }
 
-// credentialHints name what to check for the OAuth error codes that wrong settings cause.
-var credentialHints = map[string]string{
-	"invalid_client":      "MDE_CLIENT_SECRET is wrong or expired (use the secret's value, not its id)",
-	"unauthorized_client": "MDE_CLIENT_ID names no application in MDE_TENANT_ID (wrong client id or tenant)",
-	"invalid_request":     "check MDE_TENANT_ID and MDE_TOKEN_URL (a tenant that does not exist answers this)",
-	"invalid_scope":       "MDE_SCOPE (or MDE_CLOUD) does not name the Defender API",
-}
-
 // checkCredentials fetches a token from tokens, waiting at most timeout, and logs one line:
-// INFO if Entra ID gave one, WARN naming the problem otherwise. The line carries Entra ID's
-// error code and description (AADSTS...), never the secret.
-func checkCredentials(ctx context.Context, tokens defender.TokenSource, creds upstreamauth.ClientCredentials, logger *slog.Logger, timeout time.Duration) {
+// INFO if Entra ID gave one, WARN otherwise, saying which failure it was (outcome: refused,
+// throttled, unavailable, timeout) and so what queries will answer meanwhile. A refusal names
+// the setting to check. The line carries Entra ID's error code and description (AADSTS...),
+// never the secret.
+func checkCredentials(ctx context.Context, tokens tokenGetter, creds upstreamauth.ClientCredentials, logger *slog.Logger, timeout time.Duration) {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tok, err := tokens.TokenContext(cctx)
 	attrs := []slog.Attr{slog.String("tenant", creds.TenantID), slog.String("client_id", creds.ClientID),
 		slog.String("token_url", creds.TokenURL)}
-	var re *oauth2.RetrieveError
 	switch {
 	case err == nil:
 		if !tok.Expiry.IsZero() {
 			attrs = append(attrs, slog.Duration("token_expires_in", time.Until(tok.Expiry).Round(time.Second)))
 		}
 		logger.LogAttrs(ctx, slog.LevelInfo, "credentials checked: Entra ID issued a token for Defender", attrs...)
+		return
 	case ctx.Err() != nil:
-		// Shutting down before the check finished: nothing worth saying.
-	case errors.As(err, &re):
-		status := 0
-		if re.Response != nil {
-			status = re.Response.StatusCode
-		}
-		hint := credentialHints[re.ErrorCode]
-		if hint == "" {
-			hint = "check MDE_TENANT_ID, MDE_CLIENT_ID and MDE_CLIENT_SECRET"
-		}
-		attrs = append(attrs, slog.Int("status", status), slog.String("error", redact(re.ErrorCode, creds.ClientSecret)),
-			slog.String("error_description", redact(re.ErrorDescription, creds.ClientSecret)), slog.String("hint", hint))
+		return // shutting down before the check finished: nothing worth saying
+	case errors.Is(err, context.DeadlineExceeded):
+		attrs = append(attrs, slog.String("outcome", "timeout"), slog.Duration("timeout", timeout))
+		logger.LogAttrs(ctx, slog.LevelWarn, "credentials not checked: Entra ID's token endpoint did not answer in time; "+
+			"queries wait for it (up to REQUEST_TIMEOUT) and answer UPSTREAM_UNAVAILABLE if it stays silent", attrs...)
+		return
+	}
+	e := upstreamauth.Classify(err, time.Now())
+	attrs = append(attrs, slog.String("outcome", e.Kind.String()))
+	if e.StatusCode != 0 {
+		attrs = append(attrs, slog.Int("status", e.StatusCode))
+	}
+	if e.Code != "" || e.StatusCode == 0 {
+		attrs = append(attrs, slog.String("error", redact(cmp.Or(e.Code, e.Error()), creds.ClientSecret)))
+	}
+	if e.Description != "" {
+		attrs = append(attrs, slog.String("error_description", redact(e.Description, creds.ClientSecret)))
+	}
+	switch e.Kind {
+	case upstreamauth.Refused:
+		attrs = append(attrs, slog.String("hint", e.Hint()))
 		logger.LogAttrs(ctx, slog.LevelWarn, "credentials refused: Entra ID would not issue a token for Defender, "+
 			"so every query will fail with UPSTREAM_UNAUTHORIZED until the configuration is fixed", attrs...)
-	case errors.Is(err, context.DeadlineExceeded):
-		attrs = append(attrs, slog.Duration("timeout", timeout))
-		logger.LogAttrs(ctx, slog.LevelWarn, "credentials not checked: Entra ID's token endpoint did not answer in time; queries will try again", attrs...)
+	case upstreamauth.Throttled:
+		attrs = append(attrs, slog.Duration("retry_after", time.Until(e.RetryAt).Round(time.Second)))
+		logger.LogAttrs(ctx, slog.LevelWarn, "credentials not checked: Entra ID's token endpoint is throttling this service (429); "+
+			"queries answer RATE_LIMITED until it may be asked again", attrs...)
 	default:
-		attrs = append(attrs, slog.String("error", redact(err.Error(), creds.ClientSecret)))
-		logger.LogAttrs(ctx, slog.LevelWarn, "credentials not checked: Entra ID's token endpoint could not be reached; queries will try again", attrs...)
+		logger.LogAttrs(ctx, slog.LevelWarn, "credentials not checked: Entra ID's token endpoint failed or could not be reached (not a credentials problem); "+
+			"queries answer UPSTREAM_UNAVAILABLE and will try again", attrs...)
 	}
 }
 

@@ -37,6 +37,7 @@ func TestCheckCredentials(t *testing.T) {
 		tokens   tokenFunc
 		shutdown bool     // the application context ends before the check
 		want     []string // in the one line logged; none logged when empty
+		absent   []string // not in it
 	}{
 		{
 			name: "token issued",
@@ -58,8 +59,28 @@ func TestCheckCredentials(t *testing.T) {
 		},
 		{
 			name:   "unknown error code",
-			tokens: refusedWith(400, "temporarily_unavailable", ""),
-			want:   []string{"level=WARN", "credentials refused", "check MDE_TENANT_ID, MDE_CLIENT_ID and MDE_CLIENT_SECRET"},
+			tokens: refusedWith(400, "something_new", ""),
+			want:   []string{"level=WARN", "credentials refused", "outcome=refused", "check MDE_TENANT_ID, MDE_CLIENT_ID and MDE_CLIENT_SECRET"},
+		},
+		{
+			name:   "token endpoint down: not a credentials problem",
+			tokens: refusedWith(503, "temporarily_unavailable", "AADSTS90036: try again later"),
+			want:   []string{"level=WARN", "credentials not checked", "outcome=unavailable", "status=503", "UPSTREAM_UNAVAILABLE", "not a credentials problem"},
+			absent: []string{"refused", "MDE_CLIENT_SECRET"},
+		},
+		{
+			name:   "token endpoint down, HTML",
+			tokens: refusedWith(503, "", ""),
+			want:   []string{"level=WARN", "credentials not checked", "outcome=unavailable", "status=503"},
+			absent: []string{"refused", "MDE_CLIENT_SECRET"},
+		},
+		{
+			name: "token endpoint throttling",
+			tokens: func(context.Context) (*oauth2.Token, error) {
+				return nil, &oauth2.RetrieveError{Response: &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"30"}}}}
+			},
+			want:   []string{"level=WARN", "credentials not checked", "outcome=throttled", "status=429", "RATE_LIMITED", "retry_after=30s"},
+			absent: []string{"refused", "MDE_CLIENT_SECRET"},
 		},
 		{
 			name:   "a description echoing the secret is redacted",
@@ -71,7 +92,7 @@ func TestCheckCredentials(t *testing.T) {
 			tokens: func(context.Context) (*oauth2.Token, error) {
 				return nil, errors.New(`Post "https://login.microsoftonline.com/x/oauth2/v2.0/token": dial tcp: connection refused`)
 			},
-			want: []string{"level=WARN", "could not be reached", "connection refused"},
+			want: []string{"level=WARN", "could not be reached", "connection refused", "outcome=unavailable"},
 		},
 		{
 			name: "token endpoint silent",
@@ -79,7 +100,7 @@ func TestCheckCredentials(t *testing.T) {
 				<-ctx.Done()
 				return nil, ctx.Err()
 			},
-			want: []string{"level=WARN", "did not answer in time", "timeout=15s"},
+			want: []string{"level=WARN", "did not answer in time", "timeout=15s", "outcome=timeout"},
 		},
 		{
 			name: "shutting down: nothing to say",
@@ -120,6 +141,11 @@ func TestCheckCredentials(t *testing.T) {
 				for _, w := range tt.want {
 					if !strings.Contains(out, w) {
 						t.Errorf("log line %q: want %q in it", out, w)
+					}
+				}
+				for _, a := range tt.absent {
+					if strings.Contains(out, a) {
+						t.Errorf("log line %q: want no %q in it", out, a)
 					}
 				}
 				if strings.Contains(out, secret) {

@@ -60,6 +60,10 @@ type Config struct {
 
 	// DemoLatency is added to every simulated upstream call in demo mode.
 	DemoLatency time.Duration
+
+	// Warnings are settings accepted but adjusted (NOT_FOUND_TTL above CACHE_TTL): one line
+	// each, naming the variable, for the startup log.
+	Warnings []string
 }
 
 // Setting documents one configuration variable; Settings drives the flags, the environment
@@ -72,6 +76,32 @@ type Setting struct {
 
 // Flag is the command-line flag of the same setting: ADDR → -addr, MDE_CLIENT_ID → -mde-client-id.
 func (s Setting) Flag() string { return strings.ToLower(strings.ReplaceAll(s.Env, "_", "-")) }
+
+// Type names the kind of value the setting takes, as -h shows it: duration, count, url, ...
+func (s Setting) Type() string {
+	if t := types[s.Env]; t != "" {
+		return t
+	}
+	return "string"
+}
+
+// types are the settings' value kinds for -h (flag.UnquoteUsage shows a back-quoted word of the
+// usage as the flag's type; without one, every setting read "string").
+var types = map[string]string{
+	"ADDR": "host:port", "MDE_TENANT_ID": "tenant", "MDE_CLIENT_ID": "id", "MDE_CLIENT_SECRET": "secret",
+	"MDE_CLOUD": "cloud", "MDE_API_URL": "url", "MDE_TOKEN_URL": "url", "MDE_SCOPE": "scope",
+	"MDE_LIMIT_PER_MINUTE": "count", "MDE_LIMIT_PER_HOUR": "count", "QUOTA_MAX_WAIT": "duration",
+	"CACHE_TTL": "duration", "NOT_FOUND_TTL": "duration", "MAX_UPSTREAM_CALLS_PER_QUERY": "count", "CALLER_LIMIT_PER_MINUTE": "count",
+	"REQUEST_TIMEOUT": "duration", "CORS_ORIGINS": "origins", "APQ_CACHE_SIZE": "count",
+	"LOG_LEVEL": "level", "LOG_FORMAT": "format", "DEMO_LATENCY": "duration",
+}
+
+// value is a setting's flag: a string, parsed with the others after the environment is read.
+// It is not a flag.Value of package flag's own, so -h prints its default unquoted.
+type value string
+
+func (v *value) String() string     { return string(*v) }
+func (v *value) Set(s string) error { *v = value(s); return nil }
 
 // Settings lists every configuration variable, in README order.
 var Settings = []Setting{
@@ -104,30 +134,35 @@ var Settings = []Setting{
 func Load(args []string, getenv func(string) string, out io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("mdegraph", flag.ContinueOnError)
 	fs.SetOutput(out)
-	values := make(map[string]*string, len(Settings))
+	values := make(map[string]*value, len(Settings))
 	for _, s := range Settings {
 		// The flag's default is the documented one, not the environment's value: the usage
 		// text prints defaults, and MDE_CLIENT_SECRET must never appear there.
-		values[s.Env] = fs.String(s.Flag(), s.Default, s.Usage+" (env "+s.Env+")")
+		v := value(s.Default)
+		values[s.Env] = &v
+		fs.Var(&v, s.Flag(), s.Usage+" (`"+s.Type()+"`; env "+s.Env+")")
 	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
 	given := make(map[string]bool)
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	set := make(map[string]bool)
 	for _, s := range Settings {
 		if v := getenv(s.Env); v != "" && !given[s.Flag()] {
-			*values[s.Env] = v
+			*values[s.Env] = value(v)
 		}
+		set[s.Env] = given[s.Flag()] || getenv(s.Env) != ""
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q (settings are flags like -addr or environment variables like ADDR)", fs.Arg(0))
 	}
-	get := func(env string) string { return strings.TrimSpace(*values[env]) }
-	return parse(get)
+	get := func(env string) string { return strings.TrimSpace(string(*values[env])) }
+	return parse(get, func(env string) bool { return set[env] })
 }
 
-func parse(get func(string) string) (Config, error) {
+// parse validates the settings get returns; set says which were given rather than defaulted.
+func parse(get func(string) string, set func(string) bool) (Config, error) {
 	var errs []error
 	c := Config{
 		Addr:         get("ADDR"),
@@ -220,7 +255,17 @@ func parse(get func(string) string) (Config, error) {
 	c.QuotaMaxWait = durVar("QUOTA_MAX_WAIT")
 	c.CallerLimitPerMinute = intVar("CALLER_LIMIT_PER_MINUTE", 0)
 	c.CacheTTL = durVar("CACHE_TTL")
-	c.NotFoundTTL = min(durVar("NOT_FOUND_TTL"), c.CacheTTL)
+	c.NotFoundTTL = durVar("NOT_FOUND_TTL")
+	if c.NotFoundTTL > c.CacheTTL {
+		// A 404 is an answer like any other: it is not kept longer than answers are. With the
+		// cache off (CACHE_TTL=0) the default NOT_FOUND_TTL is moot; one set on purpose is worth
+		// a word.
+		if set("NOT_FOUND_TTL") {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("NOT_FOUND_TTL %v is above CACHE_TTL %v: not-found answers are reused for %v, as long as any answer",
+				c.NotFoundTTL, c.CacheTTL, c.CacheTTL))
+		}
+		c.NotFoundTTL = c.CacheTTL
+	}
 	c.MaxUpstreamCalls = intVar("MAX_UPSTREAM_CALLS_PER_QUERY", 1)
 	c.RequestTimeout = durVar("REQUEST_TIMEOUT")
 	if c.RequestTimeout <= 0 {
@@ -250,18 +295,20 @@ func parse(get func(string) string) (Config, error) {
 	return c, errors.Join(errs...)
 }
 
-// ParseDuration reads a Go duration ("90s", "1m30s") or a plain number of seconds ("90").
+// ParseDuration reads a Go duration ("90s", "1m30s", "250ms"), or "0". A bare number other
+// than zero is refused: whether DEMO_LATENCY=50 means seconds or milliseconds is a guess, and
+// guessing seconds made it 50 s without a word.
 func ParseDuration(s string) (time.Duration, error) {
 	if n, err := strconv.ParseFloat(s, 64); err == nil {
-		if n < 0 {
+		switch {
+		case n == 0:
+			return 0, nil
+		case n < 0:
 			return 0, fmt.Errorf("%q: must not be negative", s)
+		case n != n || math.IsInf(n, 0):
+			return 0, fmt.Errorf("%q: want a duration like 60s or 1m30s", s)
 		}
-		// NaN, Inf and huge values would convert to a garbage (negative) Duration.
-		ns := n * float64(time.Second)
-		if !(ns < math.MaxInt64) {
-			return 0, fmt.Errorf("%q: want a number of seconds below %d", s, int64(math.MaxInt64/time.Second))
-		}
-		return time.Duration(ns), nil
+		return 0, fmt.Errorf("%q: a duration needs a unit: %ss or %sms", s, s, s)
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
@@ -294,7 +341,9 @@ func checkURL(s string) error {
 	return nil
 }
 
-// LogValue keeps the secret out of any log line that prints the configuration.
+// LogValue is the effective configuration, every setting as the service uses it (after
+// defaults, cloud resolution and adjustments), for the startup log; the secret shows only as
+// whether it is set.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("addr", c.Addr),
@@ -305,10 +354,42 @@ func (c Config) LogValue() slog.Value {
 		slog.String("cloud", c.Cloud.Name),
 		slog.String("api_url", c.APIURL),
 		slog.String("token_url", c.TokenURL),
-		slog.Duration("cache_ttl", c.CacheTTL),
+		slog.String("scope", c.Scope),
 		slog.Int("limit_per_minute", c.LimitPerMinute),
 		slog.Int("limit_per_hour", c.LimitPerHour),
+		slog.Duration("quota_max_wait", c.QuotaMaxWait),
+		slog.Duration("cache_ttl", c.CacheTTL),
+		slog.Duration("not_found_ttl", c.NotFoundTTL),
+		slog.Int("max_upstream_calls_per_query", c.MaxUpstreamCalls),
+		slog.Int("caller_limit_per_minute", c.CallerLimitPerMinute),
+		slog.Duration("request_timeout", c.RequestTimeout),
+		slog.String("cors_origins", strings.Join(c.CORSOrigins, ",")),
+		slog.Int("apq_cache_size", c.APQCacheSize),
+		slog.String("log_level", c.LogLevel.String()),
+		slog.String("log_format", c.LogFormat),
+		slog.Duration("demo_latency", c.DemoLatency),
 	)
+}
+
+// LogFormatOf is the LOG_FORMAT that args and getenv ask for ("json" or "text"), read without
+// validating anything else, so that an error in the rest of the configuration can still be
+// reported in the format a log shipper expects.
+func LogFormatOf(args []string, getenv func(string) string) string {
+	format := getenv("LOG_FORMAT")
+	for i := 0; i < len(args) && args[i] != "--" && strings.HasPrefix(args[i], "-"); i++ {
+		name, v, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if !hasValue && i+1 < len(args) && name != "h" && name != "help" {
+			i++ // every setting's flag takes a value: -name value
+			v, hasValue = args[i], true
+		}
+		if name == "log-format" && hasValue {
+			format = v
+		}
+	}
+	if strings.EqualFold(strings.TrimSpace(format), "json") {
+		return "json"
+	}
+	return "text"
 }
 
 // Secret is a value that must not appear in logs or errors: it formats as [redacted].

@@ -188,7 +188,7 @@ func TestFlagOverridesEnv(t *testing.T) {
 	assertEqual(t, "CacheTTL from env", cfg.CacheTTL, 5*time.Minute)
 	assertEqual(t, "LogLevel from env", cfg.LogLevel, slog.LevelWarn)
 
-	cfg = mustLoad(t, []string{"-addr", "127.0.0.1:2222", "-cache-ttl=90", "--log-level", "debug", "-mde-cloud=gcc",
+	cfg = mustLoad(t, []string{"-addr", "127.0.0.1:2222", "-cache-ttl=90s", "--log-level", "debug", "-mde-cloud=gcc",
 		"-mde-client-secret", "from-flag"}, kv)
 	assertEqual(t, "Addr from flag", cfg.Addr, "127.0.0.1:2222")
 	assertEqual(t, "CacheTTL from flag", cfg.CacheTTL, 90*time.Second)
@@ -246,6 +246,8 @@ func TestBadValues(t *testing.T) {
 		{"REQUEST_TIMEOUT", "0", false},
 		{"REQUEST_TIMEOUT", "0s", false},
 		{"DEMO_LATENCY", "fast", false},
+		{"DEMO_LATENCY", "50", false},
+		{"QUOTA_MAX_WAIT", "10", false},
 		{"CORS_ORIGINS", "app.example.com", false},
 		{"CORS_ORIGINS", "https://app.example.com/path", false},
 		{"CORS_ORIGINS", "https://ok.example.com, null", false},
@@ -296,7 +298,7 @@ func TestSeveralErrorsAtOnce(t *testing.T) {
 
 func TestDurations(t *testing.T) {
 	t.Parallel()
-	for _, v := range []string{"60", "1m", "60s", "60.0", " 1m "} {
+	for _, v := range []string{"1m", "60s", " 1m ", "60000ms"} {
 		cfg := mustLoad(t, nil, map[string]string{"CACHE_TTL": v})
 		assertEqual(t, "CACHE_TTL="+v, cfg.CacheTTL, time.Minute)
 	}
@@ -310,14 +312,17 @@ func TestParseDuration(t *testing.T) {
 		wantErr bool
 	}{
 		{"0", 0, false},
-		{"60", time.Minute, false},
-		{"1.5", 1500 * time.Millisecond, false},
-		{"0.001", time.Millisecond, false},
+		{"0.0", 0, false},
+		{"60", 0, true}, // seconds or milliseconds? A unit is required
+		{"50", 0, true},
+		{"1.5", 0, true},
+		{"0.001", 0, true},
 		{"1m30s", 90 * time.Second, false},
 		{"250ms", 250 * time.Millisecond, false},
 		{"2h", 2 * time.Hour, false},
 		{"0s", 0, false},
-		{"9223372036", 9223372036 * time.Second, false},
+		{"9223372036", 0, true},
+		{"2562047h", 2562047 * time.Hour, false},
 		{"", 0, true},
 		{"-1", 0, true},
 		{"-1s", 0, true},
@@ -368,7 +373,78 @@ func TestNotFoundTTL_AtMostCacheTTL(t *testing.T) {
 	for _, tt := range tests {
 		cfg := mustLoad(t, nil, map[string]string{"CACHE_TTL": tt.cache, "NOT_FOUND_TTL": tt.notFound})
 		assertEqual(t, fmt.Sprintf("NotFoundTTL(%s, %s)", tt.cache, tt.notFound), cfg.NotFoundTTL, tt.want)
+		// Clamped on purpose: a warning says so, naming both settings.
+		clamped := tt.want != 10*time.Second
+		if got := len(cfg.Warnings) == 1 && strings.Contains(cfg.Warnings[0], "NOT_FOUND_TTL") && strings.Contains(cfg.Warnings[0], "CACHE_TTL"); got != clamped {
+			t.Errorf("CACHE_TTL=%s NOT_FOUND_TTL=%s: warnings %q, want one: %v", tt.cache, tt.notFound, cfg.Warnings, clamped)
+		}
 	}
+	// The default NOT_FOUND_TTL with the cache off is no mistake: clamped without a word.
+	cfg := mustLoad(t, nil, map[string]string{"CACHE_TTL": "0"})
+	assertEqual(t, "NotFoundTTL with CACHE_TTL=0", cfg.NotFoundTTL, 0)
+	assertEqual(t, "warnings with CACHE_TTL=0", len(cfg.Warnings), 0)
+}
+
+// TestBareNumberDuration: DEMO_LATENCY=50 was 50 seconds without a word; now it is refused
+// with a message naming the variable and the two readings.
+func TestBareNumberDuration(t *testing.T) {
+	t.Parallel()
+	_, err := load(t, nil, map[string]string{"DEMO_LATENCY": "50"})
+	if err == nil || !strings.Contains(err.Error(), "DEMO_LATENCY") || !strings.Contains(err.Error(), "50s or 50ms") {
+		t.Errorf("DEMO_LATENCY=50: got %v, want an error naming it and suggesting 50s or 50ms", err)
+	}
+	for _, v := range []string{"0", "0s"} {
+		if cfg := mustLoad(t, nil, map[string]string{"DEMO_LATENCY": v}); cfg.DemoLatency != 0 {
+			t.Errorf("DEMO_LATENCY=%s: %v, want 0", v, cfg.DemoLatency)
+		}
+	}
+}
+
+func TestLogFormatOf(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{nil, "", "text"},
+		{nil, "json", "json"},
+		{nil, " JSON ", "json"},
+		{nil, "xml", "text"},
+		{[]string{"-log-format=json"}, "", "json"},
+		{[]string{"--log-format", "json"}, "", "json"},
+		{[]string{"-cache-ttl", "soon", "-log-format", "JSON"}, "", "json"},
+		{[]string{"-log-format=text"}, "json", "text"},
+		{[]string{"-log-format"}, "json", "json"},
+		{[]string{"serve", "-log-format=json"}, "", "text"}, // flags end at the first argument
+		{[]string{"--", "-log-format=json"}, "", "text"},
+	}
+	for _, tt := range tests {
+		got := config.LogFormatOf(tt.args, env(map[string]string{"LOG_FORMAT": tt.env}))
+		assertEqual(t, fmt.Sprintf("LogFormatOf(%q, LOG_FORMAT=%q)", tt.args, tt.env), got, tt.want)
+	}
+}
+
+// TestLogValueHasEverySetting: the startup log shows the effective value of every setting
+// (the secret only as whether it is set).
+func TestLogValueHasEverySetting(t *testing.T) {
+	t.Parallel()
+	cfg := mustLoad(t, nil, withCreds(map[string]string{"CORS_ORIGINS": "https://a.example.com"}))
+	attrs := map[string]string{}
+	for _, a := range cfg.LogValue().Group() {
+		attrs[a.Key] = a.Value.String()
+	}
+	for _, s := range config.Settings {
+		name := strings.ToLower(strings.TrimPrefix(s.Env, "MDE_"))
+		if _, ok := attrs[name]; !ok {
+			if _, ok := attrs[name+"_set"]; !ok {
+				t.Errorf("setting %s: no %s in the configuration's log value %v", s.Env, name, attrs)
+			}
+		}
+	}
+	assertEqual(t, "not_found_ttl", attrs["not_found_ttl"], "10s")
+	assertEqual(t, "cors_origins", attrs["cors_origins"], "https://a.example.com")
+	assertEqual(t, "client_secret_set", attrs["client_secret_set"], "true")
 }
 
 func TestCORSOrigins(t *testing.T) {
@@ -465,9 +541,17 @@ func TestHelp(t *testing.T) {
 		t.Errorf("usage shows the client secret:\n%s", usage)
 	}
 	for _, s := range config.Settings {
-		if !strings.Contains(usage, "-"+s.Flag()) || !strings.Contains(usage, "env "+s.Env) {
-			t.Errorf("usage does not document -%s (env %s)", s.Flag(), s.Env)
+		if !strings.Contains(usage, "-"+s.Flag()+" "+s.Type()+"\n") || !strings.Contains(usage, "env "+s.Env) {
+			t.Errorf("usage does not document -%s %s (env %s)", s.Flag(), s.Type(), s.Env)
 		}
+	}
+	for _, want := range []string{"-quota-max-wait duration\n", "-mde-limit-per-minute count\n", "-mde-api-url url\n", "(default 10s)"} {
+		if !strings.Contains(usage, want) {
+			t.Errorf("usage lacks %q:\n%s", want, usage)
+		}
+	}
+	if strings.Contains(usage, " string\n") || strings.Contains(usage, `(default "`) {
+		t.Errorf("usage shows a setting as a string:\n%s", usage)
 	}
 }
 
@@ -493,6 +577,9 @@ func TestSettings(t *testing.T) {
 		}
 		if strings.TrimSpace(s.Usage) == "" {
 			t.Errorf("setting %s: empty Usage", s.Env)
+		}
+		if s.Type() == "string" {
+			t.Errorf("setting %s: no type for -h (add it to config's types)", s.Env)
 		}
 		if envs[s.Env] {
 			t.Errorf("setting %s listed twice", s.Env)

@@ -13,11 +13,11 @@ import (
 	"testing"
 
 	"github.com/mdegraph/mdegraph/internal/upstreamauth"
-	"golang.org/x/oauth2"
 )
 
 // TestAuthError: a token endpoint refusing the credentials surfaces from a machines call as an
-// *AuthError that carries Entra ID's explanation and never the secret, in the error or the logs.
+// *upstreamauth.Error of kind Refused that carries Entra ID's explanation and never the secret,
+// in the error or the logs.
 // With the token source given as Options.Tokens (as the app does) the refusal takes no quota
 // and is no API call; with the token added by the HTTP client, it happens inside an attempt.
 func TestAuthError(t *testing.T) {
@@ -78,7 +78,8 @@ func TestAuthError(t *testing.T) {
 			if m != nil {
 				t.Errorf("got machine %+v, want nil", m)
 			}
-			ae := errorAs[*AuthError](t, err)
+			ae := errorAs[*upstreamauth.Error](t, err)
+			assertEqual(t, "kind", ae.Kind, upstreamauth.Refused)
 			assertEqual(t, "status", ae.StatusCode, http.StatusUnauthorized)
 			assertEqual(t, "code", ae.Code, "invalid_client")
 			if !strings.Contains(err.Error(), "AADSTS7000215: Invalid client secret provided.") {
@@ -112,17 +113,4 @@ func TestAuthError(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestNewAuthError(t *testing.T) {
-	t.Parallel()
-	long := strings.Repeat("d", 1000)
-	ae := newAuthError(&oauth2.RetrieveError{ErrorCode: "invalid_client", ErrorDescription: long})
-	assertEqual(t, "status without a response", ae.StatusCode, 0)
-	if len(ae.Description) > 300+len("…") {
-		t.Errorf("description is %d bytes, want it bounded", len(ae.Description))
-	}
-	ae = newAuthError(&oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}, ErrorCode: "invalid_scope"})
-	assertEqual(t, "status", ae.StatusCode, 400)
-	assertEqual(t, "message", ae.Error(), "defender: token request refused (status 400, invalid_scope)")
 }

@@ -1,7 +1,8 @@
 // Package defender is a client for the Microsoft Defender for Endpoint REST API: the few
 // endpoints mdegraph serves, typed errors decoded from Defender's error bodies, every call
 // passed through a rate limiter, and bounded retries that spend quota like any call. The
-// bearer token is obtained before a call takes its quota, so a sign-in failure spends none.
+// bearer token is obtained before a call takes its quota, so a sign-in failure spends none; a
+// token the API refuses (401) before its expiry is replaced and the call retried once.
 package defender
 
 import (
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/mdegraph/mdegraph/internal/upstreamauth"
 )
 
 // Endpoint names an upstream endpoint family: the unit Defender counts its rate limits in.
@@ -49,11 +52,16 @@ type Limiter interface {
 	Refund(family string, grantedAt time.Time)
 }
 
-// TokenSource gives the client the bearer token of its API calls. TokenContext returns a token
-// that is valid now, or an error: an *oauth2.RetrieveError when the token endpoint refused the
-// credentials. It stops waiting when ctx ends. *upstreamauth.Source implements it.
+// TokenSource gives the client the bearer token of its API calls. *upstreamauth.Source
+// implements it.
 type TokenSource interface {
+	// TokenContext returns a token that is valid now, or an error (an *upstreamauth.Error, or
+	// anything upstreamauth.Classify reads). It stops waiting when ctx ends.
 	TokenContext(ctx context.Context) (*oauth2.Token, error)
+	// Reject reports that the API refused tok (401) before its expiry, and returns the token to
+	// retry with, or why there is none (an *upstreamauth.Error of kind Rejected when a new
+	// token was issued moments ago).
+	Reject(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error)
 }
 
 // Call describes one HTTP attempt, for metrics.
@@ -80,9 +88,11 @@ type Options struct {
 	// Tokens, if set, gives the bearer token of every attempt, and HTTPClient must not add one.
 	// The client asks it before the limiter, so a token failure takes no quota and is no API
 	// call (Observe does not see it, Response.Attempts stays 0): the call fails at once with an
-	// *AuthError, or an *UnavailableError if the token endpoint could not be reached, and is not
-	// retried (the token source remembers failures itself). The client then follows no
-	// redirect, so the token cannot follow one to another host.
+	// error wrapping an *upstreamauth.Error, and is not retried (the token source remembers
+	// failures itself). A 401 answer (which did spend quota: Defender counted it) is reported
+	// to Tokens.Reject and the call retried once with the replacement, through the limiter like
+	// any attempt. The client then follows no redirect, so the token cannot follow one to
+	// another host.
 	Tokens TokenSource
 	// Limiter gates every attempt; nil means no client-side limiting.
 	Limiter Limiter
@@ -175,8 +185,8 @@ func New(opts Options) (*Client, error) {
 
 // get calls GET base+path?query for endpoint and decodes the JSON answer into v. Before every
 // attempt it gets the token, then waits for the limiter; it pauses the endpoint family on 429,
-// and retries 429s, 5xx answers and network errors a bounded number of times. A token failure
-// ends the call before the limiter is asked.
+// and retries 429s, 5xx answers and network errors a bounded number of times, and a 401 once
+// with a new token. A token failure ends the call before the limiter is asked.
 func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string, v any) (*Response, error) {
 	u := c.base + path
 	if query != "" {
@@ -184,6 +194,7 @@ func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string,
 	}
 	resp := &Response{}
 	var transient, limited int
+	reauthorized := false
 	for {
 		if err := ctx.Err(); err != nil {
 			return resp, err
@@ -198,7 +209,7 @@ func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string,
 				if ctxErr := ctx.Err(); ctxErr != nil {
 					return resp, ctxErr
 				}
-				return resp, fmt.Errorf("defender %s: %w", endpoint, err)
+				return resp, &QuotaError{Endpoint: endpoint, Err: err}
 			}
 			if tok != nil && !tok.Valid() {
 				// The wait outlasted the token (a QUOTA_MAX_WAIT longer than the token source's
@@ -245,6 +256,23 @@ func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string,
 					return resp, ctxErrOr(ctx, err)
 				}
 			}
+		case errors.As(err, &er) && er.StatusCode == http.StatusUnauthorized && tok != nil:
+			// The token stopped being good before its expiry (revoked, or never good here).
+			// The source drops it and fetches another, once for all callers refused at once;
+			// the call is retried once. A second 401 is reported too, so that nobody else
+			// sends that token, but not retried.
+			if _, rerr := c.tokens.Reject(ctx, tok); reauthorized || rerr != nil {
+				if rerr != nil {
+					if ctxErr := ctx.Err(); ctxErr != nil {
+						return resp, ctxErr
+					}
+					return resp, fmt.Errorf("%w; and no new token: %w", err, upstreamauth.Classify(rerr, time.Now()))
+				}
+				return resp, err
+			}
+			reauthorized = true
+			c.logger.DebugContext(ctx, "Defender refused the token before its expiry; retrying with a new one",
+				"endpoint", string(endpoint), "correlation_id", er.Target)
 		case errors.As(err, &unavailable) && !unavailable.badAnswer, errors.As(err, &er) && er.StatusCode >= 500:
 			if transient >= c.opts.MaxRetries {
 				return resp, err
@@ -274,17 +302,13 @@ func (c *Client) token(ctx context.Context, endpoint Endpoint) (*oauth2.Token, e
 	return nil, err
 }
 
-// tokenError classifies an error from the token source: a refusal is an *AuthError, a token
-// endpoint that could not be reached an *UnavailableError, and after a cancellation ctx.Err().
+// tokenError wraps an error from the token source: an *upstreamauth.Error (what the token
+// endpoint answered, classified), or after a cancellation ctx.Err().
 func tokenError(ctx context.Context, endpoint Endpoint, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return ctxErr
 	}
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
-		return newAuthError(re)
-	}
-	return &UnavailableError{Endpoint: endpoint, Err: fmt.Errorf("get a token: %w", err)}
+	return fmt.Errorf("defender %s: get a token: %w", endpoint, upstreamauth.Classify(err, time.Now()))
 }
 
 // attempt makes one HTTP request, with tok as its bearer token if not nil, and decodes a 2xx
@@ -351,15 +375,16 @@ func errString(err error) string {
 }
 
 // transportError classifies an error from http.Client.Do: a token failure (from an
-// HTTPClient that adds the token itself) is an *AuthError, anything else (refused connection,
-// timeout) an *UnavailableError.
+// HTTPClient that adds the token itself) wraps an *upstreamauth.Error, anything else (refused
+// connection, timeout) is an *UnavailableError.
 func (c *Client) transportError(ctx context.Context, endpoint Endpoint, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return ctxErr
 	}
 	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
-		return newAuthError(re)
+	var te *upstreamauth.Error
+	if errors.As(err, &re) || errors.As(err, &te) {
+		return tokenError(ctx, endpoint, err)
 	}
 	// url.Error repeats the URL; keep the cause, the endpoint says where.
 	var ue *url.Error
@@ -412,32 +437,4 @@ func (c *Client) sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// AuthError means the token endpoint refused the service's credentials (or is misconfigured).
-// Its message carries Entra ID's error code and description, never the secret.
-type AuthError struct {
-	StatusCode  int
-	Code        string
-	Description string
-}
-
-func newAuthError(re *oauth2.RetrieveError) *AuthError {
-	ae := &AuthError{Code: re.ErrorCode, Description: truncate(re.ErrorDescription, 300)}
-	if re.Response != nil {
-		ae.StatusCode = re.Response.StatusCode
-	}
-	return ae
-}
-
-func (e *AuthError) Error() string {
-	msg := fmt.Sprintf("defender: token request refused (status %d", e.StatusCode)
-	if e.Code != "" {
-		msg += ", " + e.Code
-	}
-	msg += ")"
-	if e.Description != "" {
-		msg += ": " + e.Description
-	}
-	return msg
 }

@@ -29,6 +29,10 @@ type ErrorResponse struct {
 	Message string
 	// Target is Defender's correlation id, worth logging; Microsoft support asks for it.
 	Target string
+	// Machine is the device the call asked about, by the id or name it was given
+	// (machines.get, machines.logonusers); empty for list calls. The error presenter words a
+	// 404 with it: a short host name is likely the reason.
+	Machine MachineRef
 }
 
 func (e *ErrorResponse) Error() string {
@@ -62,6 +66,19 @@ func (e *RateLimitError) Error() string {
 
 // Unwrap lets errors.As find the embedded *ErrorResponse.
 func (e *RateLimitError) Unwrap() error { return &e.ErrorResponse }
+
+// QuotaError is a call the limiter did not let out: the endpoint family's quota is spent (or
+// waiting for it would outlast the caller). Err is the limiter's error, a *quota.ExceededError
+// with RetryAfter from quota.Set. No API call was made.
+type QuotaError struct {
+	// Endpoint is the endpoint family whose quota is spent.
+	Endpoint Endpoint
+	Err      error
+}
+
+func (e *QuotaError) Error() string { return fmt.Sprintf("defender %s: %v", e.Endpoint, e.Err) }
+
+func (e *QuotaError) Unwrap() error { return e.Err }
 
 // InvalidInputError is an argument refused before any call was made.
 type InvalidInputError struct {

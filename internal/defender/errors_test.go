@@ -114,9 +114,7 @@ func TestErrorMessages(t *testing.T) {
 		{rl, "defender machines.list: 429 TooManyRequests; retry after 30s"},
 		{&UnavailableError{Endpoint: EndpointLogonUsers, Err: errors.New("connection refused")}, "defender machines.logonusers: unavailable: connection refused"},
 		{&InvalidInputError{Field: "id", Value: "a/b", Reason: "bad"}, `invalid id "a/b": bad`},
-		{&AuthError{StatusCode: 401, Code: "invalid_client", Description: "AADSTS7000215: Invalid client secret provided."},
-			"defender: token request refused (status 401, invalid_client): AADSTS7000215: Invalid client secret provided."},
-		{&AuthError{}, "defender: token request refused (status 0)"},
+		{&QuotaError{Endpoint: EndpointMachine, Err: errors.New("rate limit reached, next slot in 3s")}, "defender machines.get: rate limit reached, next slot in 3s"},
 	}
 	for _, tt := range tests {
 		assertEqual(t, fmt.Sprintf("%T", tt.err), tt.err.Error(), tt.want)

@@ -2,6 +2,7 @@ package defender
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -32,7 +33,7 @@ func (s *MachinesService) Get(ctx context.Context, id string) (*Machine, *Respon
 	var m Machine
 	resp, err := s.client.get(ctx, EndpointMachine, "/api/machines/"+url.PathEscape(ref.String()), "", &m)
 	if err != nil {
-		return nil, resp, err
+		return nil, resp, about(ref, err)
 	}
 	return &m, resp, nil
 }
@@ -46,12 +47,21 @@ func (s *MachinesService) LogonUsers(ctx context.Context, id string) ([]User, *R
 	var env listEnvelope[User]
 	resp, err := s.client.get(ctx, EndpointLogonUsers, "/api/machines/"+url.PathEscape(ref.String())+"/logonusers", "", &env)
 	if err != nil {
-		return nil, resp, err
+		return nil, resp, about(ref, err)
 	}
 	if env.Value == nil {
 		env.Value = []User{}
 	}
 	return env.Value, resp, nil
+}
+
+// about notes in the API's error answer which machine the call asked about.
+func about(ref MachineRef, err error) error {
+	var er *ErrorResponse
+	if errors.As(err, &er) {
+		er.Machine = ref
+	}
+	return err
 }
 
 // ListOptions are the OData query options of GET /api/machines.

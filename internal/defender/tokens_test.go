@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,14 +19,21 @@ import (
 	"github.com/mdegraph/mdegraph/internal/upstreamauth"
 )
 
-// tokenFunc is a TokenSource made of a function; it counts its calls.
+// tokenFunc is a TokenSource made of a function; it counts its calls. Reject counts its own
+// and answers as TokenContext does.
 type tokenFunc struct {
-	calls atomic.Int32
-	fn    func(ctx context.Context, n int) (*oauth2.Token, error)
+	calls   atomic.Int32
+	rejects atomic.Int32
+	fn      func(ctx context.Context, n int) (*oauth2.Token, error)
 }
 
 func (f *tokenFunc) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	return f.fn(ctx, int(f.calls.Add(1)))
+}
+
+func (f *tokenFunc) Reject(ctx context.Context, _ *oauth2.Token) (*oauth2.Token, error) {
+	f.rejects.Add(1)
+	return f.TokenContext(ctx)
 }
 
 var _ TokenSource = (*tokenFunc)(nil)
@@ -33,6 +41,7 @@ var _ TokenSource = (*upstreamauth.Source)(nil)
 
 // TestTokens: with Options.Tokens the client sends the source's token, and a token failure
 // ends the call before the limiter is asked: no quota, no attempt, nothing observed, no retry.
+// The failure is an *upstreamauth.Error, whatever the source returned.
 func TestTokens(t *testing.T) {
 	t.Parallel()
 	refused := &oauth2.RetrieveError{Response: &http.Response{StatusCode: http.StatusUnauthorized},
@@ -54,23 +63,38 @@ func TestTokens(t *testing.T) {
 			wantAuth: "Bearer tok-1", wantCalls: 1, wantTokens: 1,
 		},
 		{
-			name:  "refused credentials: *AuthError",
+			name:  "refused credentials: Refused",
 			token: func(context.Context, context.CancelFunc) (*oauth2.Token, error) { return nil, refused },
 			check: func(t *testing.T, err error) {
-				ae := errorAs[*AuthError](t, err)
+				ae := errorAs[*upstreamauth.Error](t, err)
+				assertEqual(t, "kind", ae.Kind, upstreamauth.Refused)
 				assertEqual(t, "code", ae.Code, "invalid_client")
 				assertEqual(t, "status", ae.StatusCode, http.StatusUnauthorized)
+				if !strings.Contains(err.Error(), "machines.logonusers") {
+					t.Errorf("error %q does not name the endpoint family", err)
+				}
 			},
 			wantTokens: 1,
 		},
 		{
-			name: "unreachable token endpoint: *UnavailableError, not retried",
+			name: "unreachable token endpoint: Unavailable, not retried",
 			token: func(context.Context, context.CancelFunc) (*oauth2.Token, error) {
 				return nil, errors.New("dial tcp: connection refused")
 			},
 			check: func(t *testing.T, err error) {
-				ue := errorAs[*UnavailableError](t, err)
-				assertEqual(t, "endpoint", ue.Endpoint, EndpointLogonUsers)
+				ue := errorAs[*upstreamauth.Error](t, err)
+				assertEqual(t, "kind", ue.Kind, upstreamauth.Unavailable)
+			},
+			wantTokens: 1,
+		},
+		{
+			name: "throttled token endpoint: Throttled",
+			token: func(context.Context, context.CancelFunc) (*oauth2.Token, error) {
+				return nil, &oauth2.RetrieveError{Response: &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"30"}}}}
+			},
+			check: func(t *testing.T, err error) {
+				ue := errorAs[*upstreamauth.Error](t, err)
+				assertEqual(t, "kind", ue.Kind, upstreamauth.Throttled)
 			},
 			wantTokens: 1,
 		},
@@ -206,7 +230,7 @@ func TestTokenFailureSpendsNoQuota(t *testing.T) {
 		for i := range queries {
 			query := func() {
 				_, resp, err := client.Machines.LogonUsers(t.Context(), deviceID)
-				errorAs[*AuthError](t, err)
+				errorAs[*upstreamauth.Error](t, err)
 				assertEqual(t, fmt.Sprintf("query %d attempts", i), resp.Attempts, 0)
 			}
 			if i < queries/2 {

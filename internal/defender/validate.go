@@ -13,8 +13,15 @@ const maxDNSName = 253
 
 // ParseMachineRef validates s before it can reach an upstream URL. It accepts a 40-hex device
 // id or a DNS-name-shaped computer name (labels of letters, digits, '-' or '_', 1 to 63
-// characters each, 253 in all). Anything else is an *InvalidInputError.
+// characters each, 253 in all, not all digits: Windows computer names cannot be), after
+// trimming surrounding white space and one trailing dot (a fully qualified name's root). A
+// short host name (no dot) is accepted, though Defender looks devices up by their full DNS
+// name (see IsShortName). Anything else is an *InvalidInputError.
 func ParseMachineRef(s string) (MachineRef, error) {
+	s = strings.TrimSpace(s)
+	if name, ok := strings.CutSuffix(s, "."); ok && name != "" {
+		s = name
+	}
 	if isDeviceID(s) {
 		return MachineRef(strings.ToLower(s)), nil
 	}
@@ -25,11 +32,24 @@ func ParseMachineRef(s string) (MachineRef, error) {
 	if reason := dnsNameProblem(s); reason != "" {
 		return "", &InvalidInputError{Field: "id", Value: s, Reason: reason}
 	}
+	if isDigits(s) {
+		// machine(id: 1000) with an integer literal arrives as "1000": that would call
+		// GET /api/machines/1000, which no device answers.
+		return "", &InvalidInputError{Field: "id", Value: s,
+			Reason: "is all digits: a device id is 40 hex digits, and a Windows computer name cannot be all digits"}
+	}
 	return MachineRef(strings.ToLower(s)), nil
 }
 
 // IsDeviceID reports whether r is a device id rather than a computer name.
 func (r MachineRef) IsDeviceID() bool { return isDeviceID(string(r)) }
+
+// IsShortName reports whether r is a computer name without a domain (desk-1 rather than
+// desk-1.contoso.local). Defender finds devices by their full DNS name, so such a name is
+// likely not found even when the device exists.
+func (r MachineRef) IsShortName() bool {
+	return r != "" && !r.IsDeviceID() && !strings.Contains(string(r), ".")
+}
 
 // String returns the normalised id or name.
 func (r MachineRef) String() string { return string(r) }
@@ -40,6 +60,15 @@ func (r MachineRef) String() string { return string(r) }
 const nearDeviceID = 30
 
 func isDeviceID(s string) bool { return len(s) == 40 && isHex(s) }
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
 
 func isHex(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -22,7 +22,16 @@ func TestParseMachineRef(t *testing.T) {
 		{"HOST-1.Contoso.com", "host-1.contoso.com", false},
 		{"desktop_42.corp.contoso.com", "desktop_42.corp.contoso.com", false},
 		{"a", "a", false},
-		{"1234567890", "1234567890", false},
+		{"1234567890a", "1234567890a", false},
+		{"1000.contoso.local", "1000.contoso.local", false}, // only the whole name may not be all digits
+		{strings.Repeat("1", 40), strings.Repeat("1", 40), true},
+		// Surrounding white space is trimmed, and a fully qualified name's trailing dot.
+		{" host-1.contoso.local ", "host-1.contoso.local", false},
+		{"\thost-1\n", "host-1", false},
+		{"  " + deviceID + "\n", deviceID, true},
+		{"host-1.contoso.local.", "host-1.contoso.local", false},
+		{"HOST.", "host", false},
+		{" host. ", "host", false},
 		{deviceID[:29], deviceID[:29], false},                     // 29 hex: short enough to be a host name
 		{strings.Repeat("g", 40), strings.Repeat("g", 40), false}, // 40 chars, not hex
 		{label63, label63, false},
@@ -31,7 +40,7 @@ func TestParseMachineRef(t *testing.T) {
 		{"", "", false},
 		{name253 + "b", "", false},           // 254 characters
 		{strings.Repeat("a", 64), "", false}, // label too long
-		{"host.", "", false},                 // empty label
+		{"host..", "", false},                // one trailing dot only
 		{".host", "", false},
 		{"a..b", "", false},
 		{"..", "", false},
@@ -46,8 +55,10 @@ func TestParseMachineRef(t *testing.T) {
 		{"a#b", "", false},
 		{"a%2Fb", "", false},
 		{"a b", "", false},
-		{" host", "", false},
-		{"host\n", "", false},
+		{" ", "", false},
+		{"1000", "", false}, // machine(id: 1000): no such computer name
+		{"0", "", false},
+		{strings.Repeat("9", 29), "", false},
 		{"a\x00b", "", false},
 		{"hôst", "", false},
 		{"хост", "", false},
@@ -91,6 +102,8 @@ func TestParseMachineRefReasons(t *testing.T) {
 		{"host​", `character '\u200b' is not allowed`},
 		{"a/b", `character '/' is not allowed`},
 		{"", "must not be empty"},
+		{" \t", "must not be empty"},
+		{"1000", "all digits"},
 	}
 	for _, tt := range tests {
 		_, err := ParseMachineRef(tt.in)
@@ -105,6 +118,7 @@ func FuzzParseMachineRef(f *testing.F) {
 		deviceID, strings.ToUpper(deviceID), "host-1.contoso.com", "HOST_1", "a", "", ".", "..", "../x", "a/b",
 		"a?b", "a#b", "a%2Fb", "a b", "hôst", "хост", "-a", "a-", "a..b", "host.", strings.Repeat("a", 63),
 		strings.Repeat("a", 64), strings.Repeat("a.", 127), strings.Repeat("ab.", 85), "\x00", "\xff\xfe",
+		" host ", "host.", "host..", " . ", "1000", "0", "\t" + deviceID, deviceID + ".", strings.Repeat("1", 40),
 	} {
 		f.Add(s)
 	}
@@ -135,8 +149,14 @@ func FuzzParseMachineRef(f *testing.F) {
 		if r == "." || r == ".." || strings.Contains(r, "..") {
 			t.Errorf("ParseMachineRef(%q) = %q: a dot segment could walk the URL path", s, r)
 		}
-		if !strings.EqualFold(r, s) {
-			t.Errorf("ParseMachineRef(%q) = %q: want s in lower case", s, r)
+		if trimmed := strings.TrimSuffix(strings.TrimSpace(s), "."); !strings.EqualFold(r, trimmed) {
+			t.Errorf("ParseMachineRef(%q) = %q: want s in lower case, without surrounding space or a trailing dot", s, r)
+		}
+		if isDigits(r) && !ref.IsDeviceID() {
+			t.Errorf("ParseMachineRef(%q) = %q: an all-digit name accepted", s, r)
+		}
+		if ref.IsShortName() == (ref.IsDeviceID() || strings.Contains(r, ".")) {
+			t.Errorf("ParseMachineRef(%q) = %q: IsShortName %v", s, r, ref.IsShortName())
 		}
 		if !ref.IsDeviceID() && len(r) >= nearDeviceID && len(r) <= 80-nearDeviceID && isHex(r) {
 			t.Errorf("ParseMachineRef(%q) = %q: %d hex digits accepted as a name, want a mistyped id", s, r, len(r))

@@ -1,10 +1,8 @@
 package gqlhttp
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -37,31 +35,39 @@ var _ graphql.Transport = queryParams{}
 
 // Do checks what gqlgen's GET decodes, the same way, before handing the request over.
 func (q queryParams) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	if msg := checkQueryParams(r.URL.RawQuery); msg != "" {
-		writeError(w, r, exec, http.StatusBadRequest, resolvers.CodeBadRequest, msg)
+	if problem := checkQueryParams(r.URL.RawQuery); problem != nil {
+		writeError(w, r, exec, problem.status, resolvers.CodeBadRequest, problem.msg)
 		return
 	}
 	q.GET.Do(w, r, exec)
 }
 
-// checkQueryParams says what is wrong with a GET's query string, or "" if gqlgen can decode it.
-func checkQueryParams(rawQuery string) string {
+// checkQueryParams says what is wrong with a GET's query string (its JSON parameters, a
+// malformed persisted-query extension), or nil if gqlgen can decode it.
+func checkQueryParams(rawQuery string) *requestProblem {
 	params, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return fmt.Sprintf("the URL's query string cannot be parsed: %v", err)
+		return &requestProblem{http.StatusBadRequest, fmt.Sprintf("the URL's query string cannot be parsed: %v", err)}
 	}
+	objects := map[string]map[string]any{}
 	for _, name := range []string{"variables", "extensions"} {
 		v := params.Get(name)
 		if v == "" {
 			continue
 		}
-		// As gqlgen decodes it: the first JSON value, into an object.
+		// As gqlgen decodes it: the first JSON value, into an object, numbers kept.
 		var obj map[string]any
-		if err := json.NewDecoder(strings.NewReader(v)).Decode(&obj); err != nil {
-			return fmt.Sprintf("the %s parameter must be a JSON object: %v", name, err)
+		dec := json.NewDecoder(strings.NewReader(v))
+		dec.UseNumber()
+		if err := dec.Decode(&obj); err != nil {
+			return &requestProblem{http.StatusBadRequest, fmt.Sprintf("the %s parameter must be a JSON object: %v", name, err)}
 		}
+		objects[name] = obj
 	}
-	return ""
+	if msg := persistedQueryProblem(objects["extensions"], params.Get("query")); msg != "" {
+		return &requestProblem{http.StatusOK, msg} // as gqlgen answers PERSISTED_QUERY_NOT_FOUND
+	}
+	return nil
 }
 
 // MaxBodyBytes bounds a POST body. A GraphQL request is a query of a few kilobytes and its
@@ -69,31 +75,20 @@ func checkQueryParams(rawQuery string) string {
 // megabytes.
 const MaxBodyBytes = 1 << 20
 
-// boundedPOST is gqlgen's POST transport with the body bounded by MaxBodyBytes: a longer body
-// (declared or not) is answered 413 with BAD_REQUEST, before gqlgen decodes anything. A body
-// with a declared length (the server reads no more than that) is handed over unread; only a
-// chunked one is read first.
+// boundedPOST is gqlgen's POST transport with the body bounded by MaxBodyBytes and checked
+// first (readBody): a longer body is answered 413, one gqlgen could not decode or a malformed
+// persisted-query extension BAD_REQUEST, in the client's terms and by Go error type rather than
+// by gqlgen's message text.
 type boundedPOST struct {
 	transport.POST
 }
 
 var _ graphql.Transport = boundedPOST{}
 
-// Do refuses a body over MaxBodyBytes, then hands the request to gqlgen.
+// Do refuses what readBody finds wrong, then hands the request to gqlgen.
 func (p boundedPOST) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	tooLarge := r.ContentLength > MaxBodyBytes
-	if r.ContentLength < 0 { // length unknown (chunked): read it to know, within the bound
-		body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
-		if err != nil {
-			writeError(w, r, exec, http.StatusBadRequest, resolvers.CodeBadRequest, "the request body could not be read: "+err.Error())
-			return
-		}
-		tooLarge = len(body) > MaxBodyBytes
-		r.Body = io.NopCloser(bytes.NewReader(body))
-	}
-	if tooLarge {
-		writeError(w, r, exec, http.StatusRequestEntityTooLarge, resolvers.CodeBadRequest,
-			fmt.Sprintf("the request body is larger than %d bytes: a GraphQL request is a small JSON object (use variables, not inline data)", MaxBodyBytes))
+	if problem := readBody(w, r); problem != nil {
+		writeError(w, r, exec, problem.status, resolvers.CodeBadRequest, problem.msg)
 		return
 	}
 	p.POST.Do(w, r, exec)

@@ -147,7 +147,7 @@ func cacheKey(ctx context.Context, endpoint defender.Endpoint, ref string) strin
 // notFound is the error for a 404 served from the cache or implied by a list answer.
 func notFound(endpoint defender.Endpoint, ref string) error {
 	return &defender.ErrorResponse{Endpoint: endpoint, StatusCode: http.StatusNotFound,
-		Code: "ResourceNotFound", Message: fmt.Sprintf("Machine %s was not found", ref)}
+		Code: "ResourceNotFound", Message: fmt.Sprintf("Machine %s was not found", ref), Machine: defender.MachineRef(ref)}
 }
 
 // Machines returns one result per ref, in order. refs are normalised machine refs (device ids

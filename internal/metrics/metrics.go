@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/oauth2"
 
 	"github.com/mdegraph/mdegraph/internal/callerlimit"
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/quota"
+	"github.com/mdegraph/mdegraph/internal/upstreamauth"
 )
 
 // Metrics holds the collectors. Its methods are safe for concurrent use, and safe on a nil
@@ -73,7 +73,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		tokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mdegraph_token_requests_total",
-			Help: "Requests to Entra ID's token endpoint, by outcome: issued, refused (the credentials or the app registration), error (no usable answer).",
+			Help: "Requests to Entra ID's token endpoint, by outcome: issued, refused (the credentials or the app registration), throttled (429), error (the endpoint failed or gave no usable answer).",
 		}, []string{"outcome"}),
 		callerOperations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mdegraph_caller_operations_total",
@@ -180,17 +180,19 @@ func (m *Metrics) operation(ctx context.Context, codes []string, also *prometheu
 }
 
 // ObserveTokenRequest records one request to the token endpoint (upstreamauth.Source.Observe): err is
-// nil when a token was issued, an *oauth2.RetrieveError when Entra ID refused.
+// nil when a token was issued, an *upstreamauth.Error otherwise.
 func (m *Metrics) ObserveTokenRequest(err error) {
 	if m == nil {
 		return
 	}
-	var re *oauth2.RetrieveError
+	var e *upstreamauth.Error
 	switch {
 	case err == nil:
 		m.tokenRequests.WithLabelValues("issued").Inc()
-	case errors.As(err, &re):
+	case errors.As(err, &e) && e.Kind == upstreamauth.Refused:
 		m.tokenRequests.WithLabelValues("refused").Inc()
+	case errors.As(err, &e) && e.Kind == upstreamauth.Throttled:
+		m.tokenRequests.WithLabelValues("throttled").Inc()
 	default:
 		m.tokenRequests.WithLabelValues("error").Inc()
 	}

@@ -10,12 +10,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"golang.org/x/oauth2"
 
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/metrics"
 	"github.com/mdegraph/mdegraph/internal/principal"
 	"github.com/mdegraph/mdegraph/internal/quota"
+	"github.com/mdegraph/mdegraph/internal/upstreamauth"
 )
 
 func TestMetrics(t *testing.T) {
@@ -35,8 +35,10 @@ func TestMetrics(t *testing.T) {
 	m.ObserveOperation(laptop, []string{"NOT_FOUND", "RATE_LIMITED"}, time.Millisecond)
 	m.ObserveCallerLimit(laptop)
 	m.ObserveTokenRequest(nil)
-	m.ObserveTokenRequest(fmt.Errorf("fetch: %w", &oauth2.RetrieveError{ErrorCode: "invalid_client"}))
-	m.ObserveTokenRequest(&oauth2.RetrieveError{ErrorCode: "invalid_client"})
+	m.ObserveTokenRequest(fmt.Errorf("fetch: %w", &upstreamauth.Error{Kind: upstreamauth.Refused, Code: "invalid_client"}))
+	m.ObserveTokenRequest(&upstreamauth.Error{Kind: upstreamauth.Refused, Code: "invalid_client"})
+	m.ObserveTokenRequest(&upstreamauth.Error{Kind: upstreamauth.Throttled, StatusCode: 429})
+	m.ObserveTokenRequest(&upstreamauth.Error{Kind: upstreamauth.Unavailable, StatusCode: 503})
 	m.ObserveTokenRequest(errors.New("dial tcp: connection refused"))
 
 	want := `
@@ -74,11 +76,12 @@ mdegraph_caller_quota_waits_total{caller="apikey:frontend",outcome="granted"} 1
 # TYPE mdegraph_caller_quota_wait_seconds_total counter
 mdegraph_caller_quota_wait_seconds_total{caller="addr:192.0.2.7"} 0.5
 mdegraph_caller_quota_wait_seconds_total{caller="apikey:frontend"} 1
-# HELP mdegraph_token_requests_total Requests to Entra ID's token endpoint, by outcome: issued, refused (the credentials or the app registration), error (no usable answer).
+# HELP mdegraph_token_requests_total Requests to Entra ID's token endpoint, by outcome: issued, refused (the credentials or the app registration), throttled (429), error (the endpoint failed or gave no usable answer).
 # TYPE mdegraph_token_requests_total counter
-mdegraph_token_requests_total{outcome="error"} 1
+mdegraph_token_requests_total{outcome="error"} 2
 mdegraph_token_requests_total{outcome="issued"} 1
 mdegraph_token_requests_total{outcome="refused"} 2
+mdegraph_token_requests_total{outcome="throttled"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "mdegraph_upstream_calls_total",
 		"mdegraph_upstream_calls_saved_total", "mdegraph_graphql_operations_total", "mdegraph_graphql_errors_total",
@@ -101,6 +104,7 @@ func TestQuotaCollector(t *testing.T) {
 		Windows: []quota.WindowStatus{
 			{Window: quota.Window{Limit: 100, Per: 61 * time.Second}, Used: 40, Remaining: 60},
 			{Window: quota.Window{Limit: 1500, Per: 3601 * time.Second}, Used: 40, Remaining: 1460},
+			{Window: quota.Window{Limit: 10, Per: 10 * time.Second}, Used: 1, Remaining: 9},
 		},
 		Queued:      7,
 		PausedUntil: time.Now().Add(time.Hour),
@@ -110,10 +114,11 @@ func TestQuotaCollector(t *testing.T) {
 # HELP mdegraph_quota_queue_length Calls waiting in line for quota, by endpoint family.
 # TYPE mdegraph_quota_queue_length gauge
 mdegraph_quota_queue_length{endpoint="machines.logonusers"} 7
-# HELP mdegraph_quota_remaining Upstream calls still allowed in the sliding window ending now, by endpoint family and window (seconds).
+# HELP mdegraph_quota_remaining Upstream calls still allowed in the sliding window ending now, by endpoint family and window (minute, hour).
 # TYPE mdegraph_quota_remaining gauge
-mdegraph_quota_remaining{endpoint="machines.logonusers",window="3601"} 1460
-mdegraph_quota_remaining{endpoint="machines.logonusers",window="61"} 60
+mdegraph_quota_remaining{endpoint="machines.logonusers",window="10"} 9
+mdegraph_quota_remaining{endpoint="machines.logonusers",window="hour"} 1460
+mdegraph_quota_remaining{endpoint="machines.logonusers",window="minute"} 60
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "mdegraph_quota_queue_length", "mdegraph_quota_remaining"); err != nil {
 		t.Error(err)

@@ -30,9 +30,9 @@ func NewQuotaCollector(q QuotaStatus) *QuotaCollector {
 	return &QuotaCollector{
 		q: q,
 		used: prometheus.NewDesc("mdegraph_quota_used",
-			"Upstream calls made in the sliding window ending now, by endpoint family and window (seconds).", []string{"endpoint", "window"}, nil),
+			"Upstream calls made in the sliding window ending now, by endpoint family and window (minute, hour).", []string{"endpoint", "window"}, nil),
 		remaining: prometheus.NewDesc("mdegraph_quota_remaining",
-			"Upstream calls still allowed in the sliding window ending now, by endpoint family and window (seconds).", []string{"endpoint", "window"}, nil),
+			"Upstream calls still allowed in the sliding window ending now, by endpoint family and window (minute, hour).", []string{"endpoint", "window"}, nil),
 		queued: prometheus.NewDesc("mdegraph_quota_queue_length",
 			"Calls waiting in line for quota, by endpoint family.", []string{"endpoint"}, nil),
 		paused: prometheus.NewDesc("mdegraph_quota_paused_seconds",
@@ -53,7 +53,7 @@ func (c *QuotaCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	for _, s := range c.q.Status() {
 		for _, w := range s.Windows {
-			win := strconv.Itoa(int(w.Per / time.Second))
+			win := windowLabel(w.Per)
 			ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, float64(w.Used), s.Family, win)
 			ch <- prometheus.MustNewConstMetric(c.remaining, prometheus.GaugeValue, float64(w.Remaining), s.Family, win)
 		}
@@ -64,4 +64,17 @@ func (c *QuotaCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, paused, s.Family)
 	}
+}
+
+// windowLabel names a quota window for the window label: "minute" and "hour" for Defender's
+// windows, whatever margin the limiter adds to them (61 s, 3601 s), and its length in seconds
+// for any other.
+func windowLabel(per time.Duration) string {
+	switch {
+	case per.Truncate(time.Minute) == time.Minute:
+		return "minute"
+	case per.Truncate(time.Hour) == time.Hour:
+		return "hour"
+	}
+	return strconv.Itoa(int(per / time.Second))
 }

@@ -7,8 +7,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,14 +14,30 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 )
 
-// EarlyRefresh is how long before its expiry a token is replaced, so that no request goes out
-// with a token that expires in flight (Defender tokens live about an hour).
+// EarlyRefresh is the most a token is replaced before its expiry, so that no request goes out
+// with a token that expires in flight (Defender tokens live about an hour). A token living
+// less than 5*EarlyRefresh is replaced when a fifth of its lifetime is left (RefreshShare).
 const EarlyRefresh = 5 * time.Minute
+
+// RefreshShare bounds the early refresh margin to a share of a token's lifetime: 1/RefreshShare.
+// Without it a token living less than EarlyRefresh would be stale on arrival, and every
+// query would ask for its own.
+const RefreshShare = 5
+
+// AssumedLifetime is the lifetime given to a token whose answer states no usable one (no
+// expires_in, zero, or negative): short, so that a token nobody said would last is not kept
+// for ever. (If it ends sooner, the API's 401 forces a refresh; see Source.Reject.)
+const AssumedLifetime = 5 * time.Minute
+
+// MaxLifetime caps a token's stated lifetime (Entra ID issues at most 24 h): an expires_in of
+// years is replaced after MaxLifetime like any other.
+const MaxLifetime = 24 * time.Hour
 
 // FailureTTL is how long a failed token fetch is remembered: callers within it get the same
 // error without asking the token endpoint again, so that wrong credentials do not turn every
 // query into a request to Entra ID. It is short because a fixed secret, or a network blip that
-// has passed, should be noticed soon.
+// has passed, should be noticed soon. It is also the least time between two forced refreshes
+// (Source.Reject).
 const FailureTTL = 10 * time.Second
 
 // MaxFailureTTL caps how long a refusal carrying a Retry-After (Entra ID answers 429 with one
@@ -50,26 +64,36 @@ func (c ClientCredentials) Identity() string {
 // Source is the application's token source.
 // A Source is safe for concurrent use by multiple goroutines.
 //
-// It keeps one token and replaces it EarlyRefresh before it expires. At most one fetch runs at
-// a time, on the context the Source was built with; concurrent callers share it, and a caller
-// that stops waiting (its ctx ended) leaves the fetch running for the others. A failed fetch
-// is remembered for FailureTTL (longer if the token endpoint sent a Retry-After, up to
-// MaxFailureTTL): callers within that window get the same error at once, and the first caller
-// after it fetches again; a successful fetch forgets the failure. While a replacement cannot be
-// had, a token that has not yet expired is still served.
+// It keeps one token. While that token is valid, callers get it at once and never wait for a
+// fetch: once the token is inside its early refresh margin (min(EarlyRefresh, a RefreshShare-th
+// of its lifetime) before its expiry), the first caller starts a replacement in the background.
+// Only a caller with no valid token waits for a fetch, until its ctx ends.
+//
+// At most one fetch runs at a time, on the context the Source was built with; concurrent
+// callers share it, and a caller that stops waiting leaves the fetch running for the others. A
+// failed fetch is remembered until its *Error's RetryAt (FailureTTL, longer if the token
+// endpoint sent a Retry-After, up to MaxFailureTTL): callers within it get the same error at
+// once, and the first caller after it fetches again; a successful fetch forgets the failure.
+// While a replacement cannot be had, a token that has not yet expired is still served.
+//
+// A token the API refuses before its expiry is reported with Reject, which drops it and
+// fetches a replacement (at most one such forced refresh per FailureTTL).
 type Source struct {
 	// Observe, if set before the Source is first used, learns the outcome of every request to
-	// the token endpoint (nil error: a token was issued). Metrics count them with it.
+	// the token endpoint: nil when a token was issued, an *Error otherwise. Metrics count them
+	// with it.
 	Observe func(err error)
 
 	// fetch asks the token endpoint for a new token, on the application's context.
 	fetch func() (*oauth2.Token, error)
 
 	mu          sync.Mutex
-	tok         *oauth2.Token // latest token fetched, nil before the first success
-	failure     error         // latest fetch's error, nil after a success
+	tok         *oauth2.Token // latest token fetched, nil before the first success or once rejected
+	refreshAt   time.Time     // tok is replaced in the background from then on
+	failure     *Error        // latest failure, nil after a success
 	failedUntil time.Time     // failure is answered without a fetch until then
 	inflight    *fetchCall    // the fetch running now, nil if none
+	lastForced  time.Time     // when Reject last forced a fetch
 }
 
 // fetchCall is one fetch that several callers wait for.
@@ -105,34 +129,85 @@ func (s *Source) Token() (*oauth2.Token, error) {
 	return s.TokenContext(context.Background())
 }
 
-// TokenContext returns a valid token, or the error of the latest fetch: an
-// *oauth2.RetrieveError when the token endpoint refused the credentials. If a fetch is needed
-// it waits for it until ctx ends, then returns ctx.Err(); the fetch itself does not depend on
-// ctx, so one caller giving up does not fail the others.
+// TokenContext returns a valid token, or the *Error of the latest fetch. If a fetch is needed
+// (no valid token) it waits for it until ctx ends, then returns ctx.Err(); the fetch itself
+// does not depend on ctx, so one caller giving up does not fail the others.
 func (s *Source) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	now := time.Now()
-	switch {
-	case fresh(s.tok, now):
-		tok := s.tok
-		s.mu.Unlock()
-		return tok, nil
-	case now.Before(s.failedUntil):
-		tok, err := s.fallback()
-		s.mu.Unlock()
+	tok, call, err := s.acquire(time.Now())
+	s.mu.Unlock()
+	if call == nil {
 		return tok, err
 	}
-	call := s.inflight
-	if call == nil {
-		call = &fetchCall{done: make(chan struct{})}
-		s.inflight = call
-		go s.run(call)
-	}
-	s.mu.Unlock()
+	return call.wait(ctx)
+}
 
+// Reject reports that the API refused tok (401) before its expiry: revoked, or never good for
+// it. Unless tok has already been replaced, the Source drops it, so that no caller gets it
+// again, and fetches a replacement, which it returns (waiting as TokenContext does). The
+// fetch is forced only once per FailureTTL and not while a failure is remembered: a token
+// rejected within FailureTTL of the last forced fetch gets an *Error of kind Rejected,
+// remembered for FailureTTL, since asking again at once would most likely earn the same token
+// and the same refusal. If tok was already replaced, Reject returns the replacement (or the
+// failure to get one) without another fetch, so many callers refused at once cause one fetch.
+func (s *Source) Reject(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	now := time.Now()
+	if tok != nil && s.tok != nil && s.tok.AccessToken == tok.AccessToken {
+		s.tok = nil // known bad: callers wait for the replacement rather than get it
+		switch {
+		case s.inflight != nil || now.Before(s.failedUntil):
+			// a replacement is being fetched already, or the endpoint just failed: acquire says
+		case !s.lastForced.IsZero() && now.Sub(s.lastForced) < FailureTTL:
+			s.failure = &Error{Kind: Rejected, RetryAt: now.Add(FailureTTL)}
+			s.failedUntil = s.failure.RetryAt
+		default:
+			s.lastForced = now
+			s.start()
+		}
+	}
+	tok, call, err := s.acquire(now)
+	s.mu.Unlock()
+	if call == nil {
+		return tok, err
+	}
+	return call.wait(ctx)
+}
+
+// acquire answers a caller at now: the token, if valid (starting a background refresh once it
+// is due); the remembered failure, within its window; or else the fetch to wait for (started
+// if none runs). s.mu must be held.
+func (s *Source) acquire(now time.Time) (*oauth2.Token, *fetchCall, error) {
+	switch {
+	case s.tok.Valid():
+		if !now.Before(s.refreshAt) && s.inflight == nil && !now.Before(s.failedUntil) {
+			s.start() // ahead of time, in the background: the caller does not wait for it
+		}
+		return s.tok, nil, nil
+	case now.Before(s.failedUntil) && s.failure != nil:
+		return nil, nil, s.failure
+	}
+	if s.inflight == nil {
+		s.start()
+	}
+	return nil, s.inflight, nil
+}
+
+// start begins a fetch. s.mu must be held and no fetch running.
+func (s *Source) start() {
+	call := &fetchCall{done: make(chan struct{})}
+	s.inflight = call
+	go s.run(call)
+}
+
+// wait returns the call's outcome, or ctx.Err() if ctx ends first.
+func (call *fetchCall) wait(ctx context.Context) (*oauth2.Token, error) {
 	select {
 	case <-call.done:
 		return call.tok, call.err
@@ -144,73 +219,46 @@ func (s *Source) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 // run makes the fetch call and records its outcome for everyone.
 func (s *Source) run(call *fetchCall) {
 	tok, err := s.fetch()
+	now := time.Now()
 	if err == nil && (tok == nil || tok.AccessToken == "") {
-		err = errors.New("auth: the token endpoint answered without an access token")
+		err = errors.New("the token endpoint answered without an access token")
+	}
+	var failure *Error
+	if err != nil {
+		failure = Classify(err, now)
+		err = failure // a typed nil must not reach Observe as a non-nil error
 	}
 	if s.Observe != nil {
 		s.Observe(err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err != nil {
-		now := time.Now()
-		s.failure, s.failedUntil = err, now.Add(failureTTL(err, now))
-		call.tok, call.err = s.fallback()
+	if failure != nil {
+		s.failure, s.failedUntil = failure, failure.RetryAt
+		call.tok, call.err = s.tok, nil
+		if !s.tok.Valid() {
+			call.tok, call.err = nil, failure
+		}
 	} else {
-		s.tok, s.failure, s.failedUntil = tok, nil, time.Time{}
+		lifetime := tok.Expiry.Sub(now)
+		if tok.Expiry.IsZero() || lifetime <= 0 {
+			lifetime = AssumedLifetime // no usable expiry stated
+		}
+		lifetime = min(lifetime, MaxLifetime)
+		tok.Expiry = now.Add(lifetime)
+		s.tok, s.refreshAt = tok, tok.Expiry.Add(-min(EarlyRefresh, lifetime/RefreshShare))
+		s.failure, s.failedUntil = nil, time.Time{}
 		call.tok = tok
 	}
 	s.inflight = nil
 	close(call.done)
 }
 
-// fallback is the answer while a failure is remembered: the previous token while it has not
-// expired, the failure otherwise. s.mu must be held.
-func (s *Source) fallback() (*oauth2.Token, error) {
-	if s.tok != nil && s.tok.Valid() {
-		return s.tok, nil
-	}
-	return nil, s.failure
-}
-
-// fresh reports whether tok may be used without fetching a replacement: it expires more than
-// EarlyRefresh after now, or never.
-func fresh(tok *oauth2.Token, now time.Time) bool {
-	return tok != nil && tok.AccessToken != "" && (tok.Expiry.IsZero() || tok.Expiry.Sub(now) > EarlyRefresh)
-}
-
-// failureTTL is how long err is remembered: FailureTTL, or the token endpoint's Retry-After if
-// that is longer, up to MaxFailureTTL.
-func failureTTL(err error, now time.Time) time.Duration {
-	var re *oauth2.RetrieveError
-	if !errors.As(err, &re) || re.Response == nil {
-		return FailureTTL
-	}
-	return min(max(retryAfter(re.Response.Header.Get("Retry-After"), now), FailureTTL), MaxFailureTTL)
-}
-
-// retryAfter reads a Retry-After header (delay-seconds or an HTTP date); 0 if absent or unusable.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, int64(MaxFailureTTL/time.Second))) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0)
-	}
-	return 0
-}
-
 // HTTPClient returns a client that adds a bearer token from src to every request and sends it
 // through base (http.DefaultTransport when nil). The token is fetched inside the request, so a
 // caller that rations its requests (as defender.Client does with its limiter) should rather
-// give the client the token source itself (defender.Options.Tokens) and a plain client.
+// give the client the token source itself (defender.Options.Tokens) and a plain client; that
+// is also what replaces a token the API refuses (Source.Reject), which this client does not.
 func HTTPClient(src oauth2.TokenSource, base http.RoundTripper) *http.Client {
 	if base == nil {
 		base = http.DefaultTransport

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 )
@@ -155,17 +156,16 @@ func TestTokenReuse(t *testing.T) {
 	t.Parallel()
 	const calls = 5
 	tests := []struct {
-		name        string
-		expiresIn   int
-		wantFetches int
+		name      string
+		expiresIn int
 	}{
 		// A token living an hour serves every call.
-		{"one hour", 3599, 1},
-		// A token living less than EarlyRefresh is stale as soon as it arrives: every call
-		// fetches a new one.
-		{"shorter than EarlyRefresh", 200, calls},
-		// No expires_in: the token never expires.
-		{"no expiry", 0, 1},
+		{"one hour", 3599},
+		// A token living less than EarlyRefresh is not stale on arrival: its early margin is a
+		// share of its lifetime. (Replacing it on every call made each query fetch its own.)
+		{"shorter than EarlyRefresh", 240},
+		// No expires_in: an assumed lifetime, which these calls are well within.
+		{"no expiry", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,15 +175,11 @@ func TestTokenReuse(t *testing.T) {
 			for range calls {
 				get(t, hc, apiURL)
 			}
-			assertEqual(t, "token fetches", tokens.fetches(), tt.wantFetches)
+			assertEqual(t, "token fetches", tokens.fetches(), 1)
 			auths := api.seen()
 			assertEqual(t, "API calls", len(auths), calls)
 			for i, a := range auths {
-				n := 1
-				if tt.wantFetches == calls {
-					n = i + 1
-				}
-				assertEqual(t, fmt.Sprintf("call %d Authorization", i+1), a, fmt.Sprintf("Bearer tok-%d", n))
+				assertEqual(t, fmt.Sprintf("call %d Authorization", i+1), a, "Bearer tok-1")
 			}
 		})
 	}
@@ -244,32 +240,95 @@ func (f *fakeTokenTransport) fetches() int {
 	return f.n
 }
 
+// TestEarlyRefresh: a token is replaced in the background once it is inside its early margin,
+// min(EarlyRefresh, a RefreshShare-th of its lifetime) before its expiry; the caller that
+// notices gets the current token without waiting.
 func TestEarlyRefresh(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		tr := &fakeTokenTransport{expiresIn: 3599}
-		ctx := context.WithValue(t.Context(), oauth2.HTTPClient, &http.Client{Transport: tr})
-		src := TokenSource(ctx, ClientCredentials{TokenURL: "https://login.example.test/t/oauth2/v2.0/token", Scope: scope})
-		token := func() string {
-			t.Helper()
-			tok, err := src.Token()
-			if err != nil {
-				t.Fatalf("Token: %v", err)
-			}
-			return tok.AccessToken
-		}
+	tests := []struct {
+		name      string
+		expiresIn int
+		refreshAt time.Duration // after the fetch
+	}{
+		{"an hour: EarlyRefresh before expiry", 3599, 3599*time.Second - EarlyRefresh},
+		{"302 s: a fifth of the lifetime, not the whole of it", 302, 302 * time.Second * 4 / 5},
+		{"240 s", 240, 192 * time.Second},
+		{"no expires_in: the assumed lifetime", 0, AssumedLifetime * 4 / 5},
+		{"a negative expires_in: the assumed lifetime", -10, AssumedLifetime * 4 / 5},
+		{"years: MaxLifetime", 1 << 30, MaxLifetime - EarlyRefresh},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				tr := &fakeTokenTransport{expiresIn: tt.expiresIn}
+				ctx := context.WithValue(t.Context(), oauth2.HTTPClient, &http.Client{Transport: tr})
+				src := TokenSource(ctx, ClientCredentials{TokenURL: "https://login.example.test/t/oauth2/v2.0/token", Scope: scope})
+				token := func() string {
+					t.Helper()
+					tok, err := src.Token()
+					if err != nil {
+						t.Fatalf("Token: %v", err)
+					}
+					return tok.AccessToken
+				}
 
-		assertEqual(t, "first token", token(), "tok-1")
-		// The token is kept until EarlyRefresh before its expiry...
-		time.Sleep(3599*time.Second - EarlyRefresh - time.Second)
-		assertEqual(t, "token 1 s before the refresh point", token(), "tok-1")
-		assertEqual(t, "fetches", tr.fetches(), 1)
-		// ...and replaced once that point has passed, while it is still valid upstream.
-		time.Sleep(2 * time.Second)
-		assertEqual(t, "token 1 s after the refresh point", token(), "tok-2")
-		assertEqual(t, "fetches", tr.fetches(), 2)
-		assertEqual(t, "the new token is reused", token(), "tok-2")
-		assertEqual(t, "fetches", tr.fetches(), 2)
+				assertEqual(t, "first token", token(), "tok-1")
+				// The token is kept until its refresh point...
+				time.Sleep(tt.refreshAt - time.Second)
+				assertEqual(t, "token 1 s before the refresh point", token(), "tok-1")
+				synctest.Wait()
+				assertEqual(t, "fetches", tr.fetches(), 1)
+				// ...where the caller still gets it, and a replacement is fetched behind it...
+				time.Sleep(2 * time.Second)
+				assertEqual(t, "token 1 s after the refresh point", token(), "tok-1")
+				synctest.Wait()
+				assertEqual(t, "fetches", tr.fetches(), 2)
+				// ...which the next caller gets, and keeps getting.
+				assertEqual(t, "the next caller", token(), "tok-2")
+				assertEqual(t, "the new token is reused", token(), "tok-2")
+				synctest.Wait()
+				assertEqual(t, "fetches", tr.fetches(), 2)
+			})
+		})
+	}
+}
+
+// TestRefreshNeverBlocksAValidToken is the reproduction of a slow refresh: a token living 302 s
+// (inside EarlyRefresh at once) and a token endpoint that hangs afterwards. Callers holding a
+// valid token get it at once all the while; only once it has expired do they wait, and then
+// no longer than their context allows.
+func TestRefreshNeverBlocksAValidToken(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		hang := make(chan struct{})
+		defer close(hang)
+		tr := &scriptedTokens{answers: []tokenAnswer{issue(302), func(n int, req *http.Request) (*http.Response, error) {
+			<-hang
+			return issue(302)(n, req)
+		}}}
+		src := scriptedSource(t, tr)
+		for elapsed := time.Duration(0); elapsed < 300*time.Second; elapsed += 10 * time.Second {
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			start := time.Now()
+			tok, err := src.TokenContext(ctx)
+			cancel()
+			if err != nil || tok.AccessToken != "tok-1" {
+				t.Fatalf("at %v: token %v, error %v; want tok-1", elapsed, tok, err)
+			}
+			if waited := time.Since(start); waited != 0 {
+				t.Fatalf("at %v: waited %v for a valid token", elapsed, waited)
+			}
+			time.Sleep(10 * time.Second)
+		}
+		assertEqual(t, "fetches (the first, and one hanging refresh)", tr.fetches(), 2)
+		// tok-1 has expired (302 s): now a caller waits, bounded by its context.
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		if _, err := src.TokenContext(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("after expiry: error %v, want the caller's deadline", err)
+		}
+		assertEqual(t, "fetches after expiry (the hanging one is shared)", tr.fetches(), 2)
 	})
 }
 
@@ -283,11 +342,17 @@ func TestTokenError(t *testing.T) {
 	t.Cleanup(srv.Close)
 	src := TokenSource(t.Context(), ClientCredentials{ClientID: client, ClientSecret: secret, TokenURL: srv.URL, Scope: scope})
 	_, err := src.Token()
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("got %v (%T), want an *Error", err, err)
+	}
+	assertEqual(t, "kind", e.Kind, Refused)
+	assertEqual(t, "error code", e.Code, "invalid_client")
+	assertEqual(t, "status", e.StatusCode, http.StatusUnauthorized)
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
-		t.Fatalf("got %v (%T), want an *oauth2.RetrieveError", err, err)
+		t.Errorf("got %v, want it to wrap the *oauth2.RetrieveError", err)
 	}
-	assertEqual(t, "error code", re.ErrorCode, "invalid_client")
 	if strings.Contains(err.Error(), secret) {
 		t.Errorf("error %q contains the secret", err)
 	}
@@ -366,6 +431,18 @@ func refuse(status int, kv ...string) tokenAnswer {
 	}
 }
 
+// answerWith answers status with body of contentType and header key/value pairs.
+func answerWith(status int, contentType, body string, kv ...string) tokenAnswer {
+	return func(n int, req *http.Request) (*http.Response, error) {
+		resp := jsonAnswer(req, status, body)
+		resp.Header.Set("Content-Type", contentType)
+		for i := 0; i+1 < len(kv); i += 2 {
+			resp.Header.Set(kv[i], kv[i+1])
+		}
+		return resp, nil
+	}
+}
+
 func unreachable(int, *http.Request) (*http.Response, error) {
 	return nil, errors.New("dial tcp 20.190.0.1:443: connect: connection refused")
 }
@@ -424,14 +501,16 @@ func TestFailureIsRemembered(t *testing.T) {
 		name       string
 		answer     tokenAnswer
 		wantWindow time.Duration
-		wantRefuse bool // the error is an *oauth2.RetrieveError
+		wantKind   Kind
 	}{
-		{"refused credentials", refuse(http.StatusUnauthorized), FailureTTL, true},
-		{"unreachable token endpoint", unreachable, FailureTTL, false},
-		{"throttled: Retry-After is honoured", refuse(http.StatusTooManyRequests, "Retry-After", "60"), time.Minute, true},
-		{"a Retry-After shorter than FailureTTL does not shorten it", refuse(http.StatusTooManyRequests, "Retry-After", "2"), FailureTTL, true},
-		{"a Retry-After is capped", refuse(http.StatusTooManyRequests, "Retry-After", "86400"), MaxFailureTTL, true},
-		{"a garbled Retry-After is ignored", refuse(http.StatusTooManyRequests, "Retry-After", "soon"), FailureTTL, true},
+		{"refused credentials", refuse(http.StatusUnauthorized), FailureTTL, Refused},
+		{"unreachable token endpoint", unreachable, FailureTTL, Unavailable},
+		{"token endpoint failing", answerWith(http.StatusServiceUnavailable, "text/html", "<html>busy</html>"), FailureTTL, Unavailable},
+		{"throttled: Retry-After is honoured", refuse(http.StatusTooManyRequests, "Retry-After", "60"), time.Minute, Throttled},
+		{"a Retry-After shorter than FailureTTL does not shorten it", refuse(http.StatusTooManyRequests, "Retry-After", "2"), FailureTTL, Throttled},
+		{"a Retry-After is capped", refuse(http.StatusTooManyRequests, "Retry-After", "86400"), MaxFailureTTL, Throttled},
+		{"a garbled Retry-After is ignored", refuse(http.StatusTooManyRequests, "Retry-After", "soon"), FailureTTL, Throttled},
+		{"a 503 with Retry-After", answerWith(http.StatusServiceUnavailable, "application/json", `{"error":"temporarily_unavailable"}`, "Retry-After", "30"), 30 * time.Second, Unavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -456,9 +535,12 @@ func TestFailureIsRemembered(t *testing.T) {
 				close(tr.hold)
 				wg.Wait()
 				assertEqual(t, "token fetches for concurrent callers", tr.fetches(), 1)
-				var re *oauth2.RetrieveError
-				if errs[0] == nil || errors.As(errs[0], &re) != tt.wantRefuse {
-					t.Fatalf("error %v (%T): want a failure, *oauth2.RetrieveError: %v", errs[0], errs[0], tt.wantRefuse)
+				var e *Error
+				if !errors.As(errs[0], &e) || e.Kind != tt.wantKind {
+					t.Fatalf("error %v (%T): want an *Error of kind %v", errs[0], errs[0], tt.wantKind)
+				}
+				if want := time.Now().Add(tt.wantWindow); !e.RetryAt.Equal(want) {
+					t.Errorf("RetryAt %v, want %v", e.RetryAt, want)
 				}
 				for i, err := range errs {
 					if err != errs[0] {
@@ -516,16 +598,16 @@ func TestTokenLifecycle(t *testing.T) {
 			answers: []tokenAnswer{issue(3599), refuse(http.StatusUnauthorized)},
 			steps: []step{
 				{0, "tok-1", 1},
-				{hour - EarlyRefresh + time.Second, "tok-1", 2}, // refresh refused, tok-1 still valid
+				{hour - EarlyRefresh + time.Second, "tok-1", 2}, // refresh (in the background) refused, tok-1 still valid
 				{FailureTTL - time.Second, "tok-1", 2},          // the refusal is remembered
 				{time.Second, "tok-1", 3},                       // tried again, refused again
 				{EarlyRefresh, "", 4},                           // tok-1 has expired: the error shows
 			},
 		},
 		{
-			name:    "a token living less than EarlyRefresh is fetched on every call",
+			name:    "a token living less than EarlyRefresh is replaced a fifth of its lifetime before expiry",
 			answers: []tokenAnswer{issue(200)},
-			steps:   []step{{0, "tok-1", 1}, {0, "tok-2", 2}, {time.Minute, "tok-3", 3}},
+			steps:   []step{{0, "tok-1", 1}, {0, "tok-1", 1}, {159 * time.Second, "tok-1", 1}, {2 * time.Second, "tok-1", 2}, {0, "tok-2", 2}},
 		},
 		{
 			name: "an answer without an access token is a failure",
@@ -533,6 +615,11 @@ func TestTokenLifecycle(t *testing.T) {
 				return jsonAnswer(req, 200, `{"token_type":"Bearer"}`), nil
 			}},
 			steps: []step{{0, "", 1}, {FailureTTL - time.Second, "", 1}},
+		},
+		{
+			name:    "an answer without expires_in lives AssumedLifetime",
+			answers: []tokenAnswer{answerWith(200, "application/json", `{"token_type":"Bearer","access_token":"forever"}`), issue(3599)},
+			steps:   []step{{0, "forever", 1}, {AssumedLifetime*4/5 - time.Second, "forever", 1}, {2 * time.Second, "forever", 2}, {0, "tok-2", 2}},
 		},
 	}
 	for _, tt := range tests {
@@ -550,6 +637,7 @@ func TestTokenLifecycle(t *testing.T) {
 					if err == nil {
 						got = tok.AccessToken
 					}
+					synctest.Wait() // for a refresh in the background
 					assertEqual(t, fmt.Sprintf("token at %v (error %v)", elapsed, err), got, s.wantToken)
 					assertEqual(t, fmt.Sprintf("fetches at %v", elapsed), tr.fetches(), s.wantFetches)
 				}
@@ -613,6 +701,77 @@ func TestRetryAfter(t *testing.T) {
 	}
 }
 
+// TestClassify: the token endpoint's answers by what they mean for the service. Only OAuth
+// errors about the request or the credentials (and other final 4xx answers) are Refused; the
+// endpoint's own trouble is Unavailable or Throttled, whatever its body says.
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	retrieve := func(status int, code string, kv ...string) error {
+		h := http.Header{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			h.Set(kv[i], kv[i+1])
+		}
+		return &oauth2.RetrieveError{Response: &http.Response{StatusCode: status, Header: h}, ErrorCode: code, Body: []byte("<html>...</html>")}
+	}
+	timeout := &url.Error{Op: "Post", URL: "https://login.example.test/t/oauth2/v2.0/token", Err: context.DeadlineExceeded}
+	tests := []struct {
+		name      string
+		err       error
+		wantKind  Kind
+		wantRetry time.Duration
+		wantHint  string
+	}{
+		{"invalid_client", retrieve(401, "invalid_client"), Refused, FailureTTL, "MDE_CLIENT_SECRET"},
+		{"unauthorized_client", retrieve(400, "unauthorized_client"), Refused, FailureTTL, "MDE_CLIENT_ID"},
+		{"invalid_scope", retrieve(400, "invalid_scope"), Refused, FailureTTL, "MDE_SCOPE"},
+		{"invalid_request (unknown tenant)", retrieve(400, "invalid_request"), Refused, FailureTTL, "MDE_TENANT_ID"},
+		{"an unknown OAuth code in a 400", retrieve(400, "something_new"), Refused, FailureTTL, "MDE_CLIENT_SECRET"},
+		{"an OAuth error in a 200", retrieve(200, "invalid_client"), Refused, FailureTTL, "MDE_CLIENT_SECRET"},
+		{"404 without a code: the URL", retrieve(404, ""), Refused, FailureTTL, "MDE_TOKEN_URL"},
+		{"503 HTML", retrieve(503, ""), Unavailable, FailureTTL, ""},
+		{"500", retrieve(500, "server_error"), Unavailable, FailureTTL, ""},
+		{"503 temporarily_unavailable with Retry-After", retrieve(503, "temporarily_unavailable", "Retry-After", "30"), Unavailable, 30 * time.Second, ""},
+		{"temporarily_unavailable in a 400", retrieve(400, "temporarily_unavailable"), Unavailable, FailureTTL, ""},
+		{"408", retrieve(408, ""), Unavailable, FailureTTL, ""},
+		{"429 with Retry-After", retrieve(429, "", "Retry-After", "30"), Throttled, 30 * time.Second, ""},
+		{"429 without Retry-After", retrieve(429, ""), Throttled, FailureTTL, ""},
+		{"timeout", timeout, Unavailable, FailureTTL, ""},
+		{"connection refused", errors.New("dial tcp: connection refused"), Unavailable, FailureTTL, ""},
+		{"not a token", errors.New("oauth2: cannot parse json: invalid character '<'"), Unavailable, FailureTTL, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := Classify(fmt.Errorf("wrapped: %w", tt.err), now)
+			assertEqual(t, "kind", e.Kind, tt.wantKind)
+			assertEqual(t, "retry after", e.RetryAt.Sub(now), tt.wantRetry)
+			if !strings.Contains(e.Hint(), tt.wantHint) || (tt.wantHint == "") != (e.Hint() == "") {
+				t.Errorf("hint %q, want one naming %q", e.Hint(), tt.wantHint)
+			}
+			if strings.Contains(e.Error(), "<html>") {
+				t.Errorf("error %q repeats the answer's body", e)
+			}
+			if !errors.Is(e, tt.err) {
+				t.Errorf("error %v does not wrap its cause", e)
+			}
+			if again := Classify(e, now.Add(time.Hour)); again != e {
+				t.Errorf("classifying an *Error again changed it")
+			}
+		})
+	}
+	if Classify(nil, now) != nil {
+		t.Error("Classify(nil) is not nil")
+	}
+	long := Classify(&oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}, ErrorCode: "invalid_client", ErrorDescription: "a" + strings.Repeat("é", 300)}, now)
+	if d := long.Description; len(d) > maxDescription+len("…") || !utf8.ValidString(d) || !strings.HasSuffix(d, "…") {
+		t.Errorf("a long description is kept as %d bytes %q, want it cut to %d on a rune boundary", len(d), d, maxDescription)
+	}
+	if e := Classify(timeout, now); !strings.Contains(e.Error(), "in time") {
+		t.Errorf("a timeout reads %q, want it to say so", e)
+	}
+}
+
 func TestFailureErrorHasNoSecret(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -623,5 +782,174 @@ func TestFailureErrorHasNoSecret(t *testing.T) {
 				t.Errorf("error %v: want one without the secret", err)
 			}
 		}
+	})
+}
+
+// TestReject: a token the API refuses before its expiry is dropped and replaced, once for
+// many callers, and never more than once per FailureTTL.
+func TestReject(t *testing.T) {
+	t.Parallel()
+
+	t.Run("many callers refused at once cause one fetch", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			tr := &scriptedTokens{answers: []tokenAnswer{issue(3599)}}
+			src := scriptedSource(t, tr)
+			time.Sleep(time.Minute) // tok-1 is no longer new
+			first, err := src.Token()
+			if err != nil {
+				t.Fatal(err)
+			}
+			const callers = 20
+			got := make([]string, callers)
+			var wg sync.WaitGroup
+			for i := range callers {
+				wg.Go(func() {
+					tok, err := src.Reject(t.Context(), first)
+					if err != nil {
+						t.Errorf("caller %d: %v", i, err)
+						return
+					}
+					got[i] = tok.AccessToken
+				})
+			}
+			wg.Wait()
+			assertEqual(t, "fetches", tr.fetches(), 2)
+			for i, g := range got {
+				assertEqual(t, fmt.Sprintf("caller %d's replacement", i), g, "tok-2")
+			}
+			// A late report of the old token gets the replacement, without a fetch.
+			tok, err := src.Reject(t.Context(), first)
+			if err != nil || tok.AccessToken != "tok-2" {
+				t.Errorf("late reject: %v, %v; want tok-2", tok, err)
+			}
+			assertEqual(t, "fetches after a late reject", tr.fetches(), 2)
+		})
+	})
+
+	t.Run("a fresh token refused too is Rejected for FailureTTL", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			tr := &scriptedTokens{answers: []tokenAnswer{issue(3599)}}
+			src := scriptedSource(t, tr)
+			tok1, _ := src.Token()
+			tok2, err := src.Reject(t.Context(), tok1) // the first forced refresh: allowed
+			if err != nil || tok2.AccessToken != "tok-2" {
+				t.Fatalf("first reject: %v, %v; want tok-2", tok2, err)
+			}
+			time.Sleep(FailureTTL - time.Second)
+			_, err = src.Reject(t.Context(), tok2) // within FailureTTL of the forced refresh
+			var e *Error
+			if !errors.As(err, &e) || e.Kind != Rejected {
+				t.Fatalf("second reject: %v, want an *Error of kind Rejected", err)
+			}
+			assertEqual(t, "fetches", tr.fetches(), 2)
+			assertEqual(t, "retry at", e.RetryAt, time.Now().Add(FailureTTL))
+			if e.Hint() == "" {
+				t.Error("a Rejected error gives no hint")
+			}
+			// Nobody gets the rejected token; callers get the error at once, without a fetch.
+			time.Sleep(FailureTTL - time.Second)
+			if tok, err := src.Token(); err != e {
+				t.Errorf("within the window: %v, %v; want the Rejected error", tok, err)
+			}
+			assertEqual(t, "fetches within the window", tr.fetches(), 2)
+			time.Sleep(time.Second)
+			if tok, err := src.Token(); err != nil || tok.AccessToken != "tok-3" {
+				t.Errorf("after the window: %v, %v; want tok-3", tok, err)
+			}
+		})
+	})
+
+	t.Run("at most one forced refresh per FailureTTL", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			tr := &scriptedTokens{answers: []tokenAnswer{issue(3599)}}
+			src := scriptedSource(t, tr)
+			// An API that refuses every token: each caller reports the one it got.
+			const span = 10 * FailureTTL
+			for elapsed := time.Duration(0); elapsed < span; elapsed += time.Second {
+				if tok, err := src.Token(); err == nil {
+					_, _ = src.Reject(t.Context(), tok)
+				}
+				time.Sleep(time.Second)
+			}
+			// One fetch after each window (the token endpoint is not the problem), one forced
+			// refresh after it: two per FailureTTL at most, not one per second.
+			if n := tr.fetches(); n > 2*int(span/FailureTTL)+1 {
+				t.Errorf("%d fetches in %v, want at most 2 per FailureTTL", n, span)
+			}
+		})
+	})
+
+	t.Run("while a failure is remembered nothing is fetched", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			tr := &scriptedTokens{answers: []tokenAnswer{issue(3599), unreachable}}
+			src := scriptedSource(t, tr)
+			tok1, _ := src.Token()
+			time.Sleep(3599*time.Second - EarlyRefresh) // the background refresh fails
+			if tok, _ := src.Token(); tok.AccessToken != "tok-1" {
+				t.Fatalf("got %v, want tok-1 while valid", tok)
+			}
+			synctest.Wait()
+			assertEqual(t, "fetches", tr.fetches(), 2)
+			_, err := src.Reject(t.Context(), tok1)
+			var e *Error
+			if !errors.As(err, &e) || e.Kind != Unavailable {
+				t.Errorf("reject: %v, want the remembered Unavailable error", err)
+			}
+			assertEqual(t, "fetches after the reject", tr.fetches(), 2)
+			if tok, err := src.Token(); err == nil {
+				t.Errorf("got %v after it was rejected, want the error", tok.AccessToken)
+			}
+		})
+	})
+
+	t.Run("a refresh already running serves as the replacement", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			hold := make(chan struct{})
+			tr := &scriptedTokens{answers: []tokenAnswer{issue(3599), func(n int, req *http.Request) (*http.Response, error) {
+				<-hold
+				return issue(3599)(n, req)
+			}}}
+			src := scriptedSource(t, tr)
+			tok1, _ := src.Token()
+			time.Sleep(3599*time.Second - EarlyRefresh)
+			src.Token() // starts the refresh, held
+			synctest.Wait()
+			var got *oauth2.Token
+			var wg sync.WaitGroup
+			wg.Go(func() { got, _ = src.Reject(t.Context(), tok1) })
+			synctest.Wait()
+			close(hold)
+			wg.Wait()
+			if got == nil || got.AccessToken != "tok-2" {
+				t.Errorf("got %v, want tok-2", got)
+			}
+			assertEqual(t, "fetches", tr.fetches(), 2)
+			// That was no forced refresh: one is still allowed at once.
+			if tok, err := src.Reject(t.Context(), got); err != nil || tok.AccessToken != "tok-3" {
+				t.Errorf("forced refresh: %v, %v; want tok-3", tok, err)
+			}
+		})
+	})
+
+	t.Run("a failed forced refresh is the caller's error", func(t *testing.T) {
+		t.Parallel()
+		synctest.Test(t, func(t *testing.T) {
+			tr := &scriptedTokens{answers: []tokenAnswer{issue(3599), refuse(http.StatusUnauthorized)}}
+			src := scriptedSource(t, tr)
+			tok1, _ := src.Token()
+			_, err := src.Reject(t.Context(), tok1)
+			var e *Error
+			if !errors.As(err, &e) || e.Kind != Refused || e.Code != "invalid_client" {
+				t.Errorf("reject: %v, want the endpoint's refusal", err)
+			}
+			if tok, err := src.Token(); err != e {
+				t.Errorf("after: %v, %v; want the remembered refusal, not the rejected token", tok, err)
+			}
+		})
 	})
 }
