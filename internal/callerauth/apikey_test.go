@@ -2,6 +2,7 @@ package callerauth
 
 import (
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -192,4 +193,26 @@ func FuzzParseAPIKeys(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkMatchAPIKey measures the constant-time comparison against 100 configured keys.
+func BenchmarkMatchAPIKey(b *testing.B) {
+	var entries []string
+	var last string
+	for i := range 100 {
+		key, entry, err := NewAPIKey(fmt.Sprintf("caller-%d", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		entries, last = append(entries, entry), key
+	}
+	keys, err := ParseAPIKeys(strings.Join(entries, ","))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, ok := matchAPIKey(keys, last); !ok {
+			b.Fatal("no match")
+		}
+	}
 }

@@ -41,7 +41,8 @@
 //	AUTH_MODE           none | apikey | entra                  ParseMode, then CheckMode(mode, explicit, ADDR)
 //	API_KEYS            name:sha256hex,name:sha256hex          LoadAPIKeys(API_KEYS, API_KEYS_FILE)
 //	API_KEYS_FILE       path: one name:sha256hex a line, # comments
-//	AUTH_TENANT_ID      tenant id GUID (default: MDE_TENANT_ID) EntraSettings{...}.Parse()
+//	AUTH_TENANT_ID      tenant id GUID, or a domain when AUTH_ISSUER is empty (default: MDE_TENANT_ID)
+//	                                                           EntraSettings{...}.Parse()
 //	AUTH_ISSUER         "" = Entra ID public cloud; else the exact issuer (https, or http on loopback)
 //	AUTH_AUDIENCE       client id and/or api://... URI, comma-separated
 //	AUTH_REQUIRED_ROLE  app role or scope every caller needs, "" for none (suggested: Mdegraph.Read)

@@ -43,8 +43,9 @@ const maxDiscoveryBytes = 1 << 20
 
 // EntraSettings are the raw values of the settings of ModeEntra, as configured.
 type EntraSettings struct {
-	// TenantID is AUTH_TENANT_ID: the directory (tenant) id, a GUID. The wiring defaults it
-	// to MDE_TENANT_ID, the tenant whose Defender the service reads.
+	// TenantID is AUTH_TENANT_ID: the directory (tenant) id, a GUID, or (with AUTH_ISSUER
+	// empty) one of the tenant's domains. The wiring defaults it to MDE_TENANT_ID, the tenant
+	// whose Defender the service reads, which may be either.
 	TenantID string
 	// Issuer is AUTH_ISSUER: "" for Entra ID's public cloud, else the one issuer to accept
 	// (see ParseIssuer).
@@ -68,15 +69,20 @@ func (s EntraSettings) Parse() (EntraOptions, error) {
 	errs = append(errs, err)
 	role, err := ParseRequiredRole(s.RequiredRole)
 	errs = append(errs, err)
+	if tenant != "" && issuer != "" && !isGUID(tenant) {
+		errs = append(errs, fmt.Errorf("AUTH_TENANT_ID %q: with AUTH_ISSUER set, give the tenant id (a GUID), not a domain", s.TenantID))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return EntraOptions{}, err
 	}
 	return EntraOptions{TenantID: tenant, Issuer: issuer, Audiences: auds, RequiredRole: role}, nil
 }
 
-// ParseTenantID parses AUTH_TENANT_ID: a tenant id GUID, returned in lower case. The
-// multi-tenant aliases (common, organizations, consumers) and domain names are refused: the tid
-// claim of every token is checked against it, and a tid is always a GUID.
+// ParseTenantID parses AUTH_TENANT_ID: a tenant id GUID or one of the tenant's domain names
+// (contoso.onmicrosoft.com), returned in lower case. NewEntraVerifier learns a domain's tenant id
+// from Entra ID's discovery document, since the tid claim of every token is checked against it
+// and a tid is always a GUID. The multi-tenant aliases (common, organizations, consumers) are
+// refused: they would let any tenant's tokens in.
 func ParseTenantID(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	switch strings.ToLower(s) {
@@ -85,10 +91,30 @@ func ParseTenantID(s string) (string, error) {
 	case "common", "organizations", "consumers":
 		return "", fmt.Errorf("AUTH_TENANT_ID %q: a multi-tenant alias; give the tenant's own id (a GUID), so that tokens of other tenants are refused", s)
 	}
-	if !isGUID(s) {
-		return "", fmt.Errorf("AUTH_TENANT_ID %q: not a GUID like 72f988bf-86f1-41af-91ab-2d7cd011db47 (use the tenant id, not its domain name)", s)
+	if !isGUID(s) && !isDomain(s) {
+		return "", fmt.Errorf("AUTH_TENANT_ID %q: neither a tenant id GUID like 72f988bf-86f1-41af-91ab-2d7cd011db47 nor a domain like contoso.onmicrosoft.com", s)
 	}
 	return strings.ToLower(s), nil
+}
+
+// isDomain reports whether s is a DNS name of two labels or more: letters, digits and inner
+// hyphens, 63 characters a label at most.
+func isDomain(s string) bool {
+	labels := strings.Split(s, ".")
+	if len(labels) < 2 || len(s) > 253 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range l {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // ParseIssuer parses AUTH_ISSUER. "" (the default) means Entra ID's public cloud: tokens with
@@ -191,7 +217,8 @@ func isGUID(s string) bool {
 // EntraOptions configure an EntraVerifier. TenantID and Audiences are required; EntraSettings.Parse
 // fills the first four fields from the settings.
 type EntraOptions struct {
-	// TenantID is the tenant whose tokens are accepted (the tid claim), in lower case.
+	// TenantID is the tenant whose tokens are accepted (the tid claim), in lower case: its id,
+	// or with Issuer empty one of its domains, resolved to the id by the discovery document.
 	TenantID string
 	// Issuer is "" for Entra ID's public cloud or the one issuer accepted (ParseIssuer).
 	Issuer string
@@ -245,8 +272,11 @@ var _ TokenVerifier = (*EntraVerifier)(nil)
 // ctx must be the application's long-lived context, not a request's: the key set is refreshed
 // in the background every KeyRefreshInterval until ctx ends.
 func NewEntraVerifier(ctx context.Context, opts EntraOptions) (*EntraVerifier, error) {
-	if opts.TenantID == "" || !isGUID(opts.TenantID) {
-		return nil, fmt.Errorf("AUTH_TENANT_ID %q: not a tenant id GUID", opts.TenantID)
+	switch {
+	case isGUID(opts.TenantID):
+	case opts.Issuer == "" && isDomain(opts.TenantID):
+	default:
+		return nil, fmt.Errorf("AUTH_TENANT_ID %q: not a tenant id GUID (or, with AUTH_ISSUER empty, a domain)", opts.TenantID)
 	}
 	if len(opts.Audiences) == 0 {
 		return nil, errors.New("AUTH_AUDIENCE: no audience configured")
@@ -277,6 +307,17 @@ func NewEntraVerifier(ctx context.Context, opts EntraOptions) (*EntraVerifier, e
 	doc, err := discover(ctx, opts.HTTPClient, discoveryURL, opts.FetchTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("%s: OpenID discovery at %s: %w", setting, discoveryURL, err)
+	}
+	if !isGUID(tenant) {
+		// A domain: the discovery document's issuer holds the tenant id.
+		id, ok := strings.CutPrefix(doc.Issuer, entraAuthority+"/")
+		if id, ok = strings.CutSuffix(id, "/v2.0"); !ok || !isGUID(id) {
+			return nil, fmt.Errorf("%s %q: the discovery document at %s names the issuer %q, which holds no tenant id", setting, tenant, discoveryURL, doc.Issuer)
+		}
+		log.Info("caller sign-in: AUTH_TENANT_ID is a domain; Entra ID gives its tenant id", "domain", tenant, "tenant", strings.ToLower(id))
+		tenant = strings.ToLower(id)
+		issuer = fmt.Sprintf(issuerV2Format, tenant)
+		issuers = []string{issuer, fmt.Sprintf(issuerV1Format, tenant)}
 	}
 	if got := strings.ReplaceAll(doc.Issuer, "{tenantid}", tenant); got != issuer {
 		return nil, fmt.Errorf("%s: the discovery document at %s names the issuer %q, not %q", setting, discoveryURL, doc.Issuer, issuer)

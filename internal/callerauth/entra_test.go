@@ -253,6 +253,29 @@ func TestEntraPublicCloud(t *testing.T) {
 	wantRefusal(t, err, 401, ReasonIssuer)
 }
 
+// TestEntraTenantDomain: AUTH_TENANT_ID may be a domain, as MDE_TENANT_ID may; the tenant id
+// comes from the discovery document and is what tid must be.
+func TestEntraTenantDomain(t *testing.T) {
+	t.Parallel()
+	sim := simulator.New(simulator.Options{Devices: 1}) // serves any tenant path, tid DemoTenantID
+	sim.SetAuthority("https://login.microsoftonline.com")
+	var seen []string
+	client := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		seen = append(seen, r.URL.Path)
+		return simTransport{sim}.RoundTrip(r)
+	})}
+	v := newVerifier(t, t.Context(), sim, func(o *EntraOptions) { o.TenantID, o.Issuer, o.HTTPClient = "contoso.onmicrosoft.com", "", client })
+	if len(seen) == 0 || seen[0] != "/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration" {
+		t.Errorf("fetched %v, want the domain's discovery document first", seen)
+	}
+	p, err := v.Verify(t.Context(), mint(t, sim, simulator.TokenClaims{Person: "megan"}))
+	if err != nil || p.TenantID != simulator.DemoTenantID {
+		t.Errorf("Verify = %+v, %v; want megan of tenant %s", p, err, simulator.DemoTenantID)
+	}
+	_, err = v.Verify(t.Context(), mint(t, sim, simulator.TokenClaims{Person: "megan", TenantID: otherTenant}))
+	wantRefusal(t, err, 401, ReasonTenant)
+}
+
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
@@ -513,7 +536,13 @@ func TestParseEntraSettings(t *testing.T) {
 			want: EntraOptions{TenantID: simulator.DemoTenantID, Issuer: "https://login.microsoftonline.us/" + simulator.DemoTenantID + "/v2.0", Audiences: []string{"api://mdegraph"}}},
 		{s: EntraSettings{}, errs: []string{"AUTH_TENANT_ID: required", "AUTH_AUDIENCE: required"}},
 		{s: EntraSettings{TenantID: "common", Audience: "api://x"}, errs: []string{"AUTH_TENANT_ID", "multi-tenant"}},
-		{s: EntraSettings{TenantID: "contoso.onmicrosoft.com", Audience: "api://x"}, errs: []string{"AUTH_TENANT_ID", "not a GUID"}},
+		{s: EntraSettings{TenantID: "Contoso.onmicrosoft.com", Audience: "api://x"},
+			want: EntraOptions{TenantID: "contoso.onmicrosoft.com", Audiences: []string{"api://x"}}},
+		{s: EntraSettings{TenantID: "contoso.onmicrosoft.com", Audience: "api://x", Issuer: "https://login.microsoftonline.us/contoso.onmicrosoft.com/v2.0"},
+			errs: []string{"AUTH_TENANT_ID", "with AUTH_ISSUER set"}},
+		{s: EntraSettings{TenantID: "contoso", Audience: "api://x"}, errs: []string{"AUTH_TENANT_ID", "neither a tenant id GUID"}},
+		{s: EntraSettings{TenantID: "-a.b", Audience: "api://x"}, errs: []string{"AUTH_TENANT_ID"}},
+		{s: EntraSettings{TenantID: "11111111-2222-4333-8444-55555555555", Audience: "api://x"}, errs: []string{"AUTH_TENANT_ID"}},
 		{s: EntraSettings{TenantID: simulator.DemoTenantID, Audience: "mdegraph"}, errs: []string{"AUTH_AUDIENCE", `"mdegraph"`}},
 		{s: EntraSettings{TenantID: simulator.DemoTenantID, Audience: "api://x", RequiredRole: "a b"}, errs: []string{"AUTH_REQUIRED_ROLE"}},
 		{s: EntraSettings{TenantID: simulator.DemoTenantID, Audience: "api://x", Issuer: "http://login.example.com/t/v2.0"}, errs: []string{"AUTH_ISSUER", "loopback"}},
@@ -550,3 +579,24 @@ func equalOptions(a, b EntraOptions) bool {
 }
 
 var _ = base64.RawURLEncoding
+
+// BenchmarkEntraVerify measures what validating a token costs each request: parsing, one RS256
+// verification with a cached key, the claim checks.
+func BenchmarkEntraVerify(b *testing.B) {
+	sim := simulator.New(simulator.Options{Devices: 1, TenantID: simulator.DemoTenantID})
+	sim.SetAuthority(testAuthority)
+	opts := entraOptions(sim)
+	v, err := NewEntraVerifier(b.Context(), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, err := sim.SignIn("megan")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := v.Verify(b.Context(), tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
