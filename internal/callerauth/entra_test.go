@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"log/slog"
 	"net/http"
@@ -577,8 +576,6 @@ func equalOptions(a, b EntraOptions) bool {
 	return a.TenantID == b.TenantID && a.Issuer == b.Issuer && a.RequiredRole == b.RequiredRole &&
 		strings.Join(a.Audiences, ",") == strings.Join(b.Audiences, ",")
 }
-
-var _ = base64.RawURLEncoding
 
 // BenchmarkEntraVerify measures what validating a token costs each request: parsing, one RS256
 // verification with a cached key, the claim checks.
