@@ -150,6 +150,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	gql := gqlhttp.New(gqlhttp.Options{
 		Resolver:         &resolvers.Resolver{Quota: a.Quota, Logger: logger},
 		MaxUpstreamCalls: cfg.MaxUpstreamCalls,
+		Limits:           cfg.QueryLimits,
+		Introspection:    cfg.Introspection,
 		APQCacheSize:     cfg.APQCacheSize,
 		Logger:           logger,
 		ObserveOperation: m.ObserveOperation,

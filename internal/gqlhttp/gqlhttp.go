@@ -1,8 +1,9 @@
 // Package gqlhttp serves the GraphQL schema over HTTP: gqlgen's handler with explicit
-// transports and extensions (query cache, persisted queries, introspection, the upstream-call
-// cost limit), the error presenter, panic recovery, per-operation metrics, and what web
-// frontends expect around it: CORS, gzip, cacheable persisted GET queries, and the quota in
-// each answer's extensions.
+// transports and extensions (the query limits checked before parsing, bounded query and
+// persisted-query caches, introspection when allowed, the upstream-call cost limit), the error
+// presenter, panic recovery, per-operation metrics and log lines, the GraphQL over HTTP
+// spec's status rules, and what web frontends expect around it: CORS, gzip, cacheable
+// persisted GET queries, and the quota in each answer's extensions.
 package gqlhttp
 
 import (
@@ -14,11 +15,9 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/lru"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/mdegraph/mdegraph/graph"
+	"github.com/mdegraph/mdegraph/internal/querylimit"
 	"github.com/mdegraph/mdegraph/resolvers"
 )
 
@@ -29,9 +28,19 @@ type Options struct {
 	MaxUpstreamCalls int
 	// APQCacheSize bounds the persisted-query cache (default 1000 entries).
 	APQCacheSize int
-	// Logger receives error and panic reports (default: discard).
+	// Limits bound each query before it is parsed (package querylimit); a zero field is no
+	// limit. Limits.Tokens is also gqlgen's parser token limit.
+	Limits querylimit.Limits
+	// Introspection answers __schema and __type (the playground's docs) and suggests field
+	// names in validation errors. Without it both are refused with INTROSPECTION_DISABLED,
+	// and validation errors suggest nothing.
+	Introspection bool
+	// Logger receives error and panic reports, refused queries and slow parses (default:
+	// discard).
 	Logger *slog.Logger
-	// ObserveOperation, if set, is called once per operation with its errors' codes.
+	// ObserveOperation, if set, is called once per operation (refused ones included) with its
+	// errors' codes and the time since the request reached the handler: reading the body,
+	// parsing and validating included.
 	ObserveOperation func(codes []string, d time.Duration)
 	// CORSOrigins are the browser origins allowed to call the endpoint ("*" for any); none
 	// means same-origin only.
@@ -54,26 +63,47 @@ func New(opts Options) http.Handler {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: opts.Resolver}))
-	srv.AddTransport(transport.Options{})
+	srv.AddTransport(options{})
 	srv.AddTransport(queryParams{})
 	srv.AddTransport(boundedPOST{})
 	srv.AddTransport(unsupported{}) // last: it supports every request
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	srv.Use(extension.Introspection{})
-	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](opts.APQCacheSize)})
+	srv.SetQueryCache(newQueryCache())
+	srv.SetParserTokenLimit(max(opts.Limits.Tokens, 0)) // a backstop: queryLimits counts first
+	// Before parsing, in this order: the limits (so that nothing over them is kept as a
+	// persisted query), persisted queries, then a query must be there.
+	srv.Use(queryLimits{limits: opts.Limits})
+	srv.Use(extension.AutomaticPersistedQuery{Cache: newAPQCache(opts.APQCacheSize)})
+	srv.Use(requireQuery{})
+	// After validation.
+	if opts.Introspection {
+		srv.Use(extension.Introspection{})
+	} else {
+		srv.Use(noIntrospection{})
+		srv.SetDisableSuggestion(true) // "Did you mean ...?" would tell the schema piece by piece
+	}
 	srv.Use(resolvers.CostLimit{Max: opts.MaxUpstreamCalls})
 	srv.SetErrorPresenter(resolvers.ErrorPresenter(opts.Logger))
 	srv.SetRecoverFunc(resolvers.RecoverFunc(opts.Logger))
+	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		if x := exchangeFrom(ctx); x != nil {
+			x.executed = true
+		}
+		return next(ctx)
+	})
 	quota := opts.Resolver.Quota
+	log := newOperationLog(opts.Logger)
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
-		start := time.Now()
 		resp := next(ctx)
 		if resp == nil {
 			return nil
 		}
+		x := exchangeFrom(ctx)
+		codes := errorCodes(resp)
+		x.answered(resp, codes)
 		if opts.ObserveOperation != nil {
-			opts.ObserveOperation(errorCodes(resp), time.Since(start))
+			opts.ObserveOperation(codes, x.elapsed())
 		}
+		log.answered(ctx, resp, codes)
 		noteCacheable(ctx, resp)
 		if quota != nil {
 			if resp.Extensions == nil {
@@ -83,7 +113,7 @@ func New(opts Options) http.Handler {
 		}
 		return resp
 	})
-	return withCORS(opts.CORSOrigins, withGzip(withCacheHeaders(opts.CacheMaxAge, srv)))
+	return withCORS(opts.CORSOrigins, withGzip(withCacheHeaders(opts.CacheMaxAge, withResponseRules(srv))))
 }
 
 // errorCodes lists the extensions.code of each error in resp.

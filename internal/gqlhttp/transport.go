@@ -24,8 +24,25 @@ import (
 // supported says what the endpoint serves, in every answer to a request it does not.
 const supported = "send POST with Content-Type: application/json, or GET with the query in URL parameters (query, variables, operationName, extensions)"
 
-// allowedMethods is the Allow header of a 405, as gqlgen's OPTIONS answer lists them.
+// allowedMethods is the Allow header of a 405 and of the answer to OPTIONS. HEAD is not among
+// them: a HEAD of a GET query would have to run the query, spending Defender's quota, to send
+// no answer; it is answered 405 like any other method the endpoint does not serve.
 const allowedMethods = "OPTIONS, GET, POST"
+
+// options answers OPTIONS with the methods the endpoint serves (gqlgen's transport.Options
+// also answers HEAD, with a bare 405 that lacks Allow; here unsupported answers it).
+type options struct{}
+
+var _ graphql.Transport = options{}
+
+// Supports accepts OPTIONS.
+func (options) Supports(r *http.Request) bool { return r.Method == http.MethodOptions }
+
+// Do says which methods are allowed.
+func (options) Do(w http.ResponseWriter, _ *http.Request, _ graphql.GraphExecutor) {
+	w.Header().Set("Allow", allowedMethods)
+	w.WriteHeader(http.StatusOK)
+}
 
 // queryParams is gqlgen's GET transport, except that a query string, variables or extensions
 // that cannot be decoded are answered BAD_REQUEST.
@@ -100,7 +117,7 @@ func (p boundedPOST) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 }
 
 // unsupported answers every request the transports before it do not support: a method other
-// than GET, POST, OPTIONS and HEAD gets METHOD_NOT_ALLOWED (405, with Allow), anything else
+// than GET, POST and OPTIONS (HEAD included) gets METHOD_NOT_ALLOWED (405, with Allow), anything else
 // (a POST that is not JSON, a WebSocket upgrade) BAD_REQUEST (400). It supports every request,
 // so it must be added last.
 type unsupported struct{}
@@ -141,7 +158,7 @@ func describeContentType(v string) string {
 
 // writeError answers with one coded GraphQL error, through the executor like gqlgen's own
 // request errors, so that the error presenter logs it and the response hooks (metrics, quota
-// extension) see it.
+// extension, the status rules) see it. It is in the media type the client accepts.
 func writeError(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, status int, code, msg string) {
 	resp := exec.DispatchError(r.Context(), gqlerror.List{{Message: msg, Extensions: map[string]any{"code": code}}})
 	b, err := json.Marshal(resp)
@@ -149,7 +166,7 @@ func writeError(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecut
 		b = fmt.Appendf(nil, `{"errors":[{"message":"internal error","extensions":{"code":%q}}],"data":null}`, resolvers.CodeInternal)
 		status = http.StatusInternalServerError
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", responseMediaType(r))
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
