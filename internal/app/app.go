@@ -23,6 +23,7 @@ import (
 
 	"github.com/mdegraph/mdegraph/internal/config"
 	"github.com/mdegraph/mdegraph/internal/defender"
+	"github.com/mdegraph/mdegraph/internal/drain"
 	"github.com/mdegraph/mdegraph/internal/gqlhttp"
 	"github.com/mdegraph/mdegraph/internal/loaders"
 	"github.com/mdegraph/mdegraph/internal/metrics"
@@ -46,12 +47,16 @@ var _ defender.TokenSource = (*upstreamauth.Source)(nil)
 
 // App is the assembled service.
 type App struct {
-	// GraphQL serves /query: per-request loaders, REQUEST_TIMEOUT, the gqlgen handler.
+	// GraphQL serves /query: per-request loaders, REQUEST_TIMEOUT, the gqlgen handler; at
+	// the end of a shutdown's grace, Drain answers what is still running SHUTTING_DOWN.
 	GraphQL http.Handler
 	// Playground, Example and Static are the web pages (Static expects the /static prefix stripped).
 	Playground, Example, Static http.Handler
-	// Health answers while the process runs; Ready once a Defender token can be had.
+	// Health answers while the process runs; Ready once a Defender token can be had, and
+	// 503 again from the first stop signal (Drain.Begin).
 	Health, Ready http.Handler
+	// Drain stops the service gracefully; server.go calls its Shutdown at a stop signal.
+	Drain *drain.Drain
 	// Metrics serves Prometheus metrics.
 	Metrics http.Handler
 
@@ -97,7 +102,7 @@ const (
 // gave one, one WARN line naming the problem otherwise; the service starts either way, and
 // queries share the check's token, or its failure for upstreamauth.FailureTTL.
 func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (*App, error) {
-	a := &App{close: func() {}, credentialsCheck: make(chan struct{})}
+	a := &App{close: func() {}, credentialsCheck: make(chan struct{}), Drain: drain.New()}
 	creds, err := a.upstream(ctx, cfg, logger, opts)
 	if err != nil {
 		return nil, err
@@ -159,8 +164,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		CacheMaxAge:      cfg.CacheTTL,
 	})
 	identity := creds.Identity()
-	a.GraphQL = withTimeout(cfg.RequestTimeout,
-		loaders.Middleware(fetcher, func(*http.Request) string { return identity }, gql))
+	a.GraphQL = a.Drain.Requests(withTimeout(cfg.RequestTimeout,
+		loaders.Middleware(fetcher, func(*http.Request) string { return identity }, gql)), gqlhttp.ShuttingDown)
 
 	a.Playground = web.Playground(web.PlaygroundOptions{
 		Endpoint:  "/query",
@@ -171,7 +176,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	a.Example = web.Example(web.ExampleOptions{Endpoint: "/query", DeviceID: a.ExampleDevice})
 	a.Static = web.Static()
 	a.Health = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	a.Ready = readiness(tokens, logger)
+	a.Ready = a.Drain.Ready(readiness(tokens, logger))
 	a.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 
 	if cfg.Demo {

@@ -170,3 +170,19 @@ func writeError(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecut
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
+
+// ShuttingDown answers a request the service stopped before it could finish (package drain):
+// 503 with one SHUTTING_DOWN error and no data, in the media type the client accepts.
+func ShuttingDown(w http.ResponseWriter, r *http.Request) {
+	b, _ := json.Marshal(map[string]any{"errors": gqlerror.List{{ // strings only: it always marshals
+		Message:    "the service is shutting down and stopped this request before it finished; send it again",
+		Extensions: map[string]any{"code": resolvers.CodeShuttingDown},
+	}}})
+	h := w.Header()
+	h.Set("Content-Type", responseMediaType(r))
+	h.Set("Cache-Control", "no-store")
+	h.Del("Content-Length")
+	h.Del("Content-Encoding")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write(b)
+}
