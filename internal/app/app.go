@@ -155,6 +155,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	gql := gqlhttp.New(gqlhttp.Options{
 		Resolver:         &resolvers.Resolver{Quota: a.Quota, Logger: logger},
 		MaxUpstreamCalls: cfg.MaxUpstreamCalls,
+		MaxBodyBytes:     cfg.MaxBodyBytes,
 		Limits:           cfg.QueryLimits,
 		Introspection:    cfg.Introspection,
 		APQCacheSize:     cfg.APQCacheSize,

@@ -46,6 +46,8 @@ type Config struct {
 	MaxUpstreamCalls int
 	// RequestTimeout bounds one GraphQL request.
 	RequestTimeout time.Duration
+	// MaxBodyBytes bounds a POST body.
+	MaxBodyBytes int64
 	// QueryLimits bound each query before it is parsed (MAX_QUERY_*).
 	QueryLimits querylimit.Limits
 	// Introspection answers schema queries and suggests field names in errors.
@@ -94,8 +96,9 @@ var Settings = []Setting{
 	{"NOT_FOUND_TTL", "10s", "how long an upstream 404 is reused (at most CACHE_TTL)"},
 	{"MAX_UPSTREAM_CALLS_PER_QUERY", "50", "a query that could need more upstream calls is rejected before any call"},
 	{"REQUEST_TIMEOUT", "30s", "longest one GraphQL request may take"},
-	{"MAX_QUERY_TOKENS", "10000", "a query of more lexical tokens (names, punctuation, values, comments) is refused before it is parsed"},
-	{"MAX_QUERY_ALIASES", "200", "a query with more aliases in one operation (fragments expanded) is refused before it is parsed"},
+	{"MAX_BODY_BYTES", "65536", "a POST body of more bytes is refused (413) before it is decoded"},
+	{"MAX_QUERY_TOKENS", "5000", "a query of more lexical tokens (names, punctuation, values, comments) is refused before it is parsed"},
+	{"MAX_QUERY_ALIASES", "100", "a query with more aliases in one operation (fragments expanded) is refused before it is parsed"},
 	{"MAX_QUERY_DEPTH", "20", "a query whose selections nest deeper (fragments expanded) is refused before it is parsed"},
 	{"MAX_QUERY_FIELDS", "2000", "a query selecting more fields in one operation (fragments expanded) is refused before it is parsed"},
 	{"MAX_QUERY_DIRECTIVES", "50", "a query with more directives in one operation (fragments expanded) is refused before it is parsed"},
@@ -235,6 +238,7 @@ func parse(get func(string) string) (Config, error) {
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("REQUEST_TIMEOUT %q: must be more than 0", get("REQUEST_TIMEOUT")))
 	}
+	c.MaxBodyBytes = int64(intVar("MAX_BODY_BYTES", 1024))
 	c.QueryLimits = querylimit.Limits{Tokens: intVar("MAX_QUERY_TOKENS", 1), Aliases: intVar("MAX_QUERY_ALIASES", 1),
 		Depth: intVar("MAX_QUERY_DEPTH", 1), Fields: intVar("MAX_QUERY_FIELDS", 1), Directives: intVar("MAX_QUERY_DIRECTIVES", 1)}
 	switch v := strings.ToLower(get("INTROSPECTION")); v {

@@ -516,7 +516,7 @@ func TestSettingsAreRead(t *testing.T) {
 		"MDE_LIMIT_PER_MINUTE": "7", "MDE_LIMIT_PER_HOUR": "8", "QUOTA_MAX_WAIT": "3s", "CACHE_TTL": "4s",
 		"NOT_FOUND_TTL": "2s", "MAX_UPSTREAM_CALLS_PER_QUERY": "9", "REQUEST_TIMEOUT": "5s",
 		"CORS_ORIGINS": "*", "APQ_CACHE_SIZE": "11", "LOG_LEVEL": "error", "LOG_FORMAT": "json", "DEMO_LATENCY": "6s",
-		"MAX_QUERY_TOKENS": "12", "MAX_QUERY_ALIASES": "13", "MAX_QUERY_DEPTH": "14", "MAX_QUERY_FIELDS": "15",
+		"MAX_BODY_BYTES": "2048", "MAX_QUERY_TOKENS": "12", "MAX_QUERY_ALIASES": "13", "MAX_QUERY_DEPTH": "14", "MAX_QUERY_FIELDS": "15",
 		"MAX_QUERY_DIRECTIVES": "16", "INTROSPECTION": "true", "SHUTDOWN_GRACE": "17s",
 	}
 	base := mustLoad(t, nil, withCreds(nil))
@@ -591,7 +591,7 @@ func TestREADMEListsEverySetting(t *testing.T) {
 func TestQueryLimitsIntrospectionAndGrace(t *testing.T) {
 	t.Parallel()
 	demo := mustLoad(t, nil, nil)
-	if want := (querylimit.Limits{Tokens: 10000, Aliases: 200, Depth: 20, Fields: 2000, Directives: 50}); demo.QueryLimits != want {
+	if want := (querylimit.Limits{Tokens: 5000, Aliases: 100, Depth: 20, Fields: 2000, Directives: 50}); demo.QueryLimits != want {
 		t.Errorf("QueryLimits = %+v, want %+v", demo.QueryLimits, want)
 	}
 	if !demo.Introspection || demo.ShutdownGrace != 30*time.Second {

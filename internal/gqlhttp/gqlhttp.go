@@ -28,6 +28,8 @@ type Options struct {
 	MaxUpstreamCalls int
 	// APQCacheSize bounds the persisted-query cache (default 1000 entries).
 	APQCacheSize int
+	// MaxBodyBytes bounds a POST body (default MaxBodyBytes).
+	MaxBodyBytes int64
 	// Limits bound each query before it is parsed (package querylimit); a zero field is no
 	// limit. Limits.Tokens is also gqlgen's parser token limit.
 	Limits querylimit.Limits
@@ -59,13 +61,16 @@ func New(opts Options) http.Handler {
 	if opts.APQCacheSize <= 0 {
 		opts.APQCacheSize = 1000
 	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = MaxBodyBytes
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: opts.Resolver}))
 	srv.AddTransport(options{})
 	srv.AddTransport(queryParams{})
-	srv.AddTransport(boundedPOST{})
+	srv.AddTransport(boundedPOST{max: opts.MaxBodyBytes})
 	srv.AddTransport(unsupported{}) // last: it supports every request
 	srv.SetQueryCache(newQueryCache())
 	srv.SetParserTokenLimit(max(opts.Limits.Tokens, 0)) // a backstop: queryLimits counts first

@@ -81,36 +81,39 @@ func checkQueryParams(rawQuery string) string {
 	return ""
 }
 
-// MaxBodyBytes bounds a POST body. A GraphQL request is a query of a few kilobytes and its
-// variables; without a bound, one anonymous request could make the server hold hundreds of
-// megabytes.
-const MaxBodyBytes = 1 << 20
+// MaxBodyBytes is the default bound of a POST body (Options.MaxBodyBytes). A GraphQL request
+// is a query of a few kilobytes and its variables (GraphiQL's introspection query is 2 KB, a
+// 50-device dashboard 12 KB, a query of MAX_QUERY_TOKENS's 5,000 tokens, pretty-printed, about
+// 60 KB). The whole body is decoded as JSON before anything can refuse the query in it, so the
+// bound sets what the worst hostile body costs.
+const MaxBodyBytes = 64 << 10
 
-// boundedPOST is gqlgen's POST transport with the body bounded by MaxBodyBytes: a longer body
+// boundedPOST is gqlgen's POST transport with the body bounded by max bytes: a longer body
 // (declared or not) is answered 413 with BAD_REQUEST, before gqlgen decodes anything. A body
 // with a declared length (the server reads no more than that) is handed over unread; only a
 // chunked one is read first.
 type boundedPOST struct {
 	transport.POST
+	max int64
 }
 
 var _ graphql.Transport = boundedPOST{}
 
-// Do refuses a body over MaxBodyBytes, then hands the request to gqlgen.
+// Do refuses a body over p.max bytes, then hands the request to gqlgen.
 func (p boundedPOST) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	tooLarge := r.ContentLength > MaxBodyBytes
+	tooLarge := r.ContentLength > p.max
 	if r.ContentLength < 0 { // length unknown (chunked): read it to know, within the bound
-		body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+		body, err := io.ReadAll(io.LimitReader(r.Body, p.max+1))
 		if err != nil {
 			writeError(w, r, exec, http.StatusBadRequest, resolvers.CodeBadRequest, "the request body could not be read: "+err.Error())
 			return
 		}
-		tooLarge = len(body) > MaxBodyBytes
+		tooLarge = int64(len(body)) > p.max
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	if tooLarge {
 		writeError(w, r, exec, http.StatusRequestEntityTooLarge, resolvers.CodeBadRequest,
-			fmt.Sprintf("the request body is larger than %d bytes: a GraphQL request is a small JSON object (use variables, not inline data)", MaxBodyBytes))
+			fmt.Sprintf("the request body is larger than %d bytes (MAX_BODY_BYTES): a GraphQL request is a small JSON object (use variables, not inline data)", p.max))
 		return
 	}
 	p.POST.Do(w, r, exec)

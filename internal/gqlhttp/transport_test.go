@@ -1,6 +1,7 @@
 package gqlhttp_test
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -65,10 +66,10 @@ func TestRequestErrorsAreCoded(t *testing.T) {
 			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "variables must be a JSON object"},
 		{name: "body over the limit, declared", method: http.MethodPost, contentType: "application/json",
 			body:       `{"query":"` + q + `","variables":{"x":"` + strings.Repeat("a", gqlhttp.MaxBodyBytes) + `"}}`,
-			wantStatus: http.StatusRequestEntityTooLarge, wantCode: "BAD_REQUEST", wantMsg: "larger than 1048576 bytes"},
+			wantStatus: http.StatusRequestEntityTooLarge, wantCode: "BAD_REQUEST", wantMsg: fmt.Sprintf("larger than %d bytes", gqlhttp.MaxBodyBytes)},
 		{name: "body over the limit, chunked", method: http.MethodPost, contentType: "application/json", chunked: true,
 			body:       `{"query":"` + q + `","variables":{"x":"` + strings.Repeat("a", gqlhttp.MaxBodyBytes) + `"}}`,
-			wantStatus: http.StatusRequestEntityTooLarge, wantCode: "BAD_REQUEST", wantMsg: "larger than 1048576 bytes"},
+			wantStatus: http.StatusRequestEntityTooLarge, wantCode: "BAD_REQUEST", wantMsg: fmt.Sprintf("larger than %d bytes", gqlhttp.MaxBodyBytes)},
 		// APQ mistakes are invalid parameters (400); an unknown hash is a GraphQL request
 		// error (200 for application/json), as Apollo clients expect.
 		{name: "APQ hash does not match the query", method: http.MethodGet,
