@@ -86,8 +86,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Handler:           accessLog(logger, mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return appCtx },
+		// A GET carries its query in the URL: bound it as a POST body is, plus room for
+		// the headers (a bearer token).
+		MaxHeaderBytes: int(cfg.MaxBodyBytes) + 16<<10,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:    func(net.Listener) context.Context { return appCtx },
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
