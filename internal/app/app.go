@@ -169,10 +169,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		loaders.Middleware(fetcher, func(*http.Request) string { return identity }, gql)), gqlhttp.ShuttingDown)
 
 	a.Playground = web.Playground(web.PlaygroundOptions{
-		Endpoint:  "/query",
-		Title:     "mdegraph",
-		Query:     web.DefaultQuery,
-		Variables: web.DeviceVariables(a.ExampleDevice),
+		Endpoint:        "/query",
+		Title:           "mdegraph",
+		Query:           web.DefaultQuery,
+		Variables:       web.DeviceVariables(a.ExampleDevice),
+		NoIntrospection: !cfg.Introspection,
 	})
 	a.Example = web.Example(web.ExampleOptions{Endpoint: "/query", DeviceID: a.ExampleDevice})
 	a.Static = web.Static()
