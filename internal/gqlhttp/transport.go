@@ -83,7 +83,7 @@ func checkQueryParams(rawQuery string) string {
 
 // MaxBodyBytes is the default bound of a POST body (Options.MaxBodyBytes). A GraphQL request
 // is a query of a few kilobytes and its variables (GraphiQL's introspection query is 2 KB, a
-// 50-device dashboard 12 KB, a query of MAX_QUERY_TOKENS's 5,000 tokens, pretty-printed, about
+// 50-device dashboard 11 KB, a query of MAX_QUERY_TOKENS's 5,000 tokens, pretty-printed, about
 // 60 KB). The whole body is decoded as JSON before anything can refuse the query in it, so the
 // bound sets what the worst hostile body costs.
 const MaxBodyBytes = 64 << 10
