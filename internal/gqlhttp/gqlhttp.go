@@ -40,6 +40,9 @@ type Options struct {
 	// Logger receives error and panic reports, refused queries and slow parses (default:
 	// discard).
 	Logger *slog.Logger
+	// SlowParse is how long parsing and validating a document may take before a warning
+	// (default SlowParse).
+	SlowParse time.Duration
 	// ObserveOperation, if set, is called once per operation (refused ones included) with its
 	// errors' codes and the time since the request reached the handler: reading the body,
 	// parsing and validating included.
@@ -66,6 +69,9 @@ func New(opts Options) http.Handler {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.SlowParse <= 0 {
+		opts.SlowParse = SlowParse
 	}
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: opts.Resolver}))
 	srv.AddTransport(options{})
@@ -96,7 +102,7 @@ func New(opts Options) http.Handler {
 		return next(ctx)
 	})
 	quota := opts.Resolver.Quota
-	log := newOperationLog(opts.Logger)
+	log := newOperationLog(opts.Logger, opts.SlowParse)
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 		resp := next(ctx)
 		if resp == nil {

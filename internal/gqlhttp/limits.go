@@ -130,20 +130,21 @@ var refusalCodes = map[string]bool{
 }
 
 // SlowParse is how long parsing and validating one document may take before a warning says
-// so: with the limits in place it takes well under a millisecond, so more means limits set
-// too high for the machine.
+// so (Options.SlowParse): with the limits in place it takes well under a millisecond, so more
+// means limits set too high for the machine.
 const SlowParse = 100 * time.Millisecond
 
 // operationLog writes the log lines about whole operations: refusals, and documents slow to
 // parse and validate. Repeats with the same reason and caller are lowered to debug for a
 // minute (package quietlog).
 type operationLog struct {
-	logger  *slog.Logger
-	repeats *quietlog.Repeats
+	logger    *slog.Logger
+	repeats   *quietlog.Repeats
+	slowParse time.Duration
 }
 
-func newOperationLog(logger *slog.Logger) operationLog {
-	return operationLog{logger: logger, repeats: quietlog.New(time.Minute)}
+func newOperationLog(logger *slog.Logger, slowParse time.Duration) operationLog {
+	return operationLog{logger: logger, repeats: quietlog.New(time.Minute), slowParse: slowParse}
 }
 
 // caller names who sent the request, for a log line: the principal's identity, "anonymous"
@@ -169,7 +170,7 @@ func (l operationLog) answered(ctx context.Context, resp *graphql.Response, code
 	}
 	st := graphql.GetOperationContext(ctx).Stats
 	parse, validate := span(st.Parsing), span(st.Validation)
-	if parse+validate < SlowParse {
+	if parse+validate < l.slowParse {
 		return
 	}
 	who := caller(ctx)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mdegraph/mdegraph/internal/gqlhttp"
 	"github.com/mdegraph/mdegraph/internal/logtest"
@@ -162,5 +163,22 @@ func TestIntrospectionSwitch(t *testing.T) {
 	}
 	if msg := errorMessage(post(t, off.URL, typo, nil)); strings.Contains(msg, "Did you mean") || !strings.Contains(msg, "endpoin") {
 		t.Errorf("off: %q, want the error without a suggestion", msg)
+	}
+}
+
+// TestSlowParseIsLogged: a document slower to parse and validate than SlowParse is logged at
+// warn with both times and the caller, once a minute per caller.
+func TestSlowParseIsLogged(t *testing.T) {
+	t.Parallel()
+	var logs logtest.Buffer
+	srv := newServer(t, gqlhttp.Options{SlowParse: time.Nanosecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	post(t, srv.URL, `{"query":"{ quota { endpoint } }"}`, nil)
+	post(t, srv.URL, `{"query":"{ quota { call } }"}`, nil)
+	warn := grepLines(logs.String(), `level=WARN msg="slow to parse and validate`)
+	debug := grepLines(logs.String(), `level=DEBUG msg="slow to parse and validate`)
+	if len(warn) != 1 || !strings.Contains(warn[0], "parse=") || !strings.Contains(warn[0], "validation=") ||
+		!strings.Contains(warn[0], "caller=anonymous") || len(debug) != 1 {
+		t.Errorf("want one WARN line with parse, validation and caller, and one DEBUG repeat; log:\n%s", logs.String())
 	}
 }
