@@ -113,6 +113,12 @@ type costHarness struct {
 
 func newCostHarness(t testing.TB, max int) *costHarness {
 	t.Helper()
+	return newCostHarnessTimeout(t, max, func() time.Duration { return 30 * time.Second })
+}
+
+// newCostHarnessTimeout is newCostHarness whose requests' deadline is timeout() away.
+func newCostHarnessTimeout(t testing.TB, max int, timeout func() time.Duration) *costHarness {
+	t.Helper()
 	up := &upstream{n: 30}
 	est := &estimates{}
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{}}))
@@ -123,7 +129,7 @@ func newCostHarness(t testing.TB, max int) *costHarness {
 	// A batch window long enough that a busy test machine cannot split one request's batch.
 	f := loaders.NewFetcher(loaders.Options{Source: up, CacheTTL: time.Hour, NotFoundTTL: time.Hour, BatchWait: 50 * time.Millisecond})
 	h := loaders.Middleware(f, func(*http.Request) string { return "app" }, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(r.Context(), timeout())
 		defer cancel()
 		srv.ServeHTTP(w, r.WithContext(ctx))
 	}))
@@ -291,19 +297,8 @@ func TestUpstreamCallsKnowTheCache(t *testing.T) {
 // a call, since the resolver may find it gone.
 func TestUpstreamCallsNearExpiry(t *testing.T) {
 	t.Parallel()
-	up := &upstream{n: 3}
-	est := &estimates{}
-	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{}}))
-	srv.AddTransport(transport.POST{})
-	srv.Use(est)
-	f := loaders.NewFetcher(loaders.Options{Source: up, CacheTTL: time.Hour})
 	timeout := time.Minute
-	h := loaders.Middleware(f, func(*http.Request) string { return "app" }, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), timeout)
-		defer cancel()
-		srv.ServeHTTP(w, r.WithContext(ctx))
-	}))
-	c := &costHarness{up: up, est: est, h: h}
+	c := newCostHarnessTimeout(t, 1000, func() time.Duration { return timeout })
 	q := aliases([]string{`"host-1"`}, "osPlatform")
 	vars := map[string]any{"v": "host-1", "n": "host-1"}
 	c.run(t, q, vars)

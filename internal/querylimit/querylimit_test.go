@@ -80,26 +80,22 @@ func TestCounts(t *testing.T) {
 	}
 }
 
-// aliasBomb is a fragment bomb: each fragment spreads the one before it under two aliases, so
-// the operation selects 3·2^n-2 fields, 2^(n+1)-2 of them aliased, in a document of n lines.
-func aliasBomb(n int) string {
+// bomb is a fragment bomb: fragment i holds body, in which %[1]d is the fragment before it.
+func bomb(n int, body string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "{ ...F%d }\nfragment F0 on Query { __typename }\n", n)
 	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&b, "fragment F%d on Query { a: quota { ...F%d } b: quota { ...F%d } }\n", i, i-1, i-1)
+		fmt.Fprintf(&b, "fragment F%d on Query { %s }\n", i, fmt.Sprintf(body, i-1))
 	}
 	return b.String()
 }
 
+// aliasBomb spreads each fragment in the next under two aliases, so the operation selects
+// 3·2^n-2 fields, 2^(n+1)-2 of them aliased, in a document of n lines.
+func aliasBomb(n int) string { return bomb(n, "a: quota { ...F%[1]d } b: quota { ...F%[1]d }") }
+
 // fieldBomb spreads each fragment twice in the next, without aliases: 2^(n+1)-1 fields.
-func fieldBomb(n int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "{ ...F%d }\nfragment F0 on Query { __typename }\n", n)
-	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&b, "fragment F%d on Query { __typename ...F%d ...F%d }\n", i, i-1, i-1)
-	}
-	return b.String()
-}
+func fieldBomb(n int) string { return bomb(n, "__typename ...F%[1]d ...F%[1]d") }
 
 // Defaults that every honest query passes; the service's configuration uses its own, checked
 // against the same documents in package gqlhttp.
