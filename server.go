@@ -17,15 +17,19 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/mdegraph/mdegraph/internal/app"
 	"github.com/mdegraph/mdegraph/internal/config"
+	"github.com/mdegraph/mdegraph/internal/drain"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := drain.OnSignals(context.Background(), signals, exitNow)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -47,8 +51,18 @@ func reportFatal(w io.Writer, args []string, getenv func(string) string, err err
 	fmt.Fprintln(w, "mdegraph:", err)
 }
 
-// shutdownGrace is how long in-flight requests get to finish after a stop signal.
-const shutdownGrace = 15 * time.Second
+// exitNow ends the process at a second stop signal, without waiting for requests in flight.
+func exitNow(s os.Signal) {
+	if logger := processLogger.Load(); logger != nil {
+		logger.Error("second stop signal: exiting now, without waiting for the requests in flight", "signal", s.String())
+	} else {
+		fmt.Fprintf(os.Stderr, "mdegraph: second stop signal (%v): exiting now\n", s)
+	}
+	os.Exit(1)
+}
+
+// processLogger is the service's logger once run has made it, for exitNow.
+var processLogger atomic.Pointer[slog.Logger]
 
 // run starts the service and serves until ctx ends. ready, when not nil, is called with the
 // base URL once the listener is open (tests use it with ADDR=127.0.0.1:0).
@@ -62,6 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	for _, w := range cfg.Warnings {
 		logger.Warn(w)
 	}
+	processLogger.Store(logger)
 
 	// The application's lifetime context: the token source and the simulator live on it, and
 	// requests in flight at shutdown are not cancelled by the stop signal.
@@ -86,8 +101,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Handler:           accessLog(logger, mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return appCtx },
+		// A GET carries its query in the URL: bound it as a POST body is, plus room for
+		// the headers (a bearer token).
+		MaxHeaderBytes: int(cfg.MaxBodyBytes) + 16<<10,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:    func(net.Listener) context.Context { return appCtx },
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -114,10 +132,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down: finishing requests in flight", "grace", shutdownGrace)
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	logger.Info("shutting down: /readyz answers 503, requests in flight may finish", "grace", cfg.ShutdownGrace,
+		"in_flight", a.Drain.InFlight())
+	err = a.Drain.Shutdown(srv, cfg.ShutdownGrace)
+	if n := a.Drain.Interrupted(); n > 0 {
+		logger.Warn("the shutdown grace ended: requests still running were answered SHUTTING_DOWN", "requests", n, "grace", cfg.ShutdownGrace)
+	}
+	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	logger.Info("stopped")

@@ -37,6 +37,16 @@ const (
 	CodeBadRequest = "BAD_REQUEST"
 	// CodeMethodNotAllowed is an HTTP method the endpoint does not serve (package gqlhttp).
 	CodeMethodNotAllowed = "METHOD_NOT_ALLOWED"
+	// A query over one of the limits checked before parsing (package querylimit, MAX_QUERY_*).
+	CodeTooManyTokens     = "QUERY_TOO_MANY_TOKENS"
+	CodeTooManyAliases    = "QUERY_TOO_MANY_ALIASES"
+	CodeTooDeep           = "QUERY_TOO_DEEP"
+	CodeTooManyFields     = "QUERY_TOO_MANY_FIELDS"
+	CodeTooManyDirectives = "QUERY_TOO_MANY_DIRECTIVES"
+	// CodeIntrospectionDisabled refuses __schema and __type while INTROSPECTION is off.
+	CodeIntrospectionDisabled = "INTROSPECTION_DISABLED"
+	// CodeShuttingDown answers a request still running when the shutdown grace ended.
+	CodeShuttingDown = "SHUTTING_DOWN"
 )
 
 // permissions names the application permission each endpoint family needs, for FORBIDDEN.

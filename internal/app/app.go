@@ -25,6 +25,7 @@ import (
 	"github.com/mdegraph/mdegraph/internal/callerlimit"
 	"github.com/mdegraph/mdegraph/internal/config"
 	"github.com/mdegraph/mdegraph/internal/defender"
+	"github.com/mdegraph/mdegraph/internal/drain"
 	"github.com/mdegraph/mdegraph/internal/gqlhttp"
 	"github.com/mdegraph/mdegraph/internal/loaders"
 	"github.com/mdegraph/mdegraph/internal/metrics"
@@ -50,12 +51,16 @@ var _ defender.TokenSource = (*upstreamauth.Source)(nil)
 // App is the assembled service.
 type App struct {
 	// GraphQL serves /query: the caller's principal, REQUEST_TIMEOUT, per-request loaders, the
-	// gqlgen handler (with CALLER_LIMIT_PER_MINUTE before it, when set).
+	// gqlgen handler (with CALLER_LIMIT_PER_MINUTE before it, when set); at the end of a
+	// shutdown's grace, Drain answers what is still running SHUTTING_DOWN.
 	GraphQL http.Handler
 	// Playground, Example and Static are the web pages (Static expects the /static prefix stripped).
 	Playground, Example, Static http.Handler
-	// Health answers while the process runs; Ready once a Defender token can be had.
+	// Health answers while the process runs; Ready once a Defender token can be had, and
+	// 503 again from the first stop signal (Drain.Begin).
 	Health, Ready http.Handler
+	// Drain stops the service gracefully; server.go calls its Shutdown at a stop signal.
+	Drain *drain.Drain
 	// Metrics serves Prometheus metrics.
 	Metrics http.Handler
 
@@ -104,7 +109,7 @@ const (
 // gave one, one WARN line naming the problem otherwise; the service starts either way, and
 // queries share the check's token, or its failure for upstreamauth.FailureTTL.
 func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Options) (*App, error) {
-	a := &App{close: func() {}, credentialsCheck: make(chan struct{})}
+	a := &App{close: func() {}, credentialsCheck: make(chan struct{}), Drain: drain.New()}
 	creds, err := a.upstream(ctx, cfg, logger, opts)
 	if err != nil {
 		return nil, err
@@ -167,6 +172,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	gql := gqlhttp.New(gqlhttp.Options{
 		Resolver:         &resolvers.Resolver{Quota: a.Quota, Logger: logger},
 		MaxUpstreamCalls: cfg.MaxUpstreamCalls,
+		MaxBodyBytes:     cfg.MaxBodyBytes,
+		Limits:           cfg.QueryLimits,
+		Introspection:    cfg.Introspection,
 		APQCacheSize:     cfg.APQCacheSize,
 		Logger:           logger,
 		ObserveOperation: m.ObserveOperation,
@@ -175,19 +183,20 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		Admission:        callerLimit,
 	})
 	identity := creds.Identity()
-	a.GraphQL = identify(withTimeout(cfg.RequestTimeout,
-		loaders.Middleware(fetcher, func(*http.Request) string { return identity }, gql)))
+	a.GraphQL = a.Drain.Requests(identify(withTimeout(cfg.RequestTimeout,
+		loaders.Middleware(fetcher, func(*http.Request) string { return identity }, gql))), gqlhttp.ShuttingDown)
 
 	a.Playground = web.Playground(web.PlaygroundOptions{
-		Endpoint:  "/query",
-		Title:     "mdegraph",
-		Query:     web.DefaultQuery,
-		Variables: web.DeviceVariables(a.ExampleDevice),
+		Endpoint:        "/query",
+		Title:           "mdegraph",
+		Query:           web.DefaultQuery,
+		Variables:       web.DeviceVariables(a.ExampleDevice),
+		NoIntrospection: !cfg.Introspection,
 	})
 	a.Example = web.Example(web.ExampleOptions{Endpoint: "/query", DeviceID: a.ExampleDevice})
 	a.Static = web.Static()
 	a.Health = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	a.Ready = readiness(tokens, logger)
+	a.Ready = a.Drain.Ready(readiness(tokens, logger))
 	a.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 
 	if cfg.Demo {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mdegraph/mdegraph/internal/defender"
+	"github.com/mdegraph/mdegraph/internal/querylimit"
 )
 
 // Config is the validated configuration.
@@ -48,6 +49,14 @@ type Config struct {
 	MaxUpstreamCalls int
 	// RequestTimeout bounds one GraphQL request.
 	RequestTimeout time.Duration
+	// MaxBodyBytes bounds a POST body.
+	MaxBodyBytes int64
+	// QueryLimits bound each query before it is parsed (MAX_QUERY_*).
+	QueryLimits querylimit.Limits
+	// Introspection answers schema queries and suggests field names in errors.
+	Introspection bool
+	// ShutdownGrace is how long requests in flight may finish after a stop signal.
+	ShutdownGrace time.Duration
 
 	// CORSOrigins are the browser origins allowed to call /query ("*" for any).
 	CORSOrigins []string
@@ -94,6 +103,9 @@ var types = map[string]string{
 	"CACHE_TTL": "duration", "NOT_FOUND_TTL": "duration", "MAX_UPSTREAM_CALLS_PER_QUERY": "count", "CALLER_LIMIT_PER_MINUTE": "count",
 	"REQUEST_TIMEOUT": "duration", "CORS_ORIGINS": "origins", "APQ_CACHE_SIZE": "count",
 	"LOG_LEVEL": "level", "LOG_FORMAT": "format", "DEMO_LATENCY": "duration",
+	"MAX_BODY_BYTES": "bytes", "MAX_QUERY_TOKENS": "count", "MAX_QUERY_ALIASES": "count", "MAX_QUERY_DEPTH": "count",
+	"MAX_QUERY_FIELDS": "count", "MAX_QUERY_DIRECTIVES": "count", "INTROSPECTION": "auto|true|false",
+	"SHUTDOWN_GRACE": "duration",
 }
 
 // value is a setting's flag: a string, parsed with the others after the environment is read.
@@ -121,6 +133,14 @@ var Settings = []Setting{
 	{"NOT_FOUND_TTL", "10s", "how long an upstream 404 is reused (at most CACHE_TTL)"},
 	{"MAX_UPSTREAM_CALLS_PER_QUERY", "50", "a query that could need more upstream calls is rejected before any call"},
 	{"REQUEST_TIMEOUT", "30s", "longest one GraphQL request may take"},
+	{"MAX_BODY_BYTES", "65536", "a POST body of more bytes is refused (413) before it is decoded"},
+	{"MAX_QUERY_TOKENS", "5000", "a query of more lexical tokens (names, punctuation, values, comments) is refused before it is parsed"},
+	{"MAX_QUERY_ALIASES", "100", "a query with more aliases in one operation (fragments expanded) is refused before it is parsed"},
+	{"MAX_QUERY_DEPTH", "20", "a query whose selections nest deeper (fragments expanded) is refused before it is parsed"},
+	{"MAX_QUERY_FIELDS", "2000", "a query selecting more fields in one operation (fragments expanded) is refused before it is parsed"},
+	{"MAX_QUERY_DIRECTIVES", "50", "a query with more directives in one operation (fragments expanded) is refused before it is parsed"},
+	{"INTROSPECTION", "auto", "true: answer schema queries (the playground's docs) and suggest field names in errors; false: refuse them; auto: true in demo mode, false with credentials"},
+	{"SHUTDOWN_GRACE", "", "how long requests in flight may finish after a stop signal before they are answered SHUTTING_DOWN (default: REQUEST_TIMEOUT)"},
 	{"CORS_ORIGINS", "", "comma-separated browser origins allowed to call /query, or * for any (default: same origin only)"},
 	{"APQ_CACHE_SIZE", "1000", "automatic persisted queries kept in memory"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error (debug logs one line per upstream call)"},
@@ -271,6 +291,21 @@ func parse(get func(string) string, set func(string) bool) (Config, error) {
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("REQUEST_TIMEOUT %q: must be more than 0", get("REQUEST_TIMEOUT")))
 	}
+	c.MaxBodyBytes = int64(intVar("MAX_BODY_BYTES", 1024))
+	c.QueryLimits = querylimit.Limits{Tokens: intVar("MAX_QUERY_TOKENS", 1), Aliases: intVar("MAX_QUERY_ALIASES", 1),
+		Depth: intVar("MAX_QUERY_DEPTH", 1), Fields: intVar("MAX_QUERY_FIELDS", 1), Directives: intVar("MAX_QUERY_DIRECTIVES", 1)}
+	switch v := strings.ToLower(get("INTROSPECTION")); v {
+	case "auto":
+		c.Introspection = c.Demo
+	case "true", "false":
+		c.Introspection = v == "true"
+	default:
+		errs = append(errs, fmt.Errorf("INTROSPECTION %q: want auto, true or false", get("INTROSPECTION")))
+	}
+	c.ShutdownGrace = c.RequestTimeout
+	if get("SHUTDOWN_GRACE") != "" {
+		c.ShutdownGrace = durVar("SHUTDOWN_GRACE")
+	}
 	c.APQCacheSize = intVar("APQ_CACHE_SIZE", 1)
 	c.DemoLatency = durVar("DEMO_LATENCY")
 	for o := range strings.SplitSeq(get("CORS_ORIGINS"), ",") {
@@ -362,6 +397,14 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("not_found_ttl", c.NotFoundTTL),
 		slog.Int("max_upstream_calls_per_query", c.MaxUpstreamCalls),
 		slog.Int("caller_limit_per_minute", c.CallerLimitPerMinute),
+		slog.Int64("max_body_bytes", c.MaxBodyBytes),
+		slog.Int("max_query_tokens", c.QueryLimits.Tokens),
+		slog.Int("max_query_aliases", c.QueryLimits.Aliases),
+		slog.Int("max_query_depth", c.QueryLimits.Depth),
+		slog.Int("max_query_fields", c.QueryLimits.Fields),
+		slog.Int("max_query_directives", c.QueryLimits.Directives),
+		slog.Bool("introspection", c.Introspection),
+		slog.Duration("shutdown_grace", c.ShutdownGrace),
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.String("cors_origins", strings.Join(c.CORSOrigins, ",")),
 		slog.Int("apq_cache_size", c.APQCacheSize),

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mdegraph/mdegraph/internal/config"
+	"github.com/mdegraph/mdegraph/internal/querylimit"
 )
 
 const (
@@ -605,6 +606,8 @@ func TestSettingsAreRead(t *testing.T) {
 		"MDE_LIMIT_PER_MINUTE": "7", "MDE_LIMIT_PER_HOUR": "8", "QUOTA_MAX_WAIT": "3s", "CALLER_LIMIT_PER_MINUTE": "12", "CACHE_TTL": "4s",
 		"NOT_FOUND_TTL": "2s", "MAX_UPSTREAM_CALLS_PER_QUERY": "9", "REQUEST_TIMEOUT": "5s",
 		"CORS_ORIGINS": "*", "APQ_CACHE_SIZE": "11", "LOG_LEVEL": "error", "LOG_FORMAT": "json", "DEMO_LATENCY": "6s",
+		"MAX_BODY_BYTES": "2048", "MAX_QUERY_TOKENS": "12", "MAX_QUERY_ALIASES": "13", "MAX_QUERY_DEPTH": "14", "MAX_QUERY_FIELDS": "15",
+		"MAX_QUERY_DIRECTIVES": "16", "INTROSPECTION": "true", "SHUTDOWN_GRACE": "17s",
 	}
 	base := mustLoad(t, nil, withCreds(nil))
 	for _, s := range config.Settings {
@@ -671,6 +674,42 @@ func TestREADMEListsEverySetting(t *testing.T) {
 		row := strings.ReplaceAll(fmt.Sprintf("| `%s` | %s | %s |", s.Env, def, s.Usage), "|  |", "| |")
 		if !strings.Contains(string(readme), row) {
 			t.Errorf("README.md lacks the row:\n%s", row)
+		}
+	}
+}
+
+func TestQueryLimitsIntrospectionAndGrace(t *testing.T) {
+	t.Parallel()
+	demo := mustLoad(t, nil, nil)
+	if want := (querylimit.Limits{Tokens: 5000, Aliases: 100, Depth: 20, Fields: 2000, Directives: 50}); demo.QueryLimits != want {
+		t.Errorf("QueryLimits = %+v, want %+v", demo.QueryLimits, want)
+	}
+	if !demo.Introspection || demo.ShutdownGrace != 30*time.Second {
+		t.Errorf("demo mode: Introspection %v, ShutdownGrace %v; want true, REQUEST_TIMEOUT (30s)", demo.Introspection, demo.ShutdownGrace)
+	}
+	tests := []struct {
+		kv                map[string]string
+		wantIntrospection bool
+		wantGrace         time.Duration
+	}{
+		{withCreds(nil), false, 30 * time.Second},
+		{withCreds(map[string]string{"INTROSPECTION": "TRUE", "REQUEST_TIMEOUT": "5s"}), true, 5 * time.Second},
+		{map[string]string{"INTROSPECTION": "false", "SHUTDOWN_GRACE": "0"}, false, 0},
+		{map[string]string{"SHUTDOWN_GRACE": "2m"}, true, 2 * time.Minute},
+	}
+	for _, tt := range tests {
+		cfg := mustLoad(t, nil, tt.kv)
+		if cfg.Introspection != tt.wantIntrospection || cfg.ShutdownGrace != tt.wantGrace {
+			t.Errorf("%v: Introspection %v, ShutdownGrace %v; want %v, %v", tt.kv, cfg.Introspection, cfg.ShutdownGrace, tt.wantIntrospection, tt.wantGrace)
+		}
+	}
+	for kv, want := range map[string]string{
+		"INTROSPECTION=yes": "INTROSPECTION", "MAX_QUERY_DEPTH=0": "MAX_QUERY_DEPTH", "MAX_QUERY_TOKENS=x": "MAX_QUERY_TOKENS",
+		"SHUTDOWN_GRACE=-1s": "SHUTDOWN_GRACE",
+	} {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, err := load(t, nil, map[string]string{k: v}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want one naming %s", kv, err, want)
 		}
 	}
 }

@@ -1,8 +1,9 @@
 // Package gqlhttp serves the GraphQL schema over HTTP: gqlgen's handler with explicit
-// transports and extensions (query cache, persisted queries, introspection, the upstream-call
-// cost limit), the error presenter, panic recovery, per-operation metrics, and what web
-// frontends expect around it: CORS, gzip, cacheable persisted GET queries, and the quota in
-// each answer's extensions.
+// transports and extensions (the query limits checked before parsing, bounded query and
+// persisted-query caches, introspection when allowed, the upstream-call cost limit), the error
+// presenter, panic recovery, per-operation metrics and log lines, the GraphQL over HTTP
+// spec's status rules, and what web frontends expect around it: CORS, gzip, cacheable
+// persisted GET queries, and the quota in each answer's extensions.
 package gqlhttp
 
 import (
@@ -14,11 +15,9 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/lru"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/mdegraph/mdegraph/graph"
+	"github.com/mdegraph/mdegraph/internal/querylimit"
 	"github.com/mdegraph/mdegraph/resolvers"
 )
 
@@ -29,10 +28,24 @@ type Options struct {
 	MaxUpstreamCalls int
 	// APQCacheSize bounds the persisted-query cache (default 1000 entries).
 	APQCacheSize int
-	// Logger receives error and panic reports (default: discard).
+	// MaxBodyBytes bounds a POST body (default MaxBodyBytes).
+	MaxBodyBytes int64
+	// Limits bound each query before it is parsed (package querylimit); a zero field is no
+	// limit. Limits.Tokens is also gqlgen's parser token limit.
+	Limits querylimit.Limits
+	// Introspection answers __schema and __type (the playground's docs) and suggests field
+	// names in validation errors. Without it both are refused with INTROSPECTION_DISABLED,
+	// and validation errors suggest nothing.
+	Introspection bool
+	// Logger receives error and panic reports, refused queries and slow parses (default:
+	// discard).
 	Logger *slog.Logger
-	// ObserveOperation, if set, is called once per operation with the request's context (which
-	// names the caller) and its errors' codes.
+	// SlowParse is how long parsing and validating a document may take before a warning
+	// (default SlowParse).
+	SlowParse time.Duration
+	// ObserveOperation, if set, is called once per operation (refused ones included) with the
+	// request's context (which names the caller), its errors' codes and the time since the
+	// request reached the handler: reading the body, parsing and validating included.
 	ObserveOperation func(ctx context.Context, codes []string, d time.Duration)
 	// CORSOrigins are the browser origins allowed to call the endpoint ("*" for any); none
 	// means same-origin only.
@@ -55,30 +68,57 @@ func New(opts Options) http.Handler {
 	if opts.APQCacheSize <= 0 {
 		opts.APQCacheSize = 1000
 	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = MaxBodyBytes
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.SlowParse <= 0 {
+		opts.SlowParse = SlowParse
+	}
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: opts.Resolver}))
-	srv.AddTransport(transport.Options{})
+	srv.AddTransport(options{})
 	srv.AddTransport(queryParams{})
-	srv.AddTransport(boundedPOST{})
+	srv.AddTransport(boundedPOST{max: opts.MaxBodyBytes})
 	srv.AddTransport(unsupported{}) // last: it supports every request
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	srv.Use(extension.Introspection{})
-	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](opts.APQCacheSize)})
+	srv.SetQueryCache(newQueryCache())
+	srv.SetParserTokenLimit(max(opts.Limits.Tokens, 0)) // a backstop: queryLimits counts first
+	// Before parsing, in this order: the limits (so that nothing over them is kept as a
+	// persisted query), persisted queries, then a query must be there.
+	srv.Use(queryLimits{limits: opts.Limits})
+	srv.Use(extension.AutomaticPersistedQuery{Cache: newAPQCache(opts.APQCacheSize)})
+	srv.Use(requireQuery{})
+	// After validation.
+	if opts.Introspection {
+		srv.Use(extension.Introspection{})
+	} else {
+		srv.Use(noIntrospection{})
+		srv.SetDisableSuggestion(true) // "Did you mean ...?" would tell the schema piece by piece
+	}
 	srv.Use(resolvers.CostLimit{Max: opts.MaxUpstreamCalls})
 	srv.SetErrorPresenter(resolvers.ErrorPresenter(opts.Logger))
 	srv.SetRecoverFunc(resolvers.RecoverFunc(opts.Logger))
+	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		if x := exchangeFrom(ctx); x != nil {
+			x.executed = true
+		}
+		return next(ctx)
+	})
 	quota := opts.Resolver.Quota
+	log := newOperationLog(opts.Logger, opts.SlowParse)
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
-		start := time.Now()
 		resp := next(ctx)
 		if resp == nil {
 			return nil
 		}
+		x := exchangeFrom(ctx)
+		codes := errorCodes(resp)
+		x.answered(resp, codes)
 		if opts.ObserveOperation != nil {
-			opts.ObserveOperation(ctx, errorCodes(resp), time.Since(start))
+			opts.ObserveOperation(ctx, codes, x.elapsed())
 		}
+		log.answered(ctx, resp, codes)
 		noteCacheable(ctx, resp)
 		if quota != nil {
 			if resp.Extensions == nil {
@@ -92,7 +132,7 @@ func New(opts Options) http.Handler {
 	if opts.Admission != nil {
 		h = opts.Admission(h)
 	}
-	return withCORS(opts.CORSOrigins, withGzip(withCacheHeaders(opts.CacheMaxAge, h)))
+	return withCORS(opts.CORSOrigins, withGzip(withCacheHeaders(opts.CacheMaxAge, withResponseRules(h))))
 }
 
 // errorCodes lists the extensions.code of each error in resp.

@@ -27,20 +27,20 @@ type requestProblem struct {
 	msg    string
 }
 
-// readBody reads r's body, at most MaxBodyBytes of it, checks that it is what gqlgen's POST
+// readBody reads r's body, at most max bytes of it, checks that it is what gqlgen's POST
 // transport decodes (one JSON object of graphql.RawParams) with a well-formed persisted-query
 // extension, and puts the bytes back for gqlgen. nil means gqlgen may have it.
-func readBody(w http.ResponseWriter, r *http.Request) *requestProblem {
+func readBody(w http.ResponseWriter, r *http.Request, max int64) *requestProblem {
 	tooLarge := &requestProblem{http.StatusRequestEntityTooLarge,
-		fmt.Sprintf("the request body is larger than %d bytes: a GraphQL request is a small JSON object (use variables, not inline data)", MaxBodyBytes)}
-	if r.ContentLength > MaxBodyBytes {
+		fmt.Sprintf("the request body is larger than %d bytes (MAX_BODY_BYTES): a GraphQL request is a small JSON object (use variables, not inline data)", max)}
+	if r.ContentLength > max {
 		return tooLarge // declared: no need to read it
 	}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
 		buf.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, max))
 	body := buf.Bytes()
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	var maxBytes *http.MaxBytesError
@@ -58,7 +58,7 @@ func readBody(w http.ResponseWriter, r *http.Request) *requestProblem {
 		return &requestProblem{http.StatusBadRequest, decodeProblem(err)}
 	}
 	if msg := persistedQueryProblem(params.Extensions, params.Query); msg != "" {
-		return &requestProblem{http.StatusOK, msg} // as gqlgen answers PERSISTED_QUERY_NOT_FOUND
+		return &requestProblem{http.StatusBadRequest, msg}
 	}
 	return nil
 }

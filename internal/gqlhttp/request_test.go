@@ -50,15 +50,15 @@ func TestReadBody(t *testing.T) {
 		{"APQ well-formed", apq(`{"version":1,"sha256Hash":"` + sha(q) + `"}`), 0, ""},
 		{"APQ null", apq(`null`), 0, ""},
 		{"APQ hash only, unknown: gqlgen's PERSISTED_QUERY_NOT_FOUND", `{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"` + sha("x") + `"}}}`, 0, ""},
-		{"APQ not an object", apq(`"x"`), 200, "extensions.persistedQuery must be an object"},
-		{"APQ hash not a string", apq(`{"version":1,"sha256Hash":5}`), 200, "extensions.persistedQuery must be an object"},
-		{"APQ version 2", apq(`{"version":2,"sha256Hash":"` + sha(q) + `"}`), 200, "version must be 1"},
-		{"APQ version missing", apq(`{"sha256Hash":"` + sha(q) + `"}`), 200, "version must be 1"},
-		{"APQ version 1.0", apq(`{"version":1.0,"sha256Hash":"` + sha(q) + `"}`), 200, "version must be 1"},
-		{"APQ version a string", apq(`{"version":"1","sha256Hash":"` + sha(q) + `"}`), 200, "version must be 1"},
-		{"APQ hash of another query", apq(`{"version":1,"sha256Hash":"` + sha("x") + `"}`), 200, "sha256Hash does not match the query"},
-		{"APQ hash missing with a query", apq(`{"version":1}`), 200, "sha256Hash does not match the query"},
-		{"too large", `{"query":"` + strings.Repeat(" ", MaxBodyBytes) + `"}`, 413, "larger than 1048576 bytes"},
+		{"APQ not an object", apq(`"x"`), 400, "extensions.persistedQuery must be an object"},
+		{"APQ hash not a string", apq(`{"version":1,"sha256Hash":5}`), 400, "extensions.persistedQuery must be an object"},
+		{"APQ version 2", apq(`{"version":2,"sha256Hash":"` + sha(q) + `"}`), 400, "version must be 1"},
+		{"APQ version missing", apq(`{"sha256Hash":"` + sha(q) + `"}`), 400, "version must be 1"},
+		{"APQ version 1.0", apq(`{"version":1.0,"sha256Hash":"` + sha(q) + `"}`), 400, "version must be 1"},
+		{"APQ version a string", apq(`{"version":"1","sha256Hash":"` + sha(q) + `"}`), 400, "version must be 1"},
+		{"APQ hash of another query", apq(`{"version":1,"sha256Hash":"` + sha("x") + `"}`), 400, "sha256Hash does not match the query"},
+		{"APQ hash missing with a query", apq(`{"version":1}`), 400, "sha256Hash does not match the query"},
+		{"too large", `{"query":"` + strings.Repeat(" ", MaxBodyBytes) + `"}`, 413, fmt.Sprintf("larger than %d bytes", MaxBodyBytes)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,7 +68,7 @@ func TestReadBody(t *testing.T) {
 				if !declared {
 					r.ContentLength = -1 // chunked
 				}
-				problem := readBody(httptest.NewRecorder(), r)
+				problem := readBody(httptest.NewRecorder(), r, MaxBodyBytes)
 				switch {
 				case tt.wantStatus == 0 && problem != nil:
 					t.Fatalf("declared %v: refused %d %q, want it accepted", declared, problem.status, problem.msg)
@@ -103,7 +103,7 @@ func FuzzReadBody(f *testing.F) {
 	apq := extension.AutomaticPersistedQuery{Cache: lru.New[string](10)}
 	f.Fuzz(func(t *testing.T, body string) {
 		r := httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(body))
-		problem := readBody(httptest.NewRecorder(), r)
+		problem := readBody(httptest.NewRecorder(), r, MaxBodyBytes)
 		var handed bytes.Buffer
 		handed.ReadFrom(r.Body)
 		if handed.String() != body {

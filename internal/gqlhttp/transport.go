@@ -22,8 +22,25 @@ import (
 // supported says what the endpoint serves, in every answer to a request it does not.
 const supported = "send POST with Content-Type: application/json, or GET with the query in URL parameters (query, variables, operationName, extensions)"
 
-// allowedMethods is the Allow header of a 405, as gqlgen's OPTIONS answer lists them.
+// allowedMethods is the Allow header of a 405 and of the answer to OPTIONS. HEAD is not among
+// them: a HEAD of a GET query would have to run the query, spending Defender's quota, to send
+// no answer; it is answered 405 like any other method the endpoint does not serve.
 const allowedMethods = "OPTIONS, GET, POST"
+
+// options answers OPTIONS with the methods the endpoint serves (gqlgen's transport.Options
+// also answers HEAD, with a bare 405 that lacks Allow; here unsupported answers it).
+type options struct{}
+
+var _ graphql.Transport = options{}
+
+// Supports accepts OPTIONS.
+func (options) Supports(r *http.Request) bool { return r.Method == http.MethodOptions }
+
+// Do says which methods are allowed.
+func (options) Do(w http.ResponseWriter, _ *http.Request, _ graphql.GraphExecutor) {
+	w.Header().Set("Allow", allowedMethods)
+	w.WriteHeader(http.StatusOK)
+}
 
 // queryParams is gqlgen's GET transport, except that a query string, variables or extensions
 // that cannot be decoded are answered BAD_REQUEST.
@@ -65,29 +82,32 @@ func checkQueryParams(rawQuery string) *requestProblem {
 		objects[name] = obj
 	}
 	if msg := persistedQueryProblem(objects["extensions"], params.Get("query")); msg != "" {
-		return &requestProblem{http.StatusOK, msg} // as gqlgen answers PERSISTED_QUERY_NOT_FOUND
+		return &requestProblem{http.StatusBadRequest, msg}
 	}
 	return nil
 }
 
-// MaxBodyBytes bounds a POST body. A GraphQL request is a query of a few kilobytes and its
-// variables; without a bound, one anonymous request could make the server hold hundreds of
-// megabytes.
-const MaxBodyBytes = 1 << 20
+// MaxBodyBytes is the default bound of a POST body (Options.MaxBodyBytes). A GraphQL request
+// is a query of a few kilobytes and its variables (GraphiQL's introspection query is 2 KB, a
+// 50-device dashboard 11 KB, a query of MAX_QUERY_TOKENS's 5,000 tokens, pretty-printed, about
+// 60 KB). The whole body is decoded as JSON before anything can refuse the query in it, so the
+// bound sets what the worst hostile body costs.
+const MaxBodyBytes = 64 << 10
 
-// boundedPOST is gqlgen's POST transport with the body bounded by MaxBodyBytes and checked
-// first (readBody): a longer body is answered 413, one gqlgen could not decode or a malformed
-// persisted-query extension BAD_REQUEST, in the client's terms and by Go error type rather than
-// by gqlgen's message text.
+// boundedPOST is gqlgen's POST transport with the body bounded by max bytes and checked first
+// (readBody): a longer body (declared or not) is answered 413, one gqlgen could not decode or a
+// malformed persisted-query extension BAD_REQUEST, in the client's terms and by Go error type
+// rather than by gqlgen's message text.
 type boundedPOST struct {
 	transport.POST
+	max int64
 }
 
 var _ graphql.Transport = boundedPOST{}
 
 // Do refuses what readBody finds wrong, then hands the request to gqlgen.
 func (p boundedPOST) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	if problem := readBody(w, r); problem != nil {
+	if problem := readBody(w, r, p.max); problem != nil {
 		writeError(w, r, exec, problem.status, resolvers.CodeBadRequest, problem.msg)
 		return
 	}
@@ -95,7 +115,7 @@ func (p boundedPOST) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 }
 
 // unsupported answers every request the transports before it do not support: a method other
-// than GET, POST, OPTIONS and HEAD gets METHOD_NOT_ALLOWED (405, with Allow), anything else
+// than GET, POST and OPTIONS (HEAD included) gets METHOD_NOT_ALLOWED (405, with Allow), anything else
 // (a POST that is not JSON, a WebSocket upgrade) BAD_REQUEST (400). It supports every request,
 // so it must be added last.
 type unsupported struct{}
@@ -136,7 +156,7 @@ func describeContentType(v string) string {
 
 // writeError answers with one coded GraphQL error, through the executor like gqlgen's own
 // request errors, so that the error presenter logs it and the response hooks (metrics, quota
-// extension) see it.
+// extension, the status rules) see it. It is in the media type the client accepts.
 func writeError(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, status int, code, msg string) {
 	resp := exec.DispatchError(r.Context(), gqlerror.List{{Message: msg, Extensions: map[string]any{"code": code}}})
 	b, err := json.Marshal(resp)
@@ -144,7 +164,23 @@ func writeError(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecut
 		b = fmt.Appendf(nil, `{"errors":[{"message":"internal error","extensions":{"code":%q}}],"data":null}`, resolvers.CodeInternal)
 		status = http.StatusInternalServerError
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", responseMediaType(r))
 	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// ShuttingDown answers a request the service stopped before it could finish (package drain):
+// 503 with one SHUTTING_DOWN error and no data, in the media type the client accepts.
+func ShuttingDown(w http.ResponseWriter, r *http.Request) {
+	b, _ := json.Marshal(map[string]any{"errors": gqlerror.List{{ // strings only: it always marshals
+		Message:    "the service is shutting down and stopped this request before it finished; send it again",
+		Extensions: map[string]any{"code": resolvers.CodeShuttingDown},
+	}}})
+	h := w.Header()
+	h.Set("Content-Type", responseMediaType(r))
+	h.Set("Cache-Control", "no-store")
+	h.Del("Content-Length")
+	h.Del("Content-Encoding")
+	w.WriteHeader(http.StatusServiceUnavailable)
 	_, _ = w.Write(b)
 }

@@ -2,6 +2,7 @@ package gqlhttp_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -66,19 +67,22 @@ func TestRequestErrorsAreCoded(t *testing.T) {
 			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "variables must be a JSON object"},
 		{name: "body over the limit, declared", method: http.MethodPost, contentType: "application/json",
 			body:       `{"query":"` + q + `","variables":{"x":"` + strings.Repeat("a", gqlhttp.MaxBodyBytes) + `"}}`,
-			wantStatus: http.StatusRequestEntityTooLarge, wantCode: "BAD_REQUEST", wantMsg: "larger than 1048576 bytes"},
+			wantStatus: http.StatusRequestEntityTooLarge, wantCode: "BAD_REQUEST", wantMsg: fmt.Sprintf("larger than %d bytes", gqlhttp.MaxBodyBytes)},
 		{name: "body over the limit, chunked", method: http.MethodPost, contentType: "application/json", chunked: true,
 			body:       `{"query":"` + q + `","variables":{"x":"` + strings.Repeat("a", gqlhttp.MaxBodyBytes) + `"}}`,
-			wantStatus: http.StatusRequestEntityTooLarge, wantCode: "BAD_REQUEST", wantMsg: "larger than 1048576 bytes"},
-		// gqlgen answers APQ mistakes with 200, as it does PERSISTED_QUERY_NOT_FOUND.
+			wantStatus: http.StatusRequestEntityTooLarge, wantCode: "BAD_REQUEST", wantMsg: fmt.Sprintf("larger than %d bytes", gqlhttp.MaxBodyBytes)},
+		// APQ mistakes are invalid parameters (400); an unknown hash is a GraphQL request
+		// error (200 for application/json), as Apollo clients expect.
 		{name: "APQ hash does not match the query", method: http.MethodGet,
 			target:     getURL(url.Values{"query": {q}, "extensions": {zeroHash}}),
-			wantStatus: http.StatusOK, wantCode: "BAD_REQUEST", wantMsg: "sha256Hash does not match the query"},
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "sha256Hash does not match the query"},
 		{name: "APQ version 2", method: http.MethodGet,
 			target:     getURL(url.Values{"query": {q}, "extensions": {`{"persistedQuery":{"version":2,"sha256Hash":"` + hashOf(q) + `"}}`}}),
-			wantStatus: http.StatusOK, wantCode: "BAD_REQUEST", wantMsg: "version must be 1"},
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "version must be 1"},
 		{name: "APQ data not an object", method: http.MethodPost, contentType: "application/json", body: `{"query":"` + q + `","extensions":{"persistedQuery":"x"}}`,
-			wantStatus: http.StatusOK, wantCode: "BAD_REQUEST", wantMsg: "extensions.persistedQuery must be an object"},
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "extensions.persistedQuery must be an object"},
+		{name: "no query", method: http.MethodPost, contentType: "application/json", body: `{"qeury":"` + q + `"}`,
+			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "the request has no query"},
 		{name: "APQ hash unknown keeps gqlgen's code", method: http.MethodGet,
 			target:     getURL(url.Values{"extensions": {zeroHash}}),
 			wantStatus: http.StatusOK, wantCode: "PERSISTED_QUERY_NOT_FOUND", wantMsg: "PersistedQueryNotFound"},
@@ -179,8 +183,8 @@ func TestMalformedBodyIsNotLogged(t *testing.T) {
 	}
 }
 
-// TestOptionsStillAnswered: OPTIONS and HEAD are answered before the catch-all transport, and
-// a CORS preflight by rs/cors before gqlgen.
+// TestOptionsStillAnswered: OPTIONS is answered with Allow, HEAD with 405 and the same Allow
+// (no body), and a CORS preflight by rs/cors before gqlgen.
 func TestOptionsStillAnswered(t *testing.T) {
 	t.Parallel()
 	const origin = "https://soc.example.com"
@@ -194,7 +198,7 @@ func TestOptionsStillAnswered(t *testing.T) {
 	}{
 		{name: "OPTIONS without CORS", method: http.MethodOptions,
 			wantStatus: http.StatusOK, wantHeader: map[string]string{"Allow": "OPTIONS, GET, POST"}},
-		{name: "HEAD", method: http.MethodHead, wantStatus: http.StatusMethodNotAllowed},
+		{name: "HEAD", method: http.MethodHead, wantStatus: http.StatusMethodNotAllowed, wantHeader: map[string]string{"Allow": "OPTIONS, GET, POST"}},
 		{name: "CORS preflight", method: http.MethodOptions, origins: []string{origin},
 			header:     http.Header{"Origin": {origin}, "Access-Control-Request-Method": {"POST"}, "Access-Control-Request-Headers": {"content-type"}},
 			wantStatus: http.StatusNoContent, wantHeader: map[string]string{"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": "POST"}},

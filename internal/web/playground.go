@@ -63,6 +63,10 @@ type PlaygroundOptions struct {
 	// such as `{"Authorization": "Bearer "}`. The editor is shown whether or
 	// not this is set; its content is never saved in the browser.
 	Headers string
+	// NoIntrospection says the endpoint refuses schema queries
+	// (INTROSPECTION=false): the page then says, above GraphiQL, why its
+	// Docs pane is empty and how to turn introspection on.
+	NoIntrospection bool
 }
 
 // DeviceVariables returns the variables JSON for DefaultQuery with $id set
@@ -95,10 +99,11 @@ func Playground(opts PlaygroundOptions) http.Handler {
 		Headers:   indentJSON(opts.Headers),
 	}
 	return SecurityHeaders(renderPage("playground.html", map[string]any{
-		"Title":  cfg.Title,
-		"Config": configJSON(cfg),
-		"CSS":    assetURL("playground/graphiql.css"),
-		"JS":     assetURL("playground/graphiql.js"),
+		"Title":           cfg.Title,
+		"Config":          configJSON(cfg),
+		"CSS":             assetURL("playground/graphiql.css"),
+		"JS":              assetURL("playground/graphiql.js"),
+		"NoIntrospection": opts.NoIntrospection,
 	}))
 }
 

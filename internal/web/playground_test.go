@@ -205,3 +205,22 @@ func TestIndentJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestPlaygroundSaysWhyDocsAreEmpty: with introspection off the page still loads GraphiQL and
+// says, above it, why the Docs pane is empty and how to turn introspection on; with it on,
+// the page says nothing of the kind.
+func TestPlaygroundSaysWhyDocsAreEmpty(t *testing.T) {
+	t.Parallel()
+	off, cfg := playgroundPage(t, PlaygroundOptions{NoIntrospection: true})
+	for _, want := range []string{`id="mdegraph-introspection-off"`, "Docs pane stays empty", "<code>INTROSPECTION=true</code>", `<div id="graphiql">`} {
+		if !strings.Contains(off, want) {
+			t.Errorf("introspection off: the page lacks %q", want)
+		}
+	}
+	if cfg.Endpoint != "/query" {
+		t.Errorf("introspection off: endpoint %q, want /query: GraphiQL still runs queries", cfg.Endpoint)
+	}
+	if on, _ := playgroundPage(t, PlaygroundOptions{}); strings.Contains(on, "mdegraph-introspection-off") {
+		t.Error("introspection on: the page has the notice")
+	}
+}

@@ -1,0 +1,196 @@
+package gqlhttp
+
+import (
+	"context"
+	"encoding/json"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+
+	"github.com/mdegraph/mdegraph/resolvers"
+)
+
+// The GraphQL over HTTP specification's status rules
+// (https://graphql.github.io/graphql-over-http/draft/, "Response"), which gqlgen does not
+// follow: it answers parse and validation failures 422 to a client that accepts
+// application/json, where 200 is expected, and gives every answer a "data" entry, which must
+// be absent when the request failed before execution.
+//
+// An answer given before execution (a request error: the document does not parse or
+// validate, a variable cannot be coerced, a limit refuses the query) has no "data" entry, and
+// its status depends on the media type the client accepts:
+//   - application/json: 200, as for any well-formed GraphQL-over-HTTP request;
+//   - application/graphql-response+json: 400, since an answer without data must be 4xx or 5xx.
+//
+// A request that is not a well-formed GraphQL-over-HTTP request at all (BAD_REQUEST: a body
+// that is not a JSON object, no query, an unsupported Content-Type; METHOD_NOT_ALLOWED) keeps
+// its 4xx status with either media type. An executed operation is answered 200, with data.
+
+// Media types of a GraphQL answer.
+const (
+	mediaJSON            = "application/json"
+	mediaGraphQLResponse = "application/graphql-response+json"
+)
+
+// responseMediaType is the media type gqlgen's transports answer r with: the first of
+// application/json and application/graphql-response+json that r's Accept header lists,
+// application/json for no Accept or a wildcard, and application/graphql-response+json when
+// Accept names neither (gqlgen v0.17.98, handler/transport/headers.go).
+func responseMediaType(r *http.Request) string {
+	accept := r.Header.Get("Accept")
+	if accept == "" {
+		return mediaJSON
+	}
+	for part := range strings.SplitSeq(accept, ",") {
+		mediaType, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		switch mediaType {
+		case "*/*", "application/*", mediaJSON:
+			return mediaJSON
+		case mediaGraphQLResponse:
+			return mediaGraphQLResponse
+		}
+	}
+	return mediaGraphQLResponse
+}
+
+// exchange is one request's state, shared by the HTTP layer and gqlgen's hooks through the
+// request context. All of it is read and written on the request's own goroutine.
+type exchange struct {
+	start time.Time
+	media string // the answer's media type
+	// executed is set when the operation starts executing: its answer may carry data.
+	executed bool
+	// preExecution is set by the response hook for an answer given before execution; code is
+	// its first error's code.
+	preExecution bool
+	code         string
+}
+
+type exchangeKey struct{}
+
+// exchangeFrom returns the request's exchange, or nil outside the handler New returns.
+func exchangeFrom(ctx context.Context) *exchange {
+	x, _ := ctx.Value(exchangeKey{}).(*exchange)
+	return x
+}
+
+// elapsed is the time since the request reached the handler, parsing and validation included.
+func (x *exchange) elapsed() time.Duration {
+	if x == nil {
+		return 0
+	}
+	return time.Since(x.start)
+}
+
+// answered notes what the response hook learned of the answer about to be written.
+func (x *exchange) answered(resp *graphql.Response, codes []string) {
+	if x == nil || x.executed || resp.Data != nil {
+		return
+	}
+	x.preExecution = true
+	if len(codes) > 0 {
+		x.code = codes[0]
+	}
+}
+
+// status is the HTTP status of an answer given before execution, from the status the
+// transport chose (written, 0 if none).
+func (x *exchange) status(written int) int {
+	switch x.code {
+	case resolvers.CodeBadRequest: // not a well-formed GraphQL-over-HTTP request
+		if written == http.StatusRequestEntityTooLarge {
+			return written
+		}
+		return http.StatusBadRequest
+	case resolvers.CodeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case resolvers.CodeInternal:
+		return http.StatusInternalServerError
+	}
+	if x.media == mediaGraphQLResponse {
+		return http.StatusBadRequest
+	}
+	return http.StatusOK
+}
+
+// withResponseRules applies the status rules above to the answers of next, and gives each
+// request its exchange.
+func withResponseRules(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		x := &exchange{start: time.Now(), media: responseMediaType(r)}
+		rw := &rulesWriter{ResponseWriter: w, x: x}
+		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
+		if !rw.sent && rw.status != 0 { // a status without a body (OPTIONS, HEAD)
+			rw.send()
+		}
+	})
+}
+
+// rulesWriter holds back the status until the answer's first bytes, when the response hook
+// has said whether it is a pre-execution answer. Such an answer is written in one piece (by
+// gqlgen's transports and writeError alike), so its "data" entry is removed from that piece.
+type rulesWriter struct {
+	http.ResponseWriter
+	x      *exchange
+	status int // as the transport set it, 0 until then
+	sent   bool
+}
+
+func (w *rulesWriter) WriteHeader(code int) {
+	if !w.sent && w.status == 0 {
+		w.status = code
+	}
+}
+
+func (w *rulesWriter) Write(b []byte) (int, error) {
+	if w.sent {
+		return w.ResponseWriter.Write(b)
+	}
+	w.send()
+	if !w.x.preExecution {
+		return w.ResponseWriter.Write(b)
+	}
+	if _, err := w.ResponseWriter.Write(withoutData(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// send writes the status: the transport's, or the rules' for a pre-execution answer.
+func (w *rulesWriter) send() {
+	w.sent = true
+	status := w.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if w.x.preExecution {
+		status = w.x.status(w.status)
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *rulesWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// withoutData removes the top-level "data" entry of a JSON object (gqlgen's Response always
+// has one); anything else is returned unchanged.
+func withoutData(b []byte) []byte {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(b, &obj) != nil {
+		return b
+	}
+	if _, ok := obj["data"]; !ok {
+		return b
+	}
+	delete(obj, "data")
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return b
+	}
+	return out
+}

@@ -1,0 +1,76 @@
+package loaders
+
+import (
+	"context"
+	"time"
+
+	"github.com/mdegraph/mdegraph/internal/defender"
+)
+
+// What the upstream-call estimate may know of the cache before a query runs (package
+// resolvers, CostLimit): which answers the request would be given without a call. It only
+// reads; it counts nothing as saved and changes no entry's age.
+//
+// An answer counts as cached only if it stays cached until the request's deadline: the
+// estimate is a bound on what the request will spend, and an entry that expired between the
+// estimate and the resolver's read would make it one call too low. Without a deadline, or
+// with a cache that cannot say when an entry expires, nothing counts as cached.
+
+// ExpiringCache is a Cache that also says until when an entry lasts.
+type ExpiringCache[V any] interface {
+	Cache[V]
+	// GetUntil is Get, and the instant the entry expires.
+	GetUntil(ctx context.Context, key string) (Entry[V], time.Time, bool)
+}
+
+var _ ExpiringCache[int] = (*MemoryCache[int])(nil)
+
+// GetUntil returns the entry for key if it has not expired, and when it will.
+func (c *MemoryCache[V]) GetUntil(_ context.Context, key string) (Entry[V], time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	it, ok := c.items[key]
+	if !ok || !time.Now().Before(it.expires) {
+		return Entry[V]{}, time.Time{}, false
+	}
+	return it.entry, it.expires, true
+}
+
+// peek returns the cached entry for (endpoint, ref) of ctx's identity if it lasts past ctx's
+// deadline.
+func peek[V any](ctx context.Context, cache Cache[V], ep defender.Endpoint, ref string) (Entry[V], bool) {
+	deadline, ok := ctx.Deadline()
+	ec, expiring := cache.(ExpiringCache[V])
+	if !ok || !expiring {
+		return Entry[V]{}, false
+	}
+	e, until, ok := ec.GetUntil(ctx, cacheKey(ctx, ep, ref))
+	if !ok || !until.After(deadline) {
+		return Entry[V]{}, false
+	}
+	return e, true
+}
+
+// CachedMachine reports whether GET /api/machines/{ref} would be answered from the cache for
+// the rest of the request; if so, m is the machine (its ID resolves a computer name), or nil
+// when the cached answer is Defender's 404.
+func (l *Loaders) CachedMachine(ctx context.Context, ref defender.MachineRef) (m *defender.Machine, ok bool) {
+	if l == nil {
+		return nil, false
+	}
+	e, ok := peek(ctx, l.fetcher.opts.Machines, defender.EndpointMachine, ref.String())
+	if !ok || e.NotFound {
+		return nil, ok
+	}
+	return e.Value, true
+}
+
+// CachedLogonUsers reports whether the logon users of the device id would be answered from
+// the cache for the rest of the request (a 404 included).
+func (l *Loaders) CachedLogonUsers(ctx context.Context, id string) bool {
+	if l == nil {
+		return false
+	}
+	_, ok := peek(ctx, l.fetcher.opts.LogonUsers, defender.EndpointLogonUsers, id)
+	return ok
+}
