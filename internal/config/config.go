@@ -41,6 +41,9 @@ type Config struct {
 	CacheTTL time.Duration
 	// NotFoundTTL is how long a 404 is reused (never longer than CacheTTL).
 	NotFoundTTL time.Duration
+	// StaleTTL is how long after Defender gave it an answer may stand in, marked stale, for a
+	// fresh one that cannot be had; 0 turns stale answers off.
+	StaleTTL time.Duration
 	// MaxUpstreamCalls is the most upstream calls one GraphQL operation may need.
 	MaxUpstreamCalls int
 	// RequestTimeout bounds one GraphQL request.
@@ -85,6 +88,7 @@ var Settings = []Setting{
 	{"QUOTA_MAX_WAIT", "10s", "longest a call waits in line for quota before the field fails with RATE_LIMITED"},
 	{"CACHE_TTL", "60s", "how long upstream answers are reused; 0 disables the cache"},
 	{"NOT_FOUND_TTL", "10s", "how long an upstream 404 is reused (at most CACHE_TTL)"},
+	{"STALE_TTL", "1h", "when no fresh answer can be had (quota spent, Defender failing or unreachable), the last good one younger than this is served, marked in extensions.stale; 0 turns this off"},
 	{"MAX_UPSTREAM_CALLS_PER_QUERY", "50", "a query that could need more upstream calls is rejected before any call"},
 	{"REQUEST_TIMEOUT", "30s", "longest one GraphQL request may take"},
 	{"CORS_ORIGINS", "", "comma-separated browser origins allowed to call /query, or * for any (default: same origin only)"},
@@ -216,6 +220,7 @@ func parse(get func(string) string) (Config, error) {
 	c.QuotaMaxWait = durVar("QUOTA_MAX_WAIT")
 	c.CacheTTL = durVar("CACHE_TTL")
 	c.NotFoundTTL = min(durVar("NOT_FOUND_TTL"), c.CacheTTL)
+	c.StaleTTL = durVar("STALE_TTL")
 	c.MaxUpstreamCalls = intVar("MAX_UPSTREAM_CALLS_PER_QUERY", 1)
 	c.RequestTimeout = durVar("REQUEST_TIMEOUT")
 	if c.RequestTimeout <= 0 {

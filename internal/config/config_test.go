@@ -240,6 +240,7 @@ func TestBadValues(t *testing.T) {
 		{"CACHE_TTL", "1e300", false},
 		{"CACHE_TTL", "10 s", false},
 		{"NOT_FOUND_TTL", "x", false},
+		{"STALE_TTL", "-1h", false},
 		{"REQUEST_TIMEOUT", "0", false},
 		{"REQUEST_TIMEOUT", "0s", false},
 		{"DEMO_LATENCY", "fast", false},
@@ -513,7 +514,7 @@ func TestSettingsAreRead(t *testing.T) {
 		"ADDR": ":9090", "MDE_TENANT_ID": "t2", "MDE_CLIENT_ID": "c2", "MDE_CLIENT_SECRET": "s2", "MDE_CLOUD": "eu",
 		"MDE_API_URL": "https://x.example.com", "MDE_TOKEN_URL": "https://y.example.com/token", "MDE_SCOPE": "z",
 		"MDE_LIMIT_PER_MINUTE": "7", "MDE_LIMIT_PER_HOUR": "8", "QUOTA_MAX_WAIT": "3s", "CACHE_TTL": "4s",
-		"NOT_FOUND_TTL": "2s", "MAX_UPSTREAM_CALLS_PER_QUERY": "9", "REQUEST_TIMEOUT": "5s",
+		"NOT_FOUND_TTL": "2s", "STALE_TTL": "12s", "MAX_UPSTREAM_CALLS_PER_QUERY": "9", "REQUEST_TIMEOUT": "5s",
 		"CORS_ORIGINS": "*", "APQ_CACHE_SIZE": "11", "LOG_LEVEL": "error", "LOG_FORMAT": "json", "DEMO_LATENCY": "6s",
 	}
 	base := mustLoad(t, nil, withCreds(nil))

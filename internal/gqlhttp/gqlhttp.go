@@ -65,6 +65,7 @@ func New(opts Options) http.Handler {
 	srv.SetErrorPresenter(resolvers.ErrorPresenter(opts.Logger))
 	srv.SetRecoverFunc(resolvers.RecoverFunc(opts.Logger))
 	quota := opts.Resolver.Quota
+	srv.Use(resolvers.OperationState{}) // before the hook below: it reads the operation's state
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 		start := time.Now()
 		resp := next(ctx)
@@ -79,7 +80,7 @@ func New(opts Options) http.Handler {
 			if resp.Extensions == nil {
 				resp.Extensions = map[string]any{}
 			}
-			resp.Extensions["quota"] = quotaExtension(quota)
+			resp.Extensions["quota"] = quotaExtension(ctx, quota)
 		}
 		return resp
 	})
