@@ -38,7 +38,8 @@ func (e *LogonUsersNotFoundError) Unwrap() error { return e.Err }
 //
 //   - A device Defender does not know is null with exactly one NOT_FOUND: at the machine's
 //     path when the details call found out (no logonusers call is then made), at logonUsers'
-//     when that call's 404 is the only evidence (no fresh answer shows the device exists).
+//     when that call's 404 is the only fresh evidence (no fresh machine answer, in this
+//     request or the cache, shows the device exists: a stale one only shows it did).
 //   - When no call the selection needed succeeded, the machine is null, with one error per
 //     failed call. A device named by its computer name whose details fail cannot be looked up
 //     further (logonusers takes the device id), nor can any device once the credentials are
@@ -67,15 +68,15 @@ func (r *Resolver) machine(ctx context.Context, id string) (*model.Machine, erro
 	}
 
 	var (
-		details    *defender.Machine
-		detailsErr error
+		details      *defender.Machine
+		detailsStale *loaders.Stale
+		detailsErr   error
 	)
 	if NeedsDetails(names, ref) {
 		m, stale, err := l.Machine(ctx, ref)
 		switch {
 		case err == nil:
-			details = m
-			noteStale(ctx, path, stale)
+			details, detailsStale = m, stale
 		case users == nil || !ref.IsDeviceID() || defender.IsNotFound(err) || refusesEveryCall(err):
 			return nil, err
 		default:
@@ -87,20 +88,22 @@ func (r *Resolver) machine(ctx context.Context, id string) (*model.Machine, erro
 		out = r.toMachine(ctx, details)
 	}
 	if users == nil {
+		noteStale(ctx, path, detailsStale)
 		return out, nil
 	}
 
 	usersPath := append(slices.Clone(path), ast.PathName(users.Alias))
-	list, stale, usersErr := l.LogonUsers(ctx, out.ID)
+	list, usersStale, usersErr := l.LogonUsers(ctx, out.ID)
 	switch {
 	case usersErr == nil:
 		out.LogonUsers = make([]*model.LogonUser, len(list))
 		for i, u := range list {
 			out.LogonUsers[i] = toLogonUser(u)
 		}
-		noteStale(ctx, usersPath, stale)
-	case defender.IsNotFound(usersErr) && details == nil && !l.Known(ctx, out.ID):
-		return nil, errorAt(usersErr, usersPath, users.Position) // the only evidence: unknown device
+	case defender.IsNotFound(usersErr) && !l.Known(ctx, out.ID):
+		// The only fresh evidence: Defender does not know the device. (A stale details answer
+		// says only that it did.)
+		return nil, errorAt(usersErr, usersPath, users.Position)
 	case defender.IsNotFound(usersErr):
 		usersErr = &LogonUsersNotFoundError{DeviceID: out.ID, Err: usersErr}
 	}
@@ -117,6 +120,8 @@ func (r *Resolver) machine(ctx context.Context, id string) (*model.Machine, erro
 	if usersErr != nil {
 		graphql.AddError(ctx, errorAt(usersErr, usersPath, users.Position))
 	}
+	noteStale(ctx, path, detailsStale)
+	noteStale(ctx, usersPath, usersStale)
 	return out, nil
 }
 
