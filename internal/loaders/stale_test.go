@@ -305,40 +305,32 @@ func TestFetcherStaleWithCacheOff(t *testing.T) {
 	})
 }
 
-// TestFetcherStaleNotForTheCancelledCaller: a caller who went away gets its cancellation.
-func TestFetcherStaleNotForTheCancelledCaller(t *testing.T) {
+// TestFetcherStaleWhenTheCallerStops: while Defender hangs, a caller who went away gets its
+// cancellation, and a caller whose deadline passes gets the answer kept.
+func TestFetcherStaleWhenTheCallerStops(t *testing.T) {
 	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		src := newFakeSource(3)
-		f := staleFetcher(t, src, time.Hour, nil)
-		time.Sleep(2 * time.Minute)
-		src.gate = make(chan struct{})
-		ctx, cancel := context.WithCancel(appCtx())
-		done := make(chan Result[[]defender.User])
-		go func() { done <- f.LogonUsers(ctx, ids(1))[0] }()
-		synctest.Wait()
-		cancel()
-		if r := <-done; !errors.Is(r.Err, context.Canceled) || r.Stale != nil {
-			t.Errorf("got %+v, want context.Canceled", r)
-		}
-	})
-}
-
-// TestFetcherStaleAtTheRequestDeadline: a call still running when the request's deadline
-// passes leaves the request with the answer kept.
-func TestFetcherStaleAtTheRequestDeadline(t *testing.T) {
-	t.Parallel()
-	synctest.Test(t, func(t *testing.T) {
-		src := newFakeSource(3)
-		f := staleFetcher(t, src, time.Hour, nil)
-		time.Sleep(2 * time.Minute)
-		src.gate = make(chan struct{}) // Defender hangs
-		ctx, cancel := context.WithTimeout(appCtx(), 30*time.Second)
-		defer cancel()
-		r := f.LogonUsers(ctx, ids(1))[0]
-		if r.Stale == nil || r.Stale.Reason != ReasonUnavailable || r.Stale.Age != 2*time.Minute+30*time.Second {
-			t.Errorf("got %+v, want a stale answer 2m30s old, UPSTREAM_UNAVAILABLE", r)
-		}
-		close(src.gate)
-	})
+	for _, cancelled := range []bool{true, false} {
+		synctest.Test(t, func(t *testing.T) {
+			src := newFakeSource(3)
+			f := staleFetcher(t, src, time.Hour, nil)
+			time.Sleep(2 * time.Minute)
+			src.gate = make(chan struct{}) // Defender hangs
+			ctx, cancel := context.WithTimeout(appCtx(), 30*time.Second)
+			defer cancel()
+			done := make(chan Result[[]defender.User])
+			go func() { done <- f.LogonUsers(ctx, ids(1))[0] }()
+			if cancelled {
+				synctest.Wait()
+				cancel()
+			}
+			r := <-done
+			switch {
+			case cancelled && (!errors.Is(r.Err, context.Canceled) || r.Stale != nil):
+				t.Errorf("cancelled: got %+v, want context.Canceled", r)
+			case !cancelled && (r.Stale == nil || r.Stale.Reason != ReasonUnavailable || r.Stale.Age != 2*time.Minute+30*time.Second):
+				t.Errorf("past the deadline: got %+v, want a stale answer 2m30s old, UPSTREAM_UNAVAILABLE", r)
+			}
+			close(src.gate)
+		})
+	}
 }
