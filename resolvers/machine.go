@@ -108,14 +108,11 @@ func (r *Resolver) machine(ctx context.Context, id string) (*model.Machine, erro
 		usersErr = &LogonUsersNotFoundError{DeviceID: out.ID, Err: usersErr}
 	}
 
-	if details == nil && usersErr != nil { // nothing was had
-		if detailsErr != nil {
-			graphql.AddError(ctx, detailsErr)
-		}
-		return nil, errorAt(usersErr, usersPath, users.Position)
+	if detailsErr != nil { // reported at the machine's own path, as a returned error would be
+		graphql.AddError(ctx, errorAt(detailsErr, path, graphql.GetFieldContext(ctx).Field.Position))
 	}
-	if detailsErr != nil {
-		graphql.AddError(ctx, detailsErr)
+	if details == nil && usersErr != nil { // nothing was had
+		return nil, errorAt(usersErr, usersPath, users.Position)
 	}
 	if usersErr != nil {
 		graphql.AddError(ctx, errorAt(usersErr, usersPath, users.Position))
