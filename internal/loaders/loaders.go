@@ -1,6 +1,7 @@
 // Package loaders decides how upstream answers are obtained: per-request dataloaders batch and
 // deduplicate what one GraphQL request asks for, and a process-wide Fetcher shares calls in
-// flight between requests and caches answers for a short while.
+// flight between requests, caches answers for a short while, and keeps the last good answer
+// to serve, marked stale, when a fresh one cannot be had.
 package loaders
 
 import (
