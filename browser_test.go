@@ -225,8 +225,47 @@ func TestBrowserExample(t *testing.T) {
 		}
 	}
 
-	if n := rec.count("POST", base+"/query"); n != 3 {
-		t.Errorf("%d POST /query requests, want 3 (one per lookup)", n)
+	// Partial and stale answers, as mdegraph gives them when Defender cannot answer everything
+	// (quota spent, an outage): the page's fetch is wrapped to rewrite the demo answer so.
+	for _, tt := range []struct {
+		name, rewrite            string
+		wantState, wantBadge     string // #users-stale's text
+		wantUnavailable, wantMsg bool   // #users-unavailable and #message shown
+	}{
+		{name: "logon users served stale", wantState: "ok", wantBadge: "stale (42 s old)",
+			rewrite: `body.extensions = {...body.extensions, stale: [{path: ['machine', 'logonUsers'], ageSeconds: 42, reason: 'RATE_LIMITED'}]}`},
+		{name: "logon users missing", wantState: "partial", wantUnavailable: true, wantMsg: true,
+			rewrite: `body.data.machine.logonUsers = null; body.errors = [{message: 'rate limited', path: ['machine', 'logonUsers'], extensions: {code: 'RATE_LIMITED', retryAfter: 30}}]`},
+	} {
+		step(ctx, t, "rewrite answers: "+tt.name, chromedp.Evaluate[chromedp.Void](`(() => {
+  window.realFetch = window.realFetch || window.fetch;
+  window.fetch = async (...args) => {
+    const res = await window.realFetch(...args);
+    const body = await res.json();
+    `+tt.rewrite+`;
+    return new Response(JSON.stringify(body), {status: res.status, headers: {'Content-Type': 'application/json'}});
+  };
+})()`))
+		if got := lookUp(ctx, t, machine.ID); got != tt.wantState {
+			t.Errorf("%s: state %q, want %q; #message: %q", tt.name, got, tt.wantState, messageText(ctx, t))
+			continue
+		}
+		got := step(ctx, t, "read the badges", chromedp.Evaluate[map[string]any](`(() => {
+  const el = (id) => document.getElementById(id);
+  return {badge: el('users-stale').hidden ? '' : el('users-stale').textContent, deviceBadge: !el('device-stale').hidden,
+          unavailable: !el('users-unavailable').hidden, noUsers: !el('no-users').hidden, message: !el('message').hidden,
+          device: !el('device').hidden};
+})()`))
+		want := map[string]any{"badge": tt.wantBadge, "deviceBadge": false, "unavailable": tt.wantUnavailable,
+			"noUsers": false, "message": tt.wantMsg, "device": true}
+		if !maps.Equal(got, want) {
+			t.Errorf("%s: shown %v, want %v", tt.name, got, want)
+		}
+	}
+	step(ctx, t, "stop rewriting answers", chromedp.Evaluate[chromedp.Void](`window.fetch = window.realFetch`))
+
+	if n := rec.count("POST", base+"/query"); n != 5 {
+		t.Errorf("%d POST /query requests, want 5 (one per lookup)", n)
 	}
 	rec.assertClean(t, base)
 }

@@ -28,7 +28,6 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
-	Machine() MachineResolver
 	Query() QueryResolver
 }
 
@@ -37,13 +36,14 @@ type DirectiveRoot struct {
 
 type ComplexityRoot struct {
 	EndpointQuota struct {
-		Call        func(childComplexity int) int
-		Endpoint    func(childComplexity int) int
-		Hour        func(childComplexity int) int
-		Minute      func(childComplexity int) int
-		NextSlotAt  func(childComplexity int) int
-		PausedUntil func(childComplexity int) int
-		Queued      func(childComplexity int) int
+		Call            func(childComplexity int) int
+		Endpoint        func(childComplexity int) int
+		Hour            func(childComplexity int) int
+		Minute          func(childComplexity int) int
+		NextSlotAt      func(childComplexity int) int
+		NextSlotSeconds func(childComplexity int) int
+		PausedUntil     func(childComplexity int) int
+		Queued          func(childComplexity int) int
 	}
 
 	IpAddress struct {
@@ -127,9 +127,6 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
-type MachineResolver interface {
-	LogonUsers(ctx context.Context, obj *model.Machine) ([]*model.LogonUser, error)
-}
 type QueryResolver interface {
 	Machine(ctx context.Context, id string) (*model.Machine, error)
 	Quota(ctx context.Context) ([]*model.EndpointQuota, error)
@@ -183,6 +180,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.EndpointQuota.NextSlotAt(childComplexity), true
+	case "EndpointQuota.nextSlotSeconds":
+		if e.ComplexityRoot.EndpointQuota.NextSlotSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EndpointQuota.NextSlotSeconds(childComplexity), true
 	case "EndpointQuota.pausedUntil":
 		if e.ComplexityRoot.EndpointQuota.PausedUntil == nil {
 			break
@@ -655,7 +658,9 @@ type LogonUser {
 }
 `, BuiltIn: false},
 	{Name: "../schema/machine.graphqls", Input: `"""
-A device onboarded to (or discovered by) Microsoft Defender for Endpoint: Defender's Machine entity. Every field but ` + "`" + `id` + "`" + ` may be null when Defender leaves it empty.
+A device onboarded to (or discovered by) Microsoft Defender for Endpoint: Defender's Machine entity.
+
+Every field but ` + "`" + `id` + "`" + ` is nullable, because each comes from an upstream call that can fail on its own: the detail fields all come from one call (GET /api/machines/{id}), ` + "`" + `logonUsers` + "`" + ` from another. When one call fails, the fields it would have given are null, the others keep their values, and one error says why, with the path of the field the call would have given: the machine itself for the detail fields, ` + "`" + `logonUsers` + "`" + ` for the logon users. A detail field is also null when Defender leaves it empty; an error at the machine's path tells the two apart.
 """
 type Machine {
   "The device id: 40 lower-case hex digits, stable for the life of the device in Defender."
@@ -702,10 +707,10 @@ type Machine {
   isAadJoined: Boolean
   "The device's Microsoft Entra ID device object id (a GUID), when it is joined."
   aadDeviceId: ID
-  "Tags set on the device in Defender."
-  machineTags: [String!]!
-  "The device's network adapters and their addresses."
-  ipAddresses: [IpAddress!]!
+  "Tags set on the device in Defender; empty when it has none, null only when the device's details could not be fetched."
+  machineTags: [String!]
+  "The device's network adapters and their addresses; empty when Defender lists none, null only when the device's details could not be fetched."
+  ipAddresses: [IpAddress!]
   "State of Microsoft Defender Antivirus on the device (Updated, NotUpdated, Disabled, ...)."
   defenderAvStatus: String
   "What manages the device's security settings (MicrosoftDefenderForEndpoint, Intune, ConfigMgr, ...)."
@@ -721,9 +726,11 @@ type Machine {
   "The cloud virtual machine behind this device, when it is one."
   vmMetadata: VmMetadata
   """
-  Users Defender has seen logging on to the device (GET /api/machines/{id}/logonusers), as Defender returns them. Costs one upstream call per device, shared by every query that asks.
+  Users Defender has seen logging on to the device (GET /api/machines/{id}/logonusers), as Defender returns them; empty when Defender reports none. Costs one upstream call per device, shared by every query that asks.
+
+  Null, with one error at this field's path, when that call failed while the device is shown to exist (its details were fetched): the device's other fields keep their values. (It used to be non-null, so that one failing call erased the whole machine.)
   """
-  logonUsers: [LogonUser!]!
+  logonUsers: [LogonUser!]
 }
 
 """
@@ -827,7 +834,7 @@ type VmMetadata {
 }
 `, BuiltIn: false},
 	{Name: "../schema/quota.graphqls", Input: `"""
-The rate limit of one upstream endpoint family, as this service spends it. Defender allows each endpoint a number of calls in any sliding minute and in any sliding hour, for the whole application; this service never goes past either.
+The rate limit of one upstream endpoint family, as this service spends it. Defender allows each endpoint a number of calls in any sliding minute and in any sliding hour, for the whole application; this service never goes past either. Every answer carries the same object for each family in ` + "`" + `extensions.quota` + "`" + `, keyed by ` + "`" + `endpoint` + "`" + `.
 """
 type EndpointQuota {
   "The endpoint family, e.g. ` + "`" + `machines.logonusers` + "`" + `."
@@ -840,6 +847,8 @@ type EndpointQuota {
   hour: QuotaWindow!
   "When the next call of this family can go out (now, when one can)."
   nextSlotAt: DateTime!
+  "Whole seconds until ` + "`" + `nextSlotAt` + "`" + `, rounded up: 0 when a call can go out now, more while the windows are full or Defender asked for a pause."
+  nextSlotSeconds: Int!
   "Until when Defender asked us (with a 429 and Retry-After) to stop calling; null when it did not."
   pausedUntil: DateTime
   "How many calls are waiting in line for quota right now."
@@ -870,9 +879,13 @@ type Query {
   """
   A device that Defender for Endpoint knows, by its device id (40 hex digits, as in the Defender portal's URL) or by its computer DNS name (for example ` + "`" + `desk-4f2a91.contoso.local` + "`" + `).
 
-  Null, with one error whose ` + "`" + `extensions.code` + "`" + ` is ` + "`" + `NOT_FOUND` + "`" + `, when Defender does not know it; an id that is neither shape fails with ` + "`" + `BAD_USER_INPUT` + "`" + ` before any upstream call.
-
   Selecting only ` + "`" + `logonUsers` + "`" + ` (with ` + "`" + `id` + "`" + ` or ` + "`" + `__typename` + "`" + ` if wanted) costs one upstream call (` + "`" + `GET /api/machines/{id}/logonusers` + "`" + `). Device details (` + "`" + `GET /api/machines/{id}` + "`" + `) are fetched only when a detail field is selected, when the device is named by its computer name, or when nothing else is selected (` + "`" + `{ id }` + "`" + ` alone must still learn whether the device exists).
+
+  Null, with exactly one error whose ` + "`" + `extensions.code` + "`" + ` is ` + "`" + `NOT_FOUND` + "`" + `, when Defender does not know the device: its path is where that was found, ` + "`" + `["machine"]` + "`" + ` from the details call, ` + "`" + `["machine", "logonUsers"]` + "`" + ` when only logon users were asked for (that call's 404 is then the only evidence). An id that is neither shape fails with ` + "`" + `BAD_USER_INPUT` + "`" + ` before any upstream call.
+
+  Null also when every call the selection needed failed (quota spent, Defender failing): one error per failed call. As soon as one call answered, the machine is there: a failed call nulls only its own fields (see ` + "`" + `Machine` + "`" + `).
+
+  Answers may be stale: when a fresh answer cannot be had (quota spent, a pause, Defender failing or unreachable), the last good one younger than ` + "`" + `STALE_TTL` + "`" + ` is served instead, and ` + "`" + `extensions.stale` + "`" + ` lists each path served stale, its age and the reason.
   """
   machine(
     "The device id (40 hex digits) or the computer DNS name of the device."
@@ -881,6 +894,8 @@ type Query {
 
   """
   The service's view of Defender's rate limits, one entry per upstream endpoint family: how much of the quota is spent in the sliding minute and hour, and when the next call can go out. Reading it costs no upstream call.
+
+  It is read once, at the end of the operation, after every upstream call the operation's other fields made: the figures include them, and equal ` + "`" + `extensions.quota` + "`" + `, which has the same shape (an object keyed by ` + "`" + `endpoint` + "`" + `).
   """
   quota: [EndpointQuota!]!
 }
@@ -904,6 +919,8 @@ func (ec *executionContext) childFields_EndpointQuota(ctx context.Context, field
 		return ec.fieldContext_EndpointQuota_hour(ctx, field)
 	case "nextSlotAt":
 		return ec.fieldContext_EndpointQuota_nextSlotAt(ctx, field)
+	case "nextSlotSeconds":
+		return ec.fieldContext_EndpointQuota_nextSlotSeconds(ctx, field)
 	case "pausedUntil":
 		return ec.fieldContext_EndpointQuota_pausedUntil(ctx, field)
 	case "queued":
@@ -1403,6 +1420,29 @@ func (ec *executionContext) _EndpointQuota_nextSlotAt(ctx context.Context, field
 }
 func (ec *executionContext) fieldContext_EndpointQuota_nextSlotAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("EndpointQuota", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _EndpointQuota_nextSlotSeconds(ctx context.Context, field graphql.CollectedField, obj *model.EndpointQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EndpointQuota_nextSlotSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NextSlotSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EndpointQuota_nextSlotSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EndpointQuota", field, false, false, "Int")
 }
 
 func (ec *executionContext) _EndpointQuota_pausedUntil(ctx context.Context, field graphql.CollectedField, obj *model.EndpointQuota) (ret graphql.Marshaler) {
@@ -2338,10 +2378,10 @@ func (ec *executionContext) _Machine_machineTags(ctx context.Context, field grap
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
-			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+			return ec.marshalOString2ᚕstringᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Machine_machineTags(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -2361,10 +2401,10 @@ func (ec *executionContext) _Machine_ipAddresses(ctx context.Context, field grap
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.IPAddress) graphql.Marshaler {
-			return ec.marshalNIpAddress2ᚕᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐIPAddressᚄ(ctx, selections, v)
+			return ec.marshalOIpAddress2ᚕᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐIPAddressᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Machine_ipAddresses(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -2559,22 +2599,22 @@ func (ec *executionContext) _Machine_logonUsers(ctx context.Context, field graph
 			return ec.fieldContext_Machine_logonUsers(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Machine().LogonUsers(ctx, obj)
+			return obj.LogonUsers, nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.LogonUser) graphql.Marshaler {
-			return ec.marshalNLogonUser2ᚕᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐLogonUserᚄ(ctx, selections, v)
+			return ec.marshalOLogonUser2ᚕᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐLogonUserᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Machine_logonUsers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "Machine",
 		Field:      field,
-		IsMethod:   true,
-		IsResolver: true,
+		IsMethod:   false,
+		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_LogonUser(ctx, field)
 		},
@@ -4035,6 +4075,11 @@ func (ec *executionContext) _EndpointQuota(ctx context.Context, sel ast.Selectio
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "nextSlotSeconds":
+			out.Values[i] = ec._EndpointQuota_nextSlotSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "pausedUntil":
 			out.Values[i] = ec._EndpointQuota_pausedUntil(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
@@ -4212,164 +4257,163 @@ func (ec *executionContext) _Machine(ctx context.Context, sel ast.SelectionSet, 
 		case "id":
 			out.Values[i] = ec._Machine_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "computerDnsName":
 			out.Values[i] = ec._Machine_computerDnsName(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "firstSeen":
 			out.Values[i] = ec._Machine_firstSeen(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "lastSeen":
 			out.Values[i] = ec._Machine_lastSeen(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "osPlatform":
 			out.Values[i] = ec._Machine_osPlatform(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "osVersion":
 			out.Values[i] = ec._Machine_osVersion(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "osProcessor":
 			out.Values[i] = ec._Machine_osProcessor(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "osArchitecture":
 			out.Values[i] = ec._Machine_osArchitecture(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "version":
 			out.Values[i] = ec._Machine_version(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "osBuild":
 			out.Values[i] = ec._Machine_osBuild(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "lastIpAddress":
 			out.Values[i] = ec._Machine_lastIpAddress(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "lastExternalIpAddress":
 			out.Values[i] = ec._Machine_lastExternalIpAddress(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "agentVersion":
 			out.Values[i] = ec._Machine_agentVersion(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "healthStatus":
 			out.Values[i] = ec._Machine_healthStatus(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "onboardingStatus":
 			out.Values[i] = ec._Machine_onboardingStatus(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "riskScore":
 			out.Values[i] = ec._Machine_riskScore(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "exposureLevel":
 			out.Values[i] = ec._Machine_exposureLevel(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "deviceValue":
 			out.Values[i] = ec._Machine_deviceValue(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "rbacGroupId":
 			out.Values[i] = ec._Machine_rbacGroupId(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "rbacGroupName":
 			out.Values[i] = ec._Machine_rbacGroupName(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "isAadJoined":
 			out.Values[i] = ec._Machine_isAadJoined(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "aadDeviceId":
 			out.Values[i] = ec._Machine_aadDeviceId(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "machineTags":
 			out.Values[i] = ec._Machine_machineTags(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
 			}
 		case "ipAddresses":
 			out.Values[i] = ec._Machine_ipAddresses(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
 			}
 		case "defenderAvStatus":
 			out.Values[i] = ec._Machine_defenderAvStatus(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "managedBy":
 			out.Values[i] = ec._Machine_managedBy(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "isPotentialDuplication":
 			out.Values[i] = ec._Machine_isPotentialDuplication(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "mergedIntoMachineId":
 			out.Values[i] = ec._Machine_mergedIntoMachineId(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "isExcluded":
 			out.Values[i] = ec._Machine_isExcluded(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "exclusionReason":
 			out.Values[i] = ec._Machine_exclusionReason(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "vmMetadata":
 			out.Values[i] = ec._Machine_vmMetadata(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "logonUsers":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec._Machine_logonUsers(ctx, field, obj)
-				})
+			out.Values[i] = ec._Machine_logonUsers(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -4987,44 +5031,12 @@ func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.Selecti
 	return res
 }
 
-func (ec *executionContext) marshalNIpAddress2ᚕᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐIPAddressᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.IPAddress) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
-		fc := graphql.GetFieldContext(ctx)
-		fc.Result = &v[i]
-		return ec.marshalNIpAddress2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐIPAddress(ctx, sel, v[i])
-	})
-
-	for _, e := range ret {
-		if e == graphql.Null {
-			return graphql.Null
-		}
-	}
-
-	return ret
-}
-
 func (ec *executionContext) marshalNIpAddress2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐIPAddress(ctx context.Context, sel ast.SelectionSet, v *model.IPAddress) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "IpAddress!")
 		return graphql.Null
 	}
 	return ec._IpAddress(ctx, sel, v)
-}
-
-func (ec *executionContext) marshalNLogonUser2ᚕᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐLogonUserᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.LogonUser) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
-		fc := graphql.GetFieldContext(ctx)
-		fc.Result = &v[i]
-		return ec.marshalNLogonUser2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐLogonUser(ctx, sel, v[i])
-	})
-
-	for _, e := range ret {
-		if e == graphql.Null {
-			return graphql.Null
-		}
-	}
-
-	return ret
 }
 
 func (ec *executionContext) marshalNLogonUser2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐLogonUser(ctx context.Context, sel ast.SelectionSet, v *model.LogonUser) graphql.Marshaler {
@@ -5360,6 +5372,44 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	return res
 }
 
+func (ec *executionContext) marshalOIpAddress2ᚕᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐIPAddressᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.IPAddress) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNIpAddress2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐIPAddress(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalOLogonUser2ᚕᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐLogonUserᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.LogonUser) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNLogonUser2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐLogonUser(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalOMachine2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachine(ctx context.Context, sel ast.SelectionSet, v *model.Machine) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -5397,6 +5447,41 @@ func (ec *executionContext) marshalORiskScore2ᚖgithubᚗcomᚋmdegraphᚋmdegr
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOString2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {

@@ -43,7 +43,7 @@ func TestEveryFieldDeclaresItsCost(t *testing.T) {
 			}
 		}
 	}
-	if len(want) < 3 {
+	if len(want) < 2 { // Query.machine and Query.quota at least
 		t.Fatalf("found only %v: the schema walk is broken", want)
 	}
 	for field, why := range want {

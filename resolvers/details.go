@@ -1,10 +1,6 @@
 package resolvers
 
 import (
-	"context"
-
-	"github.com/99designs/gqlgen/graphql"
-
 	"github.com/mdegraph/mdegraph/internal/defender"
 )
 
@@ -26,15 +22,4 @@ func NeedsDetails(selected []string, ref defender.MachineRef) bool {
 		}
 	}
 	return !logonUsers || !ref.IsDeviceID()
-}
-
-// selectedFields lists the field names selected on the object the resolver in ctx returns,
-// after fragments, @skip and @include are applied.
-func selectedFields(ctx context.Context) []string {
-	fields := graphql.CollectFieldsCtx(ctx, nil)
-	names := make([]string, len(fields))
-	for i, f := range fields {
-		names[i] = f.Name
-	}
-	return names
 }

@@ -164,8 +164,17 @@ func classify(err error) (code, msg string, ext map[string]any) {
 		tokenErr    *upstreamauth.Error
 		unavailable *defender.UnavailableError
 		resp        *defender.ErrorResponse
+		noUsers     *LogonUsersNotFoundError
 	)
 	switch {
+	case errors.As(err, &noUsers):
+		// The device is known (its details were just fetched), so the 404 is not "no such
+		// device": Defender sometimes answers 404 transiently (../shared/UPSTREAM.md, sharp edges).
+		ext = map[string]any{}
+		if errors.As(err, &resp) && resp.Target != "" {
+			ext["correlationId"] = resp.Target
+		}
+		return CodeUpstreamUnavailable, fmt.Sprintf("Defender knows device %s but answered 404 for its logon users (GET /api/machines/{id}/logonusers); such answers are sometimes transient: try again shortly", noUsers.DeviceID), ext
 	case errors.As(err, &invalid):
 		return CodeBadUserInput, invalid.Error(), map[string]any{"field": invalid.Field}
 	case errors.As(err, &exceeded):

@@ -1,6 +1,7 @@
 package resolvers
 
 import (
+	"math"
 	"time"
 
 	"github.com/mdegraph/mdegraph/graph/model"
@@ -15,22 +16,24 @@ var calls = map[string]string{
 	string(defender.EndpointLogonUsers): "GET /api/machines/{id}/logonusers",
 }
 
-// quotaStatus reports every endpoint family's quota; the first window is the minute and the
-// second the hour, as server.go builds the limiter.
-func (r *Resolver) quotaStatus() []*model.EndpointQuota {
-	if r.Quota == nil {
+// quotaStatus reports every endpoint family's quota as q has it now (none when q is nil); the
+// first window is the minute and the second the hour, as internal/app builds the limiter.
+func quotaStatus(q QuotaReporter) []*model.EndpointQuota {
+	if q == nil {
 		return []*model.EndpointQuota{}
 	}
-	statuses := r.Quota.Status()
+	statuses := q.Status()
+	now := time.Now() // after Status: a slot free at its reading is free now
 	out := make([]*model.EndpointQuota, 0, len(statuses))
 	for _, s := range statuses {
 		q := &model.EndpointQuota{
-			Endpoint:   s.Family,
-			Call:       calls[s.Family],
-			NextSlotAt: s.NextSlot.UTC(),
-			Queued:     s.Queued,
-			Minute:     &model.QuotaWindow{},
-			Hour:       &model.QuotaWindow{},
+			Endpoint:        s.Family,
+			Call:            calls[s.Family],
+			NextSlotAt:      s.NextSlot.UTC(),
+			NextSlotSeconds: max(int(math.Ceil(s.NextSlot.Sub(now).Seconds())), 0),
+			Queued:          s.Queued,
+			Minute:          &model.QuotaWindow{},
+			Hour:            &model.QuotaWindow{},
 		}
 		if len(s.Windows) > 0 {
 			q.Minute = quotaWindow(s.Windows[0])

@@ -10,27 +10,14 @@ import (
 
 	"github.com/mdegraph/mdegraph/graph"
 	"github.com/mdegraph/mdegraph/graph/model"
-	"github.com/mdegraph/mdegraph/internal/defender"
-	"github.com/mdegraph/mdegraph/internal/loaders"
 )
 
 func (r *queryResolver) Machine(ctx context.Context, id string) (*model.Machine, error) {
-	ref, err := defender.ParseMachineRef(id)
-	if err != nil {
-		return nil, err
-	}
-	if !NeedsDetails(selectedFields(ctx), ref) {
-		return &model.Machine{ID: ref.String()}, nil
-	}
-	m, err := loaders.For(ctx).Machine(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	return r.toMachine(ctx, m), nil
+	return r.machine(ctx, id)
 }
 
 func (r *queryResolver) Quota(ctx context.Context) ([]*model.EndpointQuota, error) {
-	return r.quotaStatus(), nil
+	return OperationQuota(ctx, r.Resolver.Quota), nil
 }
 
 func (r *Resolver) Query() graph.QueryResolver { return &queryResolver{r} }

@@ -62,7 +62,9 @@ func expectationFor(ref *simulator.Simulator, id string, details bool) expected 
 type outcome int
 
 const (
-	correct  outcome = iota // exactly the simulator's data (or NOT_FOUND for an unknown id)
+	correct  outcome = iota // exactly the simulator's data, fresh (or NOT_FOUND for an unknown id)
+	stale                   // exactly the simulator's data, some of it marked stale in extensions.stale
+	partial                 // the device, with each part the service could not fetch null and an error saying why
 	declined                // no data, and an error saying why that a loaded service may give
 	wrong                   // anything else
 )
@@ -76,6 +78,10 @@ type verdict struct {
 	noRetryAfter bool
 	// retryAfter is the largest retryAfter of the RATE_LIMITED errors, in seconds; 0 if none.
 	retryAfter int64
+	// staleReasons are the reasons of the extensions.stale entries, one per entry.
+	staleReasons []string
+	// staleAge is the oldest extensions.stale entry's ageSeconds.
+	staleAge int64
 }
 
 // Codes a correct service may answer a valid query with when it cannot answer it now: the
@@ -92,9 +98,40 @@ type gqlAnswer struct {
 	} `json:"data"`
 	Errors []struct {
 		Message    string         `json:"message"`
+		Path       []any          `json:"path"`
 		Extensions map[string]any `json:"extensions"`
 	} `json:"errors"`
+	Extensions struct {
+		Stale []struct {
+			Path       []any  `json:"path"`
+			AgeSeconds any    `json:"ageSeconds"`
+			Reason     string `json:"reason"`
+		} `json:"stale"`
+	} `json:"extensions"`
 }
+
+// The parts of the machine the load test asks for, each from its own upstream call: the
+// details (computerDnsName, with -details) and the logon users. An error or an
+// extensions.stale entry names its part by its path: ["machine"] is the details, ["machine",
+// "logonUsers"] the logon users.
+const (
+	partDetails = "details"
+	partUsers   = "logonUsers"
+)
+
+// partOf names the part a path points into ("" for a path that names none).
+func partOf(path []any) string {
+	switch {
+	case len(path) == 1 && path[0] == "machine":
+		return partDetails
+	case len(path) >= 2 && path[0] == "machine" && path[1] == "logonUsers":
+		return partUsers
+	}
+	return ""
+}
+
+// staleReasons are the reasons an extensions.stale entry may give.
+var staleReasons = []string{"RATE_LIMITED", "UPSTREAM_UNAVAILABLE"}
 
 // gotMachine is the selection the load test asks for; any other field in the answer is wrong.
 type gotMachine struct {
@@ -110,7 +147,9 @@ type gotUser struct {
 	LastSeen      *string  `json:"lastSeen"`
 }
 
-// check judges one HTTP answer to the query for want.
+// check judges one HTTP answer to the query for want. A stale answer is correct only when
+// extensions.stale marks it and its data is the simulator's; a partial one only when every
+// part that is null has an error with a code a loaded service may give, at its path.
 func check(status int, body []byte, want expected) verdict {
 	if status != http.StatusOK {
 		return wrongf("HTTP %d: %s", status, clip(body))
@@ -125,46 +164,80 @@ func check(status int, body []byte, want expected) verdict {
 	if a.Data != nil {
 		machine = a.Data.Machine
 	}
-	if len(a.Errors) > 0 {
-		return checkErrors(a, machine, want)
-	}
-	if !want.known {
-		return wrongf("unknown id %s: answered %s without an error, want machine null and NOT_FOUND", want.id, clip(machine))
-	}
-	if len(machine) == 0 || string(machine) == "null" {
-		return wrongf("device %s: machine is null without an error", want.id)
-	}
-	if reason := compareMachine(machine, want); reason != "" {
-		return wrongf("device %s: %s", want.id, reason)
-	}
-	return verdict{outcome: correct}
-}
-
-func checkErrors(a gqlAnswer, machine json.RawMessage, want expected) verdict {
-	v := verdict{outcome: declined}
+	v := verdict{}
+	failed := map[string]bool{}
 	for _, e := range a.Errors {
 		code, _ := e.Extensions["code"].(string)
 		v.codes = append(v.codes, code)
+		failed[partOf(e.Path)] = true
 		switch {
 		case code == "":
-			v.outcome, v.reason = wrong, fmt.Sprintf("device %s: an error without extensions.code: %q", want.id, e.Message)
+			return v.wrong("device %s: an error without extensions.code: %q", want.id, e.Message)
 		case code == "RATE_LIMITED":
 			secs, ok := positiveInt(e.Extensions["retryAfter"])
 			if !ok {
-				v.outcome, v.noRetryAfter = wrong, true
-				v.reason = fmt.Sprintf("device %s: RATE_LIMITED without a positive integer retryAfter (extensions %v)", want.id, e.Extensions)
+				v.noRetryAfter = true
+				return v.wrong("device %s: RATE_LIMITED without a positive integer retryAfter (extensions %v)", want.id, e.Extensions)
 			}
 			v.retryAfter = max(v.retryAfter, secs)
 		}
 	}
-	if v.outcome == wrong {
-		return v
+	staleParts := map[string]bool{}
+	for _, st := range a.Extensions.Stale {
+		age, ok := nonNegativeInt(st.AgeSeconds)
+		part := partOf(st.Path)
+		if !ok || part == "" || !slices.Contains(staleReasons, st.Reason) {
+			return v.wrong("device %s: extensions.stale entry %+v: want a path into the machine, a whole ageSeconds and a reason of %v", want.id, st, staleReasons)
+		}
+		staleParts[part] = true
+		v.staleReasons = append(v.staleReasons, st.Reason)
+		v.staleAge = max(v.staleAge, age)
 	}
-	if len(machine) != 0 && string(machine) != "null" {
-		v.outcome, v.reason = wrong, fmt.Sprintf("device %s: machine %s alongside errors %v, want null", want.id, clip(machine), v.codes)
-		return v
+
+	if len(machine) == 0 || string(machine) == "null" {
+		return checkNull(v, want, len(a.Extensions.Stale) > 0)
 	}
-	if !want.known && slices.Equal(v.codes, []string{codeNotFound}) {
+	switch {
+	case !want.known:
+		return v.wrong("unknown id %s: answered %s, want machine null and NOT_FOUND", want.id, clip(machine))
+	case failed[""]:
+		return v.wrong("device %s: an error outside the machine's parts, alongside the machine %s: %v", want.id, clip(machine), v.codes)
+	}
+	for _, c := range v.codes {
+		if !slices.Contains(declineCodes, c) {
+			return v.wrong("device %s: error codes %v alongside the machine, want only %s", want.id, v.codes, strings.Join(declineCodes, "/"))
+		}
+	}
+	for part := range staleParts {
+		if failed[part] {
+			return v.wrong("device %s: %s both stale and failed", want.id, part)
+		}
+	}
+	if reason := compareMachine(machine, want, failed); reason != "" {
+		return v.wrong("device %s: %s", want.id, reason)
+	}
+	switch {
+	case len(a.Errors) > 0:
+		v.outcome = partial
+	case len(staleParts) > 0:
+		v.outcome = stale
+	default:
+		v.outcome = correct
+	}
+	return v
+}
+
+// checkNull judges an answer whose machine is null: NOT_FOUND alone for an unknown id, or
+// errors with only the codes a loaded service may give.
+func checkNull(v verdict, want expected, anyStale bool) verdict {
+	switch {
+	case len(v.codes) == 0 && !want.known:
+		return v.wrong("unknown id %s: machine null without an error, want NOT_FOUND", want.id)
+	case len(v.codes) == 0:
+		return v.wrong("device %s: machine is null without an error", want.id)
+	case anyStale:
+		return v.wrong("device %s: extensions.stale for a machine that is null", want.id)
+	case !want.known && slices.Equal(v.codes, []string{codeNotFound}):
 		v.outcome = correct
 		return v
 	}
@@ -174,10 +247,10 @@ func checkErrors(a gqlAnswer, machine json.RawMessage, want expected) verdict {
 			if !want.known {
 				what = "unknown id " + want.id
 			}
-			v.outcome, v.reason = wrong, fmt.Sprintf("%s: error codes %v, want %s", what, v.codes, wantCodes(want))
-			return v
+			return v.wrong("%s: error codes %v, want %s", what, v.codes, wantCodes(want))
 		}
 	}
+	v.outcome = declined
 	return v
 }
 
@@ -189,8 +262,9 @@ func wantCodes(want expected) string {
 	return s
 }
 
-// compareMachine returns what differs between the answer and the simulator's data, "" if nothing.
-func compareMachine(raw json.RawMessage, want expected) string {
+// compareMachine returns what differs between the answer and the simulator's data, "" if
+// nothing. A part an error covers (failed) must be null; every other part must be there.
+func compareMachine(raw json.RawMessage, want expected, failed map[string]bool) string {
 	var m gotMachine
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -198,12 +272,20 @@ func compareMachine(raw json.RawMessage, want expected) string {
 		return fmt.Sprintf("machine %s: %v", clip(raw), err)
 	}
 	switch {
-	case want.details && (m.ComputerDNSName == nil || *m.ComputerDNSName != want.dnsName):
+	case failed[partDetails] && (!want.details || m.ComputerDNSName != nil):
+		return fmt.Sprintf("an error for the details, yet computerDnsName is %s (details asked: %v)", strOrNull(m.ComputerDNSName), want.details)
+	case failed[partUsers] && m.LogonUsers != nil:
+		return "an error for logonUsers, yet they are there"
+	case failed[partUsers] && failed[partDetails]:
+		return "every part failed, yet the machine is not null"
+	case failed[partUsers]:
+		return ""
+	case want.details && !failed[partDetails] && (m.ComputerDNSName == nil || *m.ComputerDNSName != want.dnsName):
 		return fmt.Sprintf("computerDnsName %s, want %q", strOrNull(m.ComputerDNSName), want.dnsName)
 	case !want.details && m.ComputerDNSName != nil:
 		return "computerDnsName answered but not asked for"
 	case m.LogonUsers == nil:
-		return "logonUsers missing or null"
+		return "logonUsers missing or null without an error"
 	case len(*m.LogonUsers) != len(want.users):
 		return fmt.Sprintf("%d logon users, want %d", len(*m.LogonUsers), len(want.users))
 	}
@@ -237,12 +319,18 @@ func compareMachine(raw json.RawMessage, want expected) string {
 
 // positiveInt returns v, decoded with UseNumber, if it is a JSON integer above 0.
 func positiveInt(v any) (int64, bool) {
+	i, ok := nonNegativeInt(v)
+	return i, ok && i > 0
+}
+
+// nonNegativeInt returns v, decoded with UseNumber, if it is a JSON integer of 0 or more.
+func nonNegativeInt(v any) (int64, bool) {
 	n, ok := v.(json.Number)
 	if !ok {
 		return 0, false
 	}
 	i, err := n.Int64()
-	if err != nil || i <= 0 {
+	if err != nil || i < 0 {
 		return 0, false
 	}
 	return i, true
@@ -250,6 +338,12 @@ func positiveInt(v any) (int64, bool) {
 
 func wrongf(format string, args ...any) verdict {
 	return verdict{outcome: wrong, reason: fmt.Sprintf(format, args...)}
+}
+
+// wrong is v judged wrong for the reason given.
+func (v verdict) wrong(format string, args ...any) verdict {
+	v.outcome, v.reason = wrong, fmt.Sprintf(format, args...)
+	return v
 }
 
 func strOrNull(s *string) string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +55,8 @@ func TestCheck(t *testing.T) {
 		reason       string // a substring of the reason, for wrong answers
 		noRetryAfter bool
 		retryAfter   int64
+		staleReasons []string
+		staleAge     int64
 	}{
 		{name: "correct", body: answerFor(t, known, nil), want: known, outcome: correct},
 		{name: "correct with details", body: answerFor(t, withDetails, nil), want: withDetails, outcome: correct},
@@ -103,7 +106,45 @@ func TestCheck(t *testing.T) {
 		{name: "unknown id not found", body: errorAnswer(`{"code":"NOT_FOUND"}`), want: unknown, outcome: correct},
 		{name: "unknown id, two errors", want: unknown, outcome: wrong, reason: "NOT_FOUND",
 			body: []byte(`{"errors":[{"message":"a","extensions":{"code":"NOT_FOUND"}},{"message":"b","extensions":{"code":"NOT_FOUND"}}],"data":{"machine":null}}`)},
-		{name: "unknown id answered", body: []byte(`{"data":{"machine":{"logonUsers":[]}}}`), want: unknown, outcome: wrong, reason: "without an error"},
+		{name: "unknown id answered", body: []byte(`{"data":{"machine":{"logonUsers":[]}}}`), want: unknown, outcome: wrong, reason: "want machine null"},
+
+		// Stale answers: correct data, marked.
+		{name: "stale logon users", want: known, outcome: stale, staleAge: 12, staleReasons: []string{"RATE_LIMITED"},
+			body: withExtensions(t, answerFor(t, known, nil), `{"stale":[{"path":["machine","logonUsers"],"ageSeconds":12,"reason":"RATE_LIMITED"}]}`)},
+		{name: "stale details and users", want: withDetails, outcome: stale, staleAge: 7, staleReasons: []string{"UPSTREAM_UNAVAILABLE", "UPSTREAM_UNAVAILABLE"},
+			body: withExtensions(t, answerFor(t, withDetails, nil), `{"stale":[{"path":["machine"],"ageSeconds":7,"reason":"UPSTREAM_UNAVAILABLE"},{"path":["machine","logonUsers"],"ageSeconds":0,"reason":"UPSTREAM_UNAVAILABLE"}]}`)},
+		{name: "stale but wrong", want: known, outcome: wrong, reason: "accountName",
+			body: withExtensions(t, answerFor(t, known, func(us []map[string]any, _ map[string]any) { us[0]["accountName"] = "old" }),
+				`{"stale":[{"path":["machine","logonUsers"],"ageSeconds":12,"reason":"RATE_LIMITED"}]}`)},
+		{name: "stale without an age", want: known, outcome: wrong, reason: "extensions.stale",
+			body: withExtensions(t, answerFor(t, known, nil), `{"stale":[{"path":["machine","logonUsers"],"reason":"RATE_LIMITED"}]}`)},
+		{name: "stale with a negative age", want: known, outcome: wrong, reason: "extensions.stale",
+			body: withExtensions(t, answerFor(t, known, nil), `{"stale":[{"path":["machine","logonUsers"],"ageSeconds":-1,"reason":"RATE_LIMITED"}]}`)},
+		{name: "stale for a reason that never allows it", want: known, outcome: wrong, reason: "extensions.stale",
+			body: withExtensions(t, answerFor(t, known, nil), `{"stale":[{"path":["machine","logonUsers"],"ageSeconds":1,"reason":"NOT_FOUND"}]}`)},
+		{name: "stale pointing nowhere", want: known, outcome: wrong, reason: "extensions.stale",
+			body: withExtensions(t, answerFor(t, known, nil), `{"stale":[{"path":["quota"],"ageSeconds":1,"reason":"RATE_LIMITED"}]}`)},
+		{name: "stale for a null machine", want: known, outcome: wrong, reason: "null", retryAfter: 3,
+			body: withExtensions(t, errorAnswer(`{"code":"RATE_LIMITED","retryAfter":3}`), `{"stale":[{"path":["machine"],"ageSeconds":1,"reason":"RATE_LIMITED"}]}`)},
+
+		// Partial answers: what failed is null, with its error at its path.
+		{name: "details failed, users there", want: withDetails, outcome: partial, retryAfter: 9,
+			body: withErrors(t, answerFor(t, withDetails, func(_ []map[string]any, m map[string]any) { m["computerDnsName"] = nil }),
+				`[{"message":"m","path":["machine"],"extensions":{"code":"RATE_LIMITED","retryAfter":9}}]`)},
+		{name: "users failed, details there", want: withDetails, outcome: partial,
+			body: withErrors(t, answerFor(t, withDetails, func(_ []map[string]any, m map[string]any) { m["logonUsers"] = nil }),
+				`[{"message":"m","path":["machine","logonUsers"],"extensions":{"code":"UPSTREAM_UNAVAILABLE"}}]`)},
+		{name: "users null without an error", want: withDetails, outcome: wrong, reason: "without an error",
+			body: answerFor(t, withDetails, func(_ []map[string]any, m map[string]any) { m["logonUsers"] = nil })},
+		{name: "failed part not null", want: withDetails, outcome: wrong, reason: "yet they are there",
+			body: withErrors(t, answerFor(t, withDetails, nil), `[{"message":"m","path":["machine","logonUsers"],"extensions":{"code":"UPSTREAM_UNAVAILABLE"}}]`)},
+		{name: "known device's users not found", want: withDetails, outcome: wrong, reason: "NOT_FOUND",
+			body: withErrors(t, answerFor(t, withDetails, func(_ []map[string]any, m map[string]any) { m["logonUsers"] = nil }),
+				`[{"message":"m","path":["machine","logonUsers"],"extensions":{"code":"NOT_FOUND"}}]`)},
+		{name: "a part both stale and failed", want: withDetails, outcome: wrong, reason: "both stale and failed",
+			body: withExtensions(t, withErrors(t, answerFor(t, withDetails, func(_ []map[string]any, m map[string]any) { m["logonUsers"] = nil }),
+				`[{"message":"m","path":["machine","logonUsers"],"extensions":{"code":"UPSTREAM_UNAVAILABLE"}}]`),
+				`{"stale":[{"path":["machine","logonUsers"],"ageSeconds":1,"reason":"RATE_LIMITED"}]}`)},
 
 		{name: "HTTP 500", status: 500, body: []byte(`oops`), want: known, outcome: wrong, reason: "HTTP 500"},
 		{name: "not JSON", body: []byte(`<html>`), want: known, outcome: wrong, reason: "not a JSON"},
@@ -128,12 +169,41 @@ func TestCheck(t *testing.T) {
 			if got.retryAfter != tt.retryAfter {
 				t.Errorf("retryAfter = %d, want %d", got.retryAfter, tt.retryAfter)
 			}
+			if tt.outcome != wrong && (!slices.Equal(got.staleReasons, tt.staleReasons) || got.staleAge != tt.staleAge) {
+				t.Errorf("stale reasons %v, age %d; want %v, %d", got.staleReasons, got.staleAge, tt.staleReasons, tt.staleAge)
+			}
 		})
 	}
 }
 
 func (o outcome) String() string {
-	return [...]string{"correct", "declined", "wrong"}[o]
+	return [...]string{"correct", "stale", "partial", "declined", "wrong"}[o]
+}
+
+// withExtensions sets the answer's extensions to ext.
+func withExtensions(t *testing.T, answer []byte, ext string) []byte {
+	t.Helper()
+	return withMember(t, answer, "extensions", ext)
+}
+
+// withErrors sets the answer's errors to errs.
+func withErrors(t *testing.T, answer []byte, errs string) []byte {
+	t.Helper()
+	return withMember(t, answer, "errors", errs)
+}
+
+func withMember(t *testing.T, answer []byte, name, value string) []byte {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(answer, &m); err != nil {
+		t.Fatal(err)
+	}
+	m[name] = json.RawMessage(value)
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestParseSeries(t *testing.T) {

@@ -41,7 +41,7 @@ type runResult struct {
 // query as soon as its previous answer is in, and checks every answer.
 func runQueries(ctx context.Context, client *http.Client, url string, w workload, o options, progress io.Writer) runResult {
 	res := runResult{results: make([]result, len(w.plan))}
-	var next, done, nCorrect, nDeclined, nWrong atomic.Int64
+	var next, done, nCorrect, nStale, nPartial, nDeclined, nWrong atomic.Int64
 	start := time.Now()
 
 	stopProgress := make(chan struct{})
@@ -55,9 +55,9 @@ func runQueries(ctx context.Context, client *http.Client, url string, w workload
 				case <-stopProgress:
 					return
 				case <-tick.C:
-					fmt.Fprintf(progress, "loadtest: %d/%d answered in %s: %d correct, %d declined, %d wrong\n",
+					fmt.Fprintf(progress, "loadtest: %d/%d answered in %s: %d correct, %d stale, %d partial, %d declined, %d wrong\n",
 						done.Load(), len(w.plan), time.Since(start).Round(100*time.Millisecond),
-						nCorrect.Load(), nDeclined.Load(), nWrong.Load())
+						nCorrect.Load(), nStale.Load(), nPartial.Load(), nDeclined.Load(), nWrong.Load())
 				}
 			}
 		})
@@ -78,6 +78,10 @@ func runQueries(ctx context.Context, client *http.Client, url string, w workload
 				switch r.verdict.outcome {
 				case correct:
 					nCorrect.Add(1)
+				case stale:
+					nStale.Add(1)
+				case partial:
+					nPartial.Add(1)
 				case declined:
 					nDeclined.Add(1)
 				default:

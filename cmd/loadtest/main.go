@@ -5,6 +5,7 @@
 //	go run ./cmd/loadtest                         # 200 clients, 5000 queries over 100 ids, cache on
 //	go run ./cmd/loadtest -cache-ttl 0            # only in-flight sharing saves calls
 //	go run ./cmd/loadtest -m 400                  # more distinct devices than a minute's quota
+//	go run ./cmd/loadtest -m 400 -cache-ttl 0     # ... and nothing fresh reused: stale answers stand in
 //	go run ./cmd/loadtest -url http://127.0.0.1:8080/query   # a running service (demo data set)
 //
 // By default the service runs in-process exactly as "go run ." builds it in demo mode
@@ -15,7 +16,9 @@
 // devices), or a defender-simulator started with the -seed and -devices given here as -sim-seed
 // and -devices.
 //
-// The report gives the answers (correct, declined with an error code, wrong with examples),
+// The report gives the answers (correct; stale: correct and marked in extensions.stale;
+// partial: the device with a part null and an error saying why; declined with an error code;
+// wrong with examples),
 // latency percentiles, throughput, and the upstream calls: exact per endpoint from the
 // simulator in-process, or from the target's /metrics with -url. The exit status is 1 if any
 // answer was wrong, if the upstream answered 429, or if any endpoint received more calls in a

@@ -30,6 +30,11 @@ type report struct {
 	latencies                                    []time.Duration // sorted
 	asked                                        map[string]bool // ids asked at least once
 
+	// Answers served stale (marked in extensions.stale) or partial, and the stale entries.
+	stale, partial int
+	staleReasons   map[string]int // extensions.stale entries by reason
+	maxStaleAge    int64          // the oldest stale entry, in seconds
+
 	// In-process: the simulator's own counts.
 	stats      map[simulator.Endpoint]simulator.EndpointStats
 	logonCalls map[string]int
@@ -40,7 +45,7 @@ type report struct {
 }
 
 func newReport(o options, t *target, w workload, run runResult) *report {
-	r := &report{o: o, t: t, w: w, run: run, codes: map[string]int{}, asked: map[string]bool{}}
+	r := &report{o: o, t: t, w: w, run: run, codes: map[string]int{}, staleReasons: map[string]int{}, asked: map[string]bool{}}
 	for _, res := range run.results {
 		if !res.sent {
 			continue
@@ -57,6 +62,10 @@ func newReport(o options, t *target, w workload, run runResult) *report {
 		if res.verdict.noRetryAfter {
 			r.noRetryAfter++
 		}
+		for _, reason := range res.verdict.staleReasons {
+			r.staleReasons[reason]++
+		}
+		r.maxStaleAge = max(r.maxStaleAge, res.verdict.staleAge)
 		if ra := res.verdict.retryAfter; ra > 0 {
 			if r.minRetry == 0 || ra < r.minRetry {
 				r.minRetry = ra
@@ -66,6 +75,10 @@ func newReport(o options, t *target, w workload, run runResult) *report {
 		switch res.verdict.outcome {
 		case correct:
 			r.correct++
+		case stale:
+			r.stale++
+		case partial:
+			r.partial++
 		case declined:
 			r.declined++
 		default:
@@ -154,8 +167,8 @@ func (r *report) write(out io.Writer) {
 	line("  workload\t%d clients, %d queries, %d ids (%d known, %d unknown), zipf s=%v, seed %d, details %s, timeout %s",
 		o.clients, o.queries, o.ids, r.w.known, o.ids-r.w.known, o.zipf, o.seed, details, o.timeout)
 	if c := r.t.cfg; c != nil {
-		line("  service\tCACHE_TTL=%s NOT_FOUND_TTL=%s MDE_LIMIT_PER_MINUTE=%d MDE_LIMIT_PER_HOUR=%d QUOTA_MAX_WAIT=%s REQUEST_TIMEOUT=%s MAX_UPSTREAM_CALLS_PER_QUERY=%d",
-			c.CacheTTL, c.NotFoundTTL, c.LimitPerMinute, c.LimitPerHour, c.QuotaMaxWait, c.RequestTimeout, c.MaxUpstreamCalls)
+		line("  service\tCACHE_TTL=%s NOT_FOUND_TTL=%s STALE_TTL=%s MDE_LIMIT_PER_MINUTE=%d MDE_LIMIT_PER_HOUR=%d QUOTA_MAX_WAIT=%s REQUEST_TIMEOUT=%s MAX_UPSTREAM_CALLS_PER_QUERY=%d",
+			c.CacheTTL, c.NotFoundTTL, c.StaleTTL, c.LimitPerMinute, c.LimitPerHour, c.QuotaMaxWait, c.RequestTimeout, c.MaxUpstreamCalls)
 		s := r.t.simOpts
 		line("  simulator\tseed %d, %d devices, latency %s, limits %s per 60 s and %s per 3600 s per endpoint",
 			s.Seed, s.Devices, s.Latency, limitText(s.PerMinute), limitText(s.PerHour))
@@ -164,7 +177,12 @@ func (r *report) write(out io.Writer) {
 	line("")
 	line("answers")
 	line("  queries\t%d sent, %d distinct ids asked", r.sent, len(r.asked))
-	line("  correct\t%d\t(the simulator's data; NOT_FOUND for an unknown id)", r.correct)
+	line("  correct\t%d\t(the simulator's data, fresh; NOT_FOUND for an unknown id)", r.correct)
+	line("  stale\t%d\t(the simulator's data, served stale and marked so in extensions.stale, instead of an error)", r.stale)
+	if len(r.staleReasons) > 0 {
+		line("  stale entries by reason\t%s\t(oldest %d s)", countsText(r.staleReasons), r.maxStaleAge)
+	}
+	line("  partial\t%d\t(the device, with a part null and an error at its path: %s)", r.partial, strings.Join(declineCodes, " or "))
 	line("  declined\t%d\t(no data, with only %s: the service could not answer now, and said so)", r.declined, strings.Join(declineCodes, " or "))
 	line("  wrong\t%d", r.wrong)
 	line("  errors by code\t%s", countsText(r.codes))
@@ -260,6 +278,7 @@ func (r *report) writeMetrics(line func(string, ...any)) {
 	calls := r.metrics.sum("mdegraph_upstream_calls_total", "endpoint", "status")
 	line("  upstream calls\t%s", countsText(toInts(calls)))
 	line("  calls saved\t%s", countsText(toInts(r.metrics.sum("mdegraph_upstream_calls_saved_total", "endpoint", "reason"))))
+	line("  stale answers\t%s", countsText(toInts(r.metrics.sum("mdegraph_stale_answers_total", "endpoint", "reason"))))
 	line("  quota waits\t%s", countsText(toInts(r.metrics.sum("mdegraph_quota_wait_seconds_count", "endpoint", "outcome"))))
 	line("  operations\t%s", countsText(toInts(r.metrics.sum("mdegraph_graphql_operations_total", "outcome"))))
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// The rate limit of one upstream endpoint family, as this service spends it. Defender allows each endpoint a number of calls in any sliding minute and in any sliding hour, for the whole application; this service never goes past either.
+// The rate limit of one upstream endpoint family, as this service spends it. Defender allows each endpoint a number of calls in any sliding minute and in any sliding hour, for the whole application; this service never goes past either. Every answer carries the same object for each family in `extensions.quota`, keyed by `endpoint`.
 type EndpointQuota struct {
 	// The endpoint family, e.g. `machines.logonusers`.
 	Endpoint string `json:"endpoint"`
@@ -22,8 +22,10 @@ type EndpointQuota struct {
 	Hour *QuotaWindow `json:"hour"`
 	// When the next call of this family can go out (now, when one can).
 	NextSlotAt time.Time `json:"nextSlotAt"`
+	// Whole seconds until `nextSlotAt`, rounded up: 0 when a call can go out now, more while the windows are full or Defender asked for a pause.
+	NextSlotSeconds int `json:"nextSlotSeconds"`
 	// Until when Defender asked us (with a 429 and Retry-After) to stop calling; null when it did not.
-	PausedUntil *time.Time `json:"pausedUntil,omitempty"`
+	PausedUntil *time.Time `json:"pausedUntil"`
 	// How many calls are waiting in line for quota right now.
 	Queued int `json:"queued"`
 }
@@ -31,13 +33,13 @@ type EndpointQuota struct {
 // One address of one network adapter of a device.
 type IPAddress struct {
 	// The IP address (v4 or v6).
-	IPAddress *string `json:"ipAddress,omitempty"`
+	IPAddress *string `json:"ipAddress"`
 	// The adapter's MAC address.
-	MacAddress *string `json:"macAddress,omitempty"`
+	MacAddress *string `json:"macAddress"`
 	// The adapter type, for example Ethernet or Wireless80211.
-	Type *string `json:"type,omitempty"`
+	Type *string `json:"type"`
 	// The adapter's state, for example Up or Down.
-	OperationalStatus *string `json:"operationalStatus,omitempty"`
+	OperationalStatus *string `json:"operationalStatus"`
 }
 
 // An account Defender has seen logging on to a device: one entry of Defender's GET /api/machines/{id}/logonusers answer.
@@ -49,89 +51,95 @@ type LogonUser struct {
 	// The account's domain; the host name for a local account.
 	AccountDomain string `json:"accountDomain"`
 	// The account's security identifier, when Defender reports it (often null in this answer).
-	AccountSid *string `json:"accountSid,omitempty"`
+	AccountSid *string `json:"accountSid"`
 	// When Defender first saw the account log on to this device.
-	FirstSeen *time.Time `json:"firstSeen,omitempty"`
+	FirstSeen *time.Time `json:"firstSeen"`
 	// When Defender last saw the account log on to this device.
-	LastSeen *time.Time `json:"lastSeen,omitempty"`
+	LastSeen *time.Time `json:"lastSeen"`
 	// How the account logged on, e.g. Interactive, Network, RemoteInteractive: Defender's comma-separated list, split.
 	LogonTypes []string `json:"logonTypes"`
 	// Whether the account is a member of the domain's administrators.
-	IsDomainAdmin *bool `json:"isDomainAdmin,omitempty"`
+	IsDomainAdmin *bool `json:"isDomainAdmin"`
 	// Whether the account only ever logged on over the network (no interactive session).
-	IsOnlyNetworkUser *bool `json:"isOnlyNetworkUser,omitempty"`
+	IsOnlyNetworkUser *bool `json:"isOnlyNetworkUser"`
 	// Id of the device this account logs on to most often.
-	MostPrevalentMachineID *string `json:"mostPrevalentMachineId,omitempty"`
+	MostPrevalentMachineID *string `json:"mostPrevalentMachineId"`
 	// Id of the device this account logs on to least often.
-	LeastPrevalentMachineID *string `json:"leastPrevalentMachineId,omitempty"`
+	LeastPrevalentMachineID *string `json:"leastPrevalentMachineId"`
 	// How many devices the account has logged on to.
-	LogOnMachinesCount *int `json:"logOnMachinesCount,omitempty"`
+	LogOnMachinesCount *int `json:"logOnMachinesCount"`
 }
 
-// A device onboarded to (or discovered by) Microsoft Defender for Endpoint: Defender's Machine entity. Every field but `id` may be null when Defender leaves it empty.
+// A device onboarded to (or discovered by) Microsoft Defender for Endpoint: Defender's Machine entity.
+//
+// Every field but `id` is nullable, because each comes from an upstream call that can fail on its own: the detail fields all come from one call (GET /api/machines/{id}), `logonUsers` from another. When one call fails, the fields it would have given are null, the others keep their values, and one error says why, with the path of the field the call would have given: the machine itself for the detail fields, `logonUsers` for the logon users. A detail field is also null when Defender leaves it empty; an error at the machine's path tells the two apart.
 type Machine struct {
 	// The device id: 40 lower-case hex digits, stable for the life of the device in Defender.
 	ID string `json:"id"`
 	// The fully qualified computer name, lower case, as Defender last saw it.
-	ComputerDNSName *string `json:"computerDnsName,omitempty"`
+	ComputerDNSName *string `json:"computerDnsName"`
 	// When Defender first saw the device.
-	FirstSeen *time.Time `json:"firstSeen,omitempty"`
+	FirstSeen *time.Time `json:"firstSeen"`
 	// When the device last sent a full report to Defender (about daily).
-	LastSeen *time.Time `json:"lastSeen,omitempty"`
+	LastSeen *time.Time `json:"lastSeen"`
 	// Operating system platform, as Defender names it: Windows10, Windows11, WindowsServer2022, Linux, macOS, ...
-	OsPlatform *string `json:"osPlatform,omitempty"`
+	OsPlatform *string `json:"osPlatform"`
 	// Operating system version.
-	OsVersion *string `json:"osVersion,omitempty"`
+	OsVersion *string `json:"osVersion"`
 	// Processor family. Defender deprecated it in favour of osArchitecture.
-	OsProcessor *string `json:"osProcessor,omitempty"`
+	OsProcessor *string `json:"osProcessor"`
 	// Operating system architecture: 32-bit or 64-bit.
-	OsArchitecture *string `json:"osArchitecture,omitempty"`
+	OsArchitecture *string `json:"osArchitecture"`
 	// Operating system release, for example 22H2.
-	Version *string `json:"version,omitempty"`
+	Version *string `json:"version"`
 	// Operating system build number.
-	OsBuild *int `json:"osBuild,omitempty"`
+	OsBuild *int `json:"osBuild"`
 	// The device's last IP address on its local network adapter.
-	LastIPAddress *string `json:"lastIpAddress,omitempty"`
+	LastIPAddress *string `json:"lastIpAddress"`
 	// The device's last IP address as seen from the internet.
-	LastExternalIPAddress *string `json:"lastExternalIpAddress,omitempty"`
+	LastExternalIPAddress *string `json:"lastExternalIpAddress"`
 	// Version of the Defender for Endpoint sensor on the device.
-	AgentVersion *string `json:"agentVersion,omitempty"`
+	AgentVersion *string `json:"agentVersion"`
 	// Sensor health: whether the device is reporting to Defender.
-	HealthStatus *HealthStatus `json:"healthStatus,omitempty"`
+	HealthStatus *HealthStatus `json:"healthStatus"`
 	// Whether the device is onboarded to Defender for Endpoint, or could be.
-	OnboardingStatus *OnboardingStatus `json:"onboardingStatus,omitempty"`
+	OnboardingStatus *OnboardingStatus `json:"onboardingStatus"`
 	// Defender's risk score for the device, from its active alerts.
-	RiskScore *RiskScore `json:"riskScore,omitempty"`
+	RiskScore *RiskScore `json:"riskScore"`
 	// Defender Vulnerability Management's exposure level of the device.
-	ExposureLevel *ExposureLevel `json:"exposureLevel,omitempty"`
+	ExposureLevel *ExposureLevel `json:"exposureLevel"`
 	// The value an administrator assigned to the device (high-value assets weigh more in incidents).
-	DeviceValue *DeviceValue `json:"deviceValue,omitempty"`
+	DeviceValue *DeviceValue `json:"deviceValue"`
 	// Id of the device group (RBAC group) the device belongs to.
-	RbacGroupID *string `json:"rbacGroupId,omitempty"`
+	RbacGroupID *string `json:"rbacGroupId"`
 	// Name of the device group (RBAC group) the device belongs to.
-	RbacGroupName *string `json:"rbacGroupName,omitempty"`
+	RbacGroupName *string `json:"rbacGroupName"`
 	// Whether the device is joined to Microsoft Entra ID (formerly Azure AD).
-	IsAadJoined *bool `json:"isAadJoined,omitempty"`
+	IsAadJoined *bool `json:"isAadJoined"`
 	// The device's Microsoft Entra ID device object id (a GUID), when it is joined.
-	AadDeviceID *string `json:"aadDeviceId,omitempty"`
-	// Tags set on the device in Defender.
+	AadDeviceID *string `json:"aadDeviceId"`
+	// Tags set on the device in Defender; empty when it has none, null only when the device's details could not be fetched.
 	MachineTags []string `json:"machineTags"`
-	// The device's network adapters and their addresses.
+	// The device's network adapters and their addresses; empty when Defender lists none, null only when the device's details could not be fetched.
 	IPAddresses []*IPAddress `json:"ipAddresses"`
 	// State of Microsoft Defender Antivirus on the device (Updated, NotUpdated, Disabled, ...).
-	DefenderAvStatus *string `json:"defenderAvStatus,omitempty"`
+	DefenderAvStatus *string `json:"defenderAvStatus"`
 	// What manages the device's security settings (MicrosoftDefenderForEndpoint, Intune, ConfigMgr, ...).
-	ManagedBy *string `json:"managedBy,omitempty"`
+	ManagedBy *string `json:"managedBy"`
 	// Whether Defender suspects this device entry duplicates another one.
-	IsPotentialDuplication *bool `json:"isPotentialDuplication,omitempty"`
+	IsPotentialDuplication *bool `json:"isPotentialDuplication"`
 	// The device id this entry was merged into, when Defender merged duplicates.
-	MergedIntoMachineID *string `json:"mergedIntoMachineId,omitempty"`
+	MergedIntoMachineID *string `json:"mergedIntoMachineId"`
 	// Whether the device is excluded from Defender Vulnerability Management views and reports.
-	IsExcluded *bool `json:"isExcluded,omitempty"`
+	IsExcluded *bool `json:"isExcluded"`
 	// Why the device is excluded, when it is.
-	ExclusionReason *string `json:"exclusionReason,omitempty"`
+	ExclusionReason *string `json:"exclusionReason"`
 	// The cloud virtual machine behind this device, when it is one.
-	VMMetadata *VMMetadata `json:"vmMetadata,omitempty"`
+	VMMetadata *VMMetadata `json:"vmMetadata"`
+	// Users Defender has seen logging on to the device (GET /api/machines/{id}/logonusers), as Defender returns them; empty when Defender reports none. Costs one upstream call per device, shared by every query that asks.
+	//
+	// Null, with one error at this field's path, when that call failed while the device is shown to exist (its details were fetched): the device's other fields keep their values. (It used to be non-null, so that one failing call erased the whole machine.)
+	LogonUsers []*LogonUser `json:"logonUsers"`
 }
 
 // The entry point. mdegraph answers from Microsoft Defender for Endpoint's REST API, calling it as few times as it can: identical calls are shared, answers are cached briefly, and calls are spread to stay inside Defender's quota (see `quota`).
@@ -153,13 +161,13 @@ type QuotaWindow struct {
 // The cloud virtual machine behind a device.
 type VMMetadata struct {
 	// The virtual machine's id in its cloud.
-	VMID *string `json:"vmId,omitempty"`
+	VMID *string `json:"vmId"`
 	// The cloud provider, for example Azure.
-	CloudProvider *string `json:"cloudProvider,omitempty"`
+	CloudProvider *string `json:"cloudProvider"`
 	// The cloud resource id.
-	ResourceID *string `json:"resourceId,omitempty"`
+	ResourceID *string `json:"resourceId"`
 	// The cloud subscription id.
-	SubscriptionID *string `json:"subscriptionId,omitempty"`
+	SubscriptionID *string `json:"subscriptionId"`
 }
 
 // The value an administrator assigned to a device. OTHER stands for a value Defender added later.

@@ -159,6 +159,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		Source:      loaders.FromClient(client),
 		CacheTTL:    cfg.CacheTTL,
 		NotFoundTTL: cfg.NotFoundTTL,
+		StaleTTL:    cfg.StaleTTL,
 		CallTimeout: cfg.RequestTimeout,
 		BatchWait:   opts.BatchWait,
 		Observer:    m,

@@ -45,6 +45,9 @@ type Config struct {
 	CacheTTL time.Duration
 	// NotFoundTTL is how long a 404 is reused (never longer than CacheTTL).
 	NotFoundTTL time.Duration
+	// StaleTTL is how long after Defender gave it an answer may stand in, marked stale, for a
+	// fresh one that cannot be had; 0 turns stale answers off.
+	StaleTTL time.Duration
 	// MaxUpstreamCalls is the most upstream calls one GraphQL operation may need.
 	MaxUpstreamCalls int
 	// RequestTimeout bounds one GraphQL request.
@@ -105,7 +108,7 @@ var types = map[string]string{
 	"LOG_LEVEL": "level", "LOG_FORMAT": "format", "DEMO_LATENCY": "duration",
 	"MAX_BODY_BYTES": "bytes", "MAX_QUERY_TOKENS": "count", "MAX_QUERY_ALIASES": "count", "MAX_QUERY_DEPTH": "count",
 	"MAX_QUERY_FIELDS": "count", "MAX_QUERY_DIRECTIVES": "count", "INTROSPECTION": "auto|true|false",
-	"SHUTDOWN_GRACE": "duration",
+	"SHUTDOWN_GRACE": "duration", "STALE_TTL": "duration",
 }
 
 // value is a setting's flag: a string, parsed with the others after the environment is read.
@@ -131,6 +134,7 @@ var Settings = []Setting{
 	{"CALLER_LIMIT_PER_MINUTE", "0", "GraphQL operations one caller (client address, API key or person) may send in any 60 s window, refused beyond with HTTP 429 and RATE_LIMITED; 0 for no limit"},
 	{"CACHE_TTL", "60s", "how long upstream answers are reused; 0 disables the cache"},
 	{"NOT_FOUND_TTL", "10s", "how long an upstream 404 is reused (at most CACHE_TTL)"},
+	{"STALE_TTL", "1h", "when no fresh answer can be had (quota spent, Defender failing or unreachable), the last good one younger than this is served, marked in extensions.stale; 0 turns this off"},
 	{"MAX_UPSTREAM_CALLS_PER_QUERY", "50", "a query that could need more upstream calls is rejected before any call"},
 	{"REQUEST_TIMEOUT", "30s", "longest one GraphQL request may take"},
 	{"MAX_BODY_BYTES", "65536", "a POST body of more bytes is refused (413) before it is decoded"},
@@ -286,6 +290,7 @@ func parse(get func(string) string, set func(string) bool) (Config, error) {
 		}
 		c.NotFoundTTL = c.CacheTTL
 	}
+	c.StaleTTL = durVar("STALE_TTL")
 	c.MaxUpstreamCalls = intVar("MAX_UPSTREAM_CALLS_PER_QUERY", 1)
 	c.RequestTimeout = durVar("REQUEST_TIMEOUT")
 	if c.RequestTimeout <= 0 {
@@ -395,6 +400,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("quota_max_wait", c.QuotaMaxWait),
 		slog.Duration("cache_ttl", c.CacheTTL),
 		slog.Duration("not_found_ttl", c.NotFoundTTL),
+		slog.Duration("stale_ttl", c.StaleTTL),
 		slog.Int("max_upstream_calls_per_query", c.MaxUpstreamCalls),
 		slog.Int("caller_limit_per_minute", c.CallerLimitPerMinute),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),

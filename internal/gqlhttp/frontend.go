@@ -3,7 +3,6 @@ package gqlhttp
 import (
 	"context"
 	"fmt"
-	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/klauspost/compress/gzhttp"
 	"github.com/rs/cors"
 
+	"github.com/mdegraph/mdegraph/graph/model"
 	"github.com/mdegraph/mdegraph/resolvers"
 )
 
@@ -27,8 +27,9 @@ func withCORS(origins []string, next http.Handler) http.Handler {
 	return cors.New(cors.Options{
 		AllowedOrigins: origins,
 		AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodOptions},
-		// Authorization for bearer tokens and API keys; the Apollo headers some clients send.
-		AllowedHeaders: []string{"Content-Type", "Authorization", "X-Api-Key", "Apollo-Require-Preflight", "X-Apollo-Operation-Name"},
+		// Authorization for bearer tokens and API keys; Cache-Control for stale-if-error (how
+		// old a stale answer may be); the Apollo headers some clients send.
+		AllowedHeaders: []string{"Content-Type", "Authorization", "X-Api-Key", "Cache-Control", "Apollo-Require-Preflight", "X-Apollo-Operation-Name"},
 		MaxAge:         600,
 	}).Handler(next)
 }
@@ -42,15 +43,16 @@ func withGzip(next http.Handler) http.Handler {
 // layer says whether the request may be cached at all, the hook whether the answer may.
 type cacheHint struct {
 	candidate bool // a GET of a persisted query
-	cacheable bool // ... and the answer has no error
+	cacheable bool // ... and the answer has no error, and nothing in it is stale
 }
 
 type cacheHintKey struct{}
 
 // withCacheHeaders makes GET requests of persisted queries cacheable by browsers and CDNs
-// when the answer carries no error, for maxAge; everything else is marked no-store, since
-// answers reflect live quota and errors such as RATE_LIMITED must not be replayed. A request
-// with an Authorization header is cached privately only.
+// when the answer carries no error and nothing stale, for maxAge; everything else is marked
+// no-store, since answers reflect live quota, errors such as RATE_LIMITED must not be
+// replayed, and a stale answer must not outlive the outage it stood in for. A request with an
+// Authorization header is cached privately only.
 func withCacheHeaders(maxAge time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hint := &cacheHint{
@@ -62,11 +64,15 @@ func withCacheHeaders(maxAge time.Duration, next http.Handler) http.Handler {
 	})
 }
 
-// noteCacheable is the response hook's half: a candidate answer with no error is cacheable.
+// noteCacheable is the response hook's half: a candidate answer with no error and nothing
+// stale is cacheable. Staleness is read both from the operation's state and from the answer,
+// so that it holds whichever of the hooks runs first.
 func noteCacheable(ctx context.Context, resp *graphql.Response) {
-	if hint, ok := ctx.Value(cacheHintKey{}).(*cacheHint); ok && hint.candidate && len(resp.Errors) == 0 {
-		hint.cacheable = true
+	hint, ok := ctx.Value(cacheHintKey{}).(*cacheHint)
+	if !ok || !hint.candidate || len(resp.Errors) > 0 || resp.Extensions["stale"] != nil || resolvers.ServedStale(ctx) {
+		return
 	}
+	hint.cacheable = true
 }
 
 // cacheWriter sets Cache-Control just before the headers go out, when the hook has decided.
@@ -106,22 +112,14 @@ func (c *cacheWriter) Write(b []byte) (int, error) {
 
 func (c *cacheWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
-// quotaExtension summarises the upstream quota for a frontend: per endpoint family, the calls
-// remaining in the sliding minute and hour, the calls waiting in line, and the whole seconds
-// until a call could go out (0 when one can now; more while the windows are full or Defender
-// asked for a pause with a 429).
-func quotaExtension(q resolvers.QuotaReporter) map[string]any {
-	out := map[string]any{}
-	for _, s := range q.Status() {
-		next := max(int(math.Ceil(time.Until(s.NextSlot).Seconds())), 0)
-		e := map[string]any{"queued": s.Queued, "nextSlotSeconds": next}
-		if len(s.Windows) > 0 {
-			e["remainingMinute"] = s.Windows[0].Remaining
-		}
-		if len(s.Windows) > 1 {
-			e["remainingHour"] = s.Windows[1].Remaining
-		}
-		out[s.Family] = e
+// quotaExtension is extensions.quota: per endpoint family, the object Query.quota lists (calls
+// used and remaining in the sliding minute and hour, when and in how many whole seconds the
+// next call can go out, any pause Defender asked for, the calls waiting in line), from the
+// same reading, taken at the end of the operation (resolvers.OperationQuota).
+func quotaExtension(ctx context.Context, q resolvers.QuotaReporter) map[string]*model.EndpointQuota {
+	out := map[string]*model.EndpointQuota{}
+	for _, e := range resolvers.OperationQuota(ctx, q) {
+		out[e.Endpoint] = e
 	}
 	return out
 }

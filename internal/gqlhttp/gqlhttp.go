@@ -107,6 +107,7 @@ func New(opts Options) http.Handler {
 	})
 	quota := opts.Resolver.Quota
 	log := newOperationLog(opts.Logger, opts.SlowParse)
+	srv.Use(resolvers.OperationState{}) // before the hook below: it reads the operation's state
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 		resp := next(ctx)
 		if resp == nil {
@@ -124,7 +125,7 @@ func New(opts Options) http.Handler {
 			if resp.Extensions == nil {
 				resp.Extensions = map[string]any{}
 			}
-			resp.Extensions["quota"] = quotaExtension(quota)
+			resp.Extensions["quota"] = quotaExtension(ctx, quota)
 		}
 		return resp
 	})

@@ -182,15 +182,27 @@ func TestQuotaInExtensions(t *testing.T) {
 	srv := newServer(t, gqlhttp.Options{})
 	r := post(t, srv.URL, `{"query":"{ __typename }"}`, nil)
 	ext, _ := r.body["extensions"].(map[string]any)
+	// Query.quota's shape: EndpointQuota, keyed by endpoint.
 	q, _ := ext["quota"].(map[string]any)["machines.logonusers"].(map[string]any)
-	if q["remainingMinute"] != float64(97) || q["remainingHour"] != float64(1497) || q["queued"] != float64(0) || q["nextSlotSeconds"] != float64(0) {
-		t.Errorf("extensions.quota = %v, want remainingMinute 97, remainingHour 1497, queued 0, nextSlotSeconds 0", ext["quota"])
+	minute, _ := q["minute"].(map[string]any)
+	hour, _ := q["hour"].(map[string]any)
+	if q["endpoint"] != "machines.logonusers" || q["call"] != "GET /api/machines/{id}/logonusers" ||
+		minute["limit"] != float64(100) || minute["used"] != float64(3) || minute["remaining"] != float64(97) || minute["seconds"] != float64(60) ||
+		hour["limit"] != float64(1500) || hour["used"] != float64(3) || hour["remaining"] != float64(1497) || hour["seconds"] != float64(3600) ||
+		q["queued"] != float64(0) || q["nextSlotSeconds"] != float64(0) || q["nextSlotAt"] == nil {
+		t.Errorf("extensions.quota = %v, want Query.quota's shape with minute 3/97 of 100, hour 3/1497 of 1500, queued 0, nextSlotSeconds 0", ext["quota"])
+	}
+	if v, ok := q["pausedUntil"]; !ok || v != nil {
+		t.Errorf("pausedUntil = %v (present %v), want null, as Query.quota writes it", v, ok)
 	}
 	// A paused family has slots left in its windows, but none until the pause ends: the
 	// frontend learns when (whole seconds, rounded up, so 30 unless the test ran slower than 1 s).
 	paused, _ := ext["quota"].(map[string]any)["machines.get"].(map[string]any)
 	if n, _ := paused["nextSlotSeconds"].(float64); n < 29 || n > 30 {
 		t.Errorf("paused family: nextSlotSeconds = %v, want 30", paused["nextSlotSeconds"])
+	}
+	if paused["pausedUntil"] == nil {
+		t.Errorf("paused family: pausedUntil = null, want the pause's end")
 	}
 }
 

@@ -2,35 +2,51 @@ package loaders
 
 import (
 	"context"
-	"slices"
-	"sync"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // Entry is what a cache keeps for one key: an upstream answer, or the fact that the upstream
 // said 404. Errors of any other kind are never cached.
+//
+// An entry carries its own freshness. Until FreshUntil it is the answer, reused as it is;
+// after that, for as long as the cache keeps it (the ttl given to Set), it is only a fallback
+// for when a fresh answer cannot be had (see Options.StaleTTL). A 404 is never a fallback.
 type Entry[V any] struct {
 	Value    V
 	NotFound bool
+	// Fetched is when the upstream gave the answer.
+	Fetched time.Time
+	// FreshUntil is when the answer stops being reused as fresh.
+	FreshUntil time.Time
 }
+
+// Fresh reports whether e is reused as it is at t.
+func (e Entry[V]) Fresh(t time.Time) bool { return t.Before(e.FreshUntil) }
 
 // Cache keeps upstream answers for a while. Keys already include the identity the upstream call
 // was made as. Implementations must be safe for concurrent use; a Get error or miss is
 // reported as a miss, so the cache can never fail a query.
 type Cache[V any] interface {
+	// Get returns the entry kept for key, fresh or not (see Entry.Fresh).
 	Get(ctx context.Context, key string) (Entry[V], bool)
+	// Set keeps e for ttl; a ttl of zero or less forgets key.
 	Set(ctx context.Context, key string, e Entry[V], ttl time.Duration)
 }
 
 var _ Cache[int] = (*MemoryCache[int])(nil)
 
-// MemoryCache is an in-process Cache bounded to a number of entries. It is safe for
-// concurrent use.
+// MemoryCache is an in-process Cache bounded to a number of entries: when it is full, the
+// entry used least recently goes (hashicorp/golang-lru). Each entry expires after its own
+// ttl, checked when it is read; an expired entry that is never read again leaves as the least
+// recently used. It is safe for concurrent use.
+//
+// The cache is golang-lru's plain LRU rather than its expirable variant: expirable has one
+// TTL per cache, where entries here have three (an answer, its stale fallback, a 404), and
+// its cleanup goroutine cannot be stopped (v2.0.7), so every cache would leak one.
 type MemoryCache[V any] struct {
-	max int
-
-	mu    sync.Mutex
-	items map[string]memoryItem[V]
+	lru *lru.Cache[string, memoryItem[V]]
 }
 
 type memoryItem[V any] struct {
@@ -38,70 +54,32 @@ type memoryItem[V any] struct {
 	expires time.Time
 }
 
-// NewMemoryCache returns a cache that holds at most maxEntries entries.
+// NewMemoryCache returns a cache that holds at most maxEntries entries (at least 1).
 func NewMemoryCache[V any](maxEntries int) *MemoryCache[V] {
-	return &MemoryCache[V]{max: max(maxEntries, 1), items: make(map[string]memoryItem[V])}
+	c, err := lru.New[string, memoryItem[V]](max(maxEntries, 1))
+	if err != nil { // only for a size below 1, ruled out above
+		panic(err)
+	}
+	return &MemoryCache[V]{lru: c}
 }
 
 // Get returns the entry for key if it has not expired.
 func (c *MemoryCache[V]) Get(_ context.Context, key string) (Entry[V], bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	it, ok := c.items[key]
-	if !ok {
-		return Entry[V]{}, false
-	}
-	if !time.Now().Before(it.expires) {
-		delete(c.items, key)
+	it, ok := c.lru.Get(key)
+	if !ok || !time.Now().Before(it.expires) {
 		return Entry[V]{}, false
 	}
 	return it.entry, true
 }
 
-// Set stores e for ttl; a ttl of zero or less stores nothing. When the cache is full, expired
-// entries go first, then the entries closest to expiry.
+// Set keeps e for ttl; a ttl of zero or less forgets key.
 func (c *MemoryCache[V]) Set(_ context.Context, key string, e Entry[V], ttl time.Duration) {
 	if ttl <= 0 {
+		c.lru.Remove(key)
 		return
 	}
-	now := time.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, exists := c.items[key]; !exists && len(c.items) >= c.max {
-		c.evict(now)
-	}
-	c.items[key] = memoryItem[V]{entry: e, expires: now.Add(ttl)}
+	c.lru.Add(key, memoryItem[V]{entry: e, expires: time.Now().Add(ttl)})
 }
 
 // Len returns the number of entries held, expired or not.
-func (c *MemoryCache[V]) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.items)
-}
-
-// evict makes room for at least one entry: it drops every expired entry, and if none had
-// expired, the tenth of entries closest to expiry. c.mu must be held.
-func (c *MemoryCache[V]) evict(now time.Time) {
-	for k, it := range c.items {
-		if !now.Before(it.expires) {
-			delete(c.items, k)
-		}
-	}
-	if len(c.items) < c.max {
-		return
-	}
-	// Rare (the cache is sized well above a TTL's worth of devices): one sort per tenth evicted.
-	type aged struct {
-		key     string
-		expires time.Time
-	}
-	all := make([]aged, 0, len(c.items))
-	for k, it := range c.items {
-		all = append(all, aged{k, it.expires})
-	}
-	slices.SortFunc(all, func(a, b aged) int { return a.expires.Compare(b.expires) })
-	for _, a := range all[:max(len(all)/10, 1)] {
-		delete(c.items, a.key)
-	}
-}
+func (c *MemoryCache[V]) Len() int { return c.lru.Len() }

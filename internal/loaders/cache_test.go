@@ -53,6 +53,64 @@ func TestMemoryCacheBounded(t *testing.T) {
 		t.Fatalf("Len = %d, want at most 100", n)
 	}
 	if _, ok := c.Get(ctx, "999"); !ok {
-		t.Error("the newest entry was evicted; the ones closest to expiry should go first")
+		t.Error("the newest entry was evicted; the least recently used should go first")
 	}
+}
+
+func TestMemoryCacheSetZeroForgets(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := NewMemoryCache[string](10)
+	c.Set(ctx, "a", Entry[string]{Value: "x"}, time.Hour)
+	c.Set(ctx, "a", Entry[string]{}, 0)
+	if e, ok := c.Get(ctx, "a"); ok {
+		t.Errorf("Get after Set with ttl 0 = %+v, want a miss", e)
+	}
+	if n := c.Len(); n != 0 {
+		t.Errorf("Len = %d, want 0", n)
+	}
+}
+
+// TestMemoryCacheLeastRecentlyUsedGoes: when full, the entry read least recently goes.
+func TestMemoryCacheLeastRecentlyUsedGoes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := NewMemoryCache[int](3)
+	for i := range 3 {
+		c.Set(ctx, fmt.Sprint(i), Entry[int]{Value: i}, time.Hour)
+	}
+	c.Get(ctx, "0") // 1 is now the least recently used
+	c.Set(ctx, "3", Entry[int]{Value: 3}, time.Hour)
+	for key, want := range map[string]bool{"0": true, "1": false, "2": true, "3": true} {
+		if _, ok := c.Get(ctx, key); ok != want {
+			t.Errorf("Get(%s): hit %v, want %v", key, ok, want)
+		}
+	}
+}
+
+// TestEntryFreshness: an entry is kept for the ttl Set gives it, and fresh until FreshUntil.
+func TestEntryFreshness(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		c := NewMemoryCache[string](10)
+		now := time.Now()
+		c.Set(ctx, "a", Entry[string]{Value: "x", Fetched: now, FreshUntil: now.Add(time.Minute)}, time.Hour)
+		for _, s := range []struct {
+			at               time.Duration
+			wantKept, wantFr bool
+		}{
+			{0, true, true},
+			{time.Minute - time.Nanosecond, true, true},
+			{time.Minute, true, false},
+			{time.Hour - time.Nanosecond, true, false},
+			{time.Hour, false, false},
+		} {
+			time.Sleep(now.Add(s.at).Sub(time.Now()))
+			e, ok := c.Get(ctx, "a")
+			if ok != s.wantKept || ok && e.Fresh(time.Now()) != s.wantFr {
+				t.Errorf("at %v: kept %v fresh %v, want %v %v", s.at, ok, e.Fresh(time.Now()), s.wantKept, s.wantFr)
+			}
+		}
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mdegraph/mdegraph/internal/defender"
+	"github.com/mdegraph/mdegraph/internal/quietlog"
 )
 
 // Source is the upstream the fetcher reads: defender.Client's machines area, adapted by
@@ -55,14 +56,18 @@ const (
 	SavedByCache = "cache"
 )
 
-// Observer learns how many upstream calls were avoided and why; metrics implement it.
+// Observer learns how many upstream calls were avoided and why, and which answers were
+// served stale; metrics implement it.
 type Observer interface {
 	Saved(endpoint defender.Endpoint, reason string, n int)
+	// Stale counts one answer served stale, with its Stale.Reason.
+	Stale(endpoint defender.Endpoint, reason string)
 }
 
 type nopObserver struct{}
 
 func (nopObserver) Saved(defender.Endpoint, string, int) {}
+func (nopObserver) Stale(defender.Endpoint, string)      {}
 
 // Options configure a Fetcher.
 type Options struct {
@@ -71,6 +76,11 @@ type Options struct {
 	CacheTTL time.Duration
 	// NotFoundTTL is how long a 404 is reused (capped at CacheTTL).
 	NotFoundTTL time.Duration
+	// StaleTTL is how long after the upstream gave it an answer is kept to stand in for a
+	// fresh one that cannot be had (quota spent, a pause, 429, 5xx, timeouts, unreachable
+	// hosts, a failing token endpoint); 0 serves nothing stale. Such answers carry a Stale.
+	// It counts from the upstream's answer, so it adds nothing unless it exceeds CacheTTL.
+	StaleTTL time.Duration
 	// Machines and LogonUsers cache the two kinds of answer; nil means an in-memory cache of
 	// 100000 entries each.
 	Machines   Cache[*defender.Machine]
@@ -91,9 +101,12 @@ type Options struct {
 
 // Fetcher is the process-wide layer between the per-request dataloaders and the upstream: it
 // answers from its cache, joins identical calls already in flight, and otherwise makes the
-// fewest calls it can (device ids in list calls). It is safe for concurrent use.
+// fewest calls it can (device ids in list calls). When a fresh answer cannot be had, it
+// serves the last good one younger than StaleTTL, marked with a Stale. It is safe for
+// concurrent use.
 type Fetcher struct {
-	opts Options
+	opts      Options
+	staleLogs *quietlog.Repeats // one warning a minute per endpoint and reason
 }
 
 // NewFetcher returns a Fetcher for opts.
@@ -111,6 +124,7 @@ func NewFetcher(opts Options) *Fetcher {
 		opts.CallTimeout = 30 * time.Second
 	}
 	opts.NotFoundTTL = min(opts.NotFoundTTL, opts.CacheTTL)
+	opts.StaleTTL = max(opts.StaleTTL, 0)
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
 	}
@@ -123,7 +137,7 @@ func NewFetcher(opts Options) *Fetcher {
 	if opts.LogonUserCalls == nil {
 		opts.LogonUserCalls = NewFlight[[]defender.User](opts.CallTimeout)
 	}
-	return &Fetcher{opts: opts}
+	return &Fetcher{opts: opts, staleLogs: quietlog.New(time.Minute)}
 }
 
 type identityKey struct{}
@@ -188,15 +202,14 @@ func (f *Fetcher) getMachine(ctx context.Context, ref string) (map[string]Result
 	k := cacheKey(ctx, defender.EndpointMachine, ref)
 	m, err := f.opts.Source.GetMachine(ctx, ref)
 	if err != nil {
-		if defender.IsNotFound(err) {
-			f.opts.Machines.Set(ctx, k, Entry[*defender.Machine]{NotFound: true}, f.opts.NotFoundTTL)
+		if settled := settleError(ctx, f, f.opts.Machines, k, err); settled {
 			return map[string]Result[*defender.Machine]{k: {Err: err}}, nil
 		}
 		return nil, err
 	}
 	f.storeMachine(ctx, m)
 	if ref != m.ID {
-		f.opts.Machines.Set(ctx, k, Entry[*defender.Machine]{Value: m}, f.opts.CacheTTL)
+		store(ctx, f, f.opts.Machines, k, m)
 	}
 	return map[string]Result[*defender.Machine]{k: {Value: m}}, nil
 }
@@ -206,6 +219,9 @@ func (f *Fetcher) getMachine(ctx context.Context, ref string) (map[string]Result
 func (f *Fetcher) listMachines(ctx context.Context, ids []string) (map[string]Result[*defender.Machine], error) {
 	ms, err := f.opts.Source.GetMachines(ctx, ids)
 	if err != nil {
+		for _, id := range ids {
+			settleError(ctx, f, f.opts.Machines, cacheKey(ctx, defender.EndpointMachine, id), err)
+		}
 		return nil, err
 	}
 	out := make(map[string]Result[*defender.Machine], len(ids))
@@ -217,8 +233,9 @@ func (f *Fetcher) listMachines(ctx context.Context, ids []string) (map[string]Re
 	for _, id := range ids {
 		k := cacheKey(ctx, defender.EndpointMachine, id)
 		if _, ok := out[k]; !ok {
-			f.opts.Machines.Set(ctx, k, Entry[*defender.Machine]{NotFound: true}, f.opts.NotFoundTTL)
-			out[k] = Result[*defender.Machine]{Err: notFound(defender.EndpointMachines, id)}
+			err := notFound(defender.EndpointMachines, id)
+			settleError(ctx, f, f.opts.Machines, k, err)
+			out[k] = Result[*defender.Machine]{Err: err}
 		}
 	}
 	return out, nil
@@ -226,7 +243,30 @@ func (f *Fetcher) listMachines(ctx context.Context, ids []string) (map[string]Re
 
 // storeMachine caches m under its id.
 func (f *Fetcher) storeMachine(ctx context.Context, m *defender.Machine) {
-	f.opts.Machines.Set(ctx, cacheKey(ctx, defender.EndpointMachine, m.ID), Entry[*defender.Machine]{Value: m}, f.opts.CacheTTL)
+	store(ctx, f, f.opts.Machines, cacheKey(ctx, defender.EndpointMachine, m.ID), m)
+}
+
+// store keeps v, the upstream's answer for key: fresh for CacheTTL, and kept as a stale
+// fallback for StaleTTL after the answer.
+func store[V any](ctx context.Context, f *Fetcher, cache Cache[V], key string, v V) {
+	now := time.Now()
+	cache.Set(ctx, key, Entry[V]{Value: v, Fetched: now, FreshUntil: now.Add(f.opts.CacheTTL)}, max(f.opts.CacheTTL, f.opts.StaleTTL))
+}
+
+// settleError records what the upstream's error err says about key. A 404 is an answer:
+// it is kept for NotFoundTTL, replacing any fallback, and settled reports true. A refusal (401,
+// 403, a refused sign-in) drops what was kept, so that it never comes back stale. Other errors
+// (spent quota, outages) leave the cache alone: the fallback is for them.
+func settleError[V any](ctx context.Context, f *Fetcher, cache Cache[V], key string, err error) (settled bool) {
+	switch {
+	case defender.IsNotFound(err):
+		now := time.Now()
+		cache.Set(ctx, key, Entry[V]{NotFound: true, Fetched: now, FreshUntil: now.Add(f.opts.NotFoundTTL)}, f.opts.NotFoundTTL)
+		return true
+	case forgets(err):
+		cache.Set(ctx, key, Entry[V]{}, 0)
+	}
+	return false
 }
 
 // LogonUsers returns the logon users of each device id, in order.
@@ -237,23 +277,22 @@ func (f *Fetcher) LogonUsers(ctx context.Context, ids []string) []Result[[]defen
 		b.start([]string{id}, func(cctx context.Context) (map[string]Result[[]defender.User], error) {
 			users, err := f.opts.Source.LogonUsers(cctx, id)
 			if err != nil {
-				if defender.IsNotFound(err) {
-					f.opts.LogonUsers.Set(cctx, k, Entry[[]defender.User]{NotFound: true}, f.opts.NotFoundTTL)
+				if settled := settleError(cctx, f, f.opts.LogonUsers, k, err); settled {
 					return map[string]Result[[]defender.User]{k: {Err: err}}, nil
 				}
 				return nil, err
 			}
-			f.opts.LogonUsers.Set(cctx, k, Entry[[]defender.User]{Value: users}, f.opts.CacheTTL)
+			store(cctx, f, f.opts.LogonUsers, k, users)
 			return map[string]Result[[]defender.User]{k: {Value: users}}, nil
 		})
 	}
 	return b.wait()
 }
 
-// cached returns the cached answer for ref, counting the call it saves.
+// cached returns the fresh cached answer for ref, counting the call it saves.
 func cached[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, cache Cache[V], ref string) (Result[V], bool) {
 	e, ok := cache.Get(ctx, cacheKey(ctx, ep, ref))
-	if !ok {
+	if !ok || !e.Fresh(time.Now()) {
 		return Result[V]{}, false
 	}
 	f.opts.Observer.Saved(ep, SavedByCache, 1)
@@ -268,6 +307,9 @@ func cached[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, cache 
 // (missing) is for the caller to start.
 type batch[V any] struct {
 	ctx     context.Context
+	f       *Fetcher
+	ep      defender.Endpoint
+	cache   Cache[V]
 	refs    []string
 	keyOf   map[string]string // ref → key
 	byKey   map[string]Result[V]
@@ -276,7 +318,7 @@ type batch[V any] struct {
 }
 
 func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs []string, cache Cache[V], calls Sharing[V]) *batch[V] {
-	b := &batch[V]{ctx: ctx, refs: refs,
+	b := &batch[V]{ctx: ctx, f: f, ep: ep, cache: cache, refs: refs,
 		keyOf: make(map[string]string, len(refs)), byKey: make(map[string]Result[V], len(refs))}
 	var want []string
 	refOf := make(map[string]string, len(refs))
@@ -313,9 +355,14 @@ func (b *batch[V]) start(refs []string, fn func(ctx context.Context) (map[string
 	b.shared.Start(b.ctx, keys, fn)
 }
 
-// wait waits for every call and returns one result per ref, in the order asked.
+// wait waits for every call and returns one result per ref, in the order asked. A ref whose
+// call failed in a way a stale answer may stand in for gets the one kept, if it is young
+// enough.
 func (b *batch[V]) wait() []Result[V] {
 	for k, r := range b.shared.Wait(b.ctx) {
+		if r.Err != nil {
+			r = orStale(b.ctx, b.f, b.ep, b.cache, k, r)
+		}
 		b.byKey[k] = r
 	}
 	out := make([]Result[V], len(b.refs))
@@ -325,10 +372,45 @@ func (b *batch[V]) wait() []Result[V] {
 	return out
 }
 
-// Result is one key's answer: a value or an error.
+// Result is one key's answer: a value or an error. A value served after its freshness, because
+// a fresh one could not be had, carries Stale.
 type Result[V any] struct {
 	Value V
 	Err   error
+	Stale *Stale
+}
+
+// orStale returns, for the failed result r of key, the answer kept for key if r's error allows
+// a stale answer and the kept one is younger than the limit ctx allows; r otherwise.
+func orStale[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, cache Cache[V], key string, r Result[V]) Result[V] {
+	reason, ok := staleReason(r.Err)
+	limit := f.staleLimitFrom(ctx)
+	if !ok || limit <= 0 {
+		return r
+	}
+	e, ok := cache.Get(ctx, key)
+	if !ok || e.NotFound {
+		return r
+	}
+	age := time.Since(e.Fetched)
+	if age >= limit {
+		return r
+	}
+	f.opts.Observer.Stale(ep, reason)
+	level, lowered := f.staleLogs.Level(string(ep)+"\x00"+reason, staleLogLevel(reason))
+	f.opts.Logger.LogAttrs(ctx, level, "no fresh answer from Defender: serving the last good one, marked stale",
+		slog.String("endpoint", string(ep)), slog.String("reason", reason), slog.Duration("age", age.Round(time.Second)),
+		slog.String("error", r.Err.Error()), slog.Int("repeats_since_last_warning", lowered))
+	return Result[V]{Value: e.Value, Stale: &Stale{Age: age, Reason: reason, Err: r.Err}}
+}
+
+// staleLogLevel is how loud serving stale is: an outage is worth an operator's attention
+// (as UPSTREAM_UNAVAILABLE is), a spent quota is the service doing its job.
+func staleLogLevel(reason string) slog.Level {
+	if reason == ReasonUnavailable {
+		return slog.LevelWarn
+	}
+	return slog.LevelDebug
 }
 
 // errNoLoaders is returned when a resolver runs without the loaders middleware.

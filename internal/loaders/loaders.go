@@ -1,6 +1,7 @@
 // Package loaders decides how upstream answers are obtained: per-request dataloaders batch and
 // deduplicate what one GraphQL request asks for, and a process-wide Fetcher shares calls in
-// flight between requests and caches answers for a short while.
+// flight between requests, caches answers for a short while, and keeps the last good answer
+// to serve, marked stale, when a fresh one cannot be had.
 package loaders
 
 import (
@@ -30,30 +31,41 @@ type ctxKey struct{}
 // Loaders are one request's dataloaders.
 type Loaders struct {
 	fetcher  *Fetcher
-	machines *dataloader.Loader[string, *defender.Machine]
-	users    *dataloader.Loader[string, []defender.User]
+	machines *dataloader.Loader[string, served[*defender.Machine]]
+	users    *dataloader.Loader[string, served[[]defender.User]]
 
-	mu   sync.Mutex
-	seen map[string]bool // endpoint+key already asked for in this request
+	mu    sync.Mutex
+	seen  map[string]bool // endpoint+key already asked for in this request
+	known map[string]bool // device ids a fresh machine answer showed to exist in this request
+}
+
+// served is a dataloader's value: the answer, and whether it is stale.
+type served[V any] struct {
+	value V
+	stale *Stale
 }
 
 // New returns fresh loaders for one request, answering from f.
 func New(f *Fetcher) *Loaders {
-	l := &Loaders{fetcher: f, seen: make(map[string]bool)}
+	l := &Loaders{fetcher: f, seen: make(map[string]bool), known: make(map[string]bool)}
 	l.machines = dataloader.NewBatchedLoader(l.loadMachines,
-		dataloader.WithWait[string, *defender.Machine](f.opts.BatchWait),
-		dataloader.WithInputCapacity[string, *defender.Machine](batchInput))
+		dataloader.WithWait[string, served[*defender.Machine]](f.opts.BatchWait),
+		dataloader.WithInputCapacity[string, served[*defender.Machine]](batchInput))
 	l.users = dataloader.NewBatchedLoader(l.loadUsers,
-		dataloader.WithWait[string, []defender.User](f.opts.BatchWait),
-		dataloader.WithInputCapacity[string, []defender.User](batchInput))
+		dataloader.WithWait[string, served[[]defender.User]](f.opts.BatchWait),
+		dataloader.WithInputCapacity[string, served[[]defender.User]](batchInput))
 	return l
 }
 
-// Middleware gives every request its own Loaders, and the identity upstream calls are made
-// as (identity(r)), before calling next.
+// Middleware gives every request its own Loaders, the identity upstream calls are made as
+// (identity(r)), and the age limit of stale answers the request's Cache-Control:
+// stale-if-error sets (see StaleIfError), before calling next.
 func Middleware(f *Fetcher, identity func(*http.Request) string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := WithIdentity(r.Context(), identity(r))
+		if d, ok := staleLimit(r.Header); ok {
+			ctx = WithStaleLimit(ctx, d)
+		}
 		ctx = context.WithValue(ctx, ctxKey{}, New(f))
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
@@ -65,31 +77,66 @@ func For(ctx context.Context) *Loaders {
 	return l
 }
 
-// Machine returns the machine with the given device id or computer name. A cached answer is
-// returned at once; anything else goes through the request's dataloader, which waits
-// Options.BatchWait for the other keys of the request.
-func (l *Loaders) Machine(ctx context.Context, ref defender.MachineRef) (*defender.Machine, error) {
+// Machine returns the machine with the given device id or computer name. A fresh cached
+// answer is returned at once; anything else goes through the request's dataloader, which
+// waits Options.BatchWait for the other keys of the request. stale is not nil when the answer
+// is a stale one standing in for a fresh one that could not be had.
+func (l *Loaders) Machine(ctx context.Context, ref defender.MachineRef) (m *defender.Machine, stale *Stale, err error) {
 	if l == nil {
-		return nil, errNoLoaders
+		return nil, nil, errNoLoaders
 	}
 	if r, ok := cached(ctx, l.fetcher, defender.EndpointMachine, l.fetcher.opts.Machines, ref.String()); ok {
-		return r.Value, r.Err
+		l.noteKnown(r.Value, nil)
+		return r.Value, nil, r.Err
 	}
 	l.noteRepeat(defender.EndpointMachine, ref.String())
-	return l.machines.Load(ctx, ref.String())()
+	s, err := l.machines.Load(ctx, ref.String())()
+	if err != nil {
+		return nil, nil, err
+	}
+	l.noteKnown(s.value, s.stale)
+	return s.value, s.stale, nil
 }
 
 // LogonUsers returns the users logged on to the device id, from the cache at once when it
-// has them.
-func (l *Loaders) LogonUsers(ctx context.Context, id string) ([]defender.User, error) {
+// has them fresh. stale is not nil when the answer is a stale one.
+func (l *Loaders) LogonUsers(ctx context.Context, id string) (users []defender.User, stale *Stale, err error) {
 	if l == nil {
-		return nil, errNoLoaders
+		return nil, nil, errNoLoaders
 	}
 	if r, ok := cached(ctx, l.fetcher, defender.EndpointLogonUsers, l.fetcher.opts.LogonUsers, id); ok {
-		return r.Value, r.Err
+		return r.Value, nil, r.Err
 	}
 	l.noteRepeat(defender.EndpointLogonUsers, id)
-	return l.users.Load(ctx, id)()
+	s, err := l.users.Load(ctx, id)()
+	return s.value, s.stale, err
+}
+
+// Known reports whether the device id is known to exist: a fresh machine answer showed it,
+// in this request or in the cache. It makes no upstream call and spends nothing. A stale
+// answer proves nothing: the device may have gone since.
+func (l *Loaders) Known(ctx context.Context, id string) bool {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	known := l.known[id]
+	l.mu.Unlock()
+	if known {
+		return true
+	}
+	e, ok := l.fetcher.opts.Machines.Get(ctx, cacheKey(ctx, defender.EndpointMachine, id))
+	return ok && !e.NotFound && e.Fresh(time.Now())
+}
+
+// noteKnown remembers that a fresh answer m showed its device to exist.
+func (l *Loaders) noteKnown(m *defender.Machine, stale *Stale) {
+	if m == nil || stale != nil {
+		return
+	}
+	l.mu.Lock()
+	l.known[m.ID] = true
+	l.mu.Unlock()
 }
 
 // noteRepeat counts a key asked for again in the same request: the dataloader's own cache
@@ -105,18 +152,18 @@ func (l *Loaders) noteRepeat(ep defender.Endpoint, key string) {
 	}
 }
 
-func (l *Loaders) loadMachines(ctx context.Context, refs []string) []*dataloader.Result[*defender.Machine] {
+func (l *Loaders) loadMachines(ctx context.Context, refs []string) []*dataloader.Result[served[*defender.Machine]] {
 	return toDataloader(l.fetcher.Machines(ctx, refs))
 }
 
-func (l *Loaders) loadUsers(ctx context.Context, ids []string) []*dataloader.Result[[]defender.User] {
+func (l *Loaders) loadUsers(ctx context.Context, ids []string) []*dataloader.Result[served[[]defender.User]] {
 	return toDataloader(l.fetcher.LogonUsers(ctx, ids))
 }
 
-func toDataloader[V any](rs []Result[V]) []*dataloader.Result[V] {
-	out := make([]*dataloader.Result[V], len(rs))
+func toDataloader[V any](rs []Result[V]) []*dataloader.Result[served[V]] {
+	out := make([]*dataloader.Result[served[V]], len(rs))
 	for i, r := range rs {
-		out[i] = &dataloader.Result[V]{Data: r.Value, Error: r.Err}
+		out[i] = &dataloader.Result[served[V]]{Data: served[V]{value: r.Value, stale: r.Stale}, Error: r.Err}
 	}
 	return out
 }

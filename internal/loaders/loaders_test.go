@@ -11,11 +11,14 @@ import (
 	"github.com/mdegraph/mdegraph/internal/defender"
 )
 
-// savings is an Observer that adds up the calls saved, by endpoint and reason.
+// savings is an Observer that adds up the calls saved, by endpoint and reason, and the stale
+// answers served (reason "stale/<Stale.Reason>").
 type savings struct {
 	mu sync.Mutex
 	n  map[string]int
 }
+
+func (s *savings) Stale(ep defender.Endpoint, reason string) { s.Saved(ep, "stale/"+reason, 1) }
 
 func (s *savings) Saved(ep defender.Endpoint, reason string, n int) {
 	s.mu.Lock()
@@ -53,12 +56,12 @@ func TestLoadersBatchOneRequest(t *testing.T) {
 	for i := range 9 {
 		id := deviceID(i % 3)
 		wg.Go(func() {
-			if _, err := l.LogonUsers(ctx, id); err != nil {
+			if _, _, err := l.LogonUsers(ctx, id); err != nil {
 				errs <- err
 			}
 		})
 		wg.Go(func() {
-			m, err := l.Machine(ctx, defender.MachineRef(id))
+			m, _, err := l.Machine(ctx, defender.MachineRef(id))
 			if err != nil {
 				errs <- err
 			} else if m.ID != id {
@@ -100,13 +103,13 @@ func TestLoadersCachedAnswerSkipsBatchWait(t *testing.T) {
 
 		cold := New(f)
 		start := time.Now()
-		if _, err := cold.LogonUsers(ctx, deviceID(0)); err != nil {
+		if _, _, err := cold.LogonUsers(ctx, deviceID(0)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := cold.LogonUsers(ctx, unknown); !defender.IsNotFound(err) {
+		if _, _, err := cold.LogonUsers(ctx, unknown); !defender.IsNotFound(err) {
 			t.Fatalf("unknown device: err = %v, want a 404", err)
 		}
-		if _, err := cold.Machine(ctx, defender.MachineRef(deviceID(1))); err != nil {
+		if _, _, err := cold.Machine(ctx, defender.MachineRef(deviceID(1))); err != nil {
 			t.Fatal(err)
 		}
 		if waited := time.Since(start); waited < 3*DefaultBatchWait {
@@ -115,14 +118,14 @@ func TestLoadersCachedAnswerSkipsBatchWait(t *testing.T) {
 
 		warm := New(f)
 		start = time.Now()
-		users, err := warm.LogonUsers(ctx, deviceID(0))
+		users, _, err := warm.LogonUsers(ctx, deviceID(0))
 		if err != nil || len(users) != 1 || users[0].AccountName != "user0" {
 			t.Errorf("cached users = %v, %v; want user0", users, err)
 		}
-		if _, err := warm.LogonUsers(ctx, unknown); !defender.IsNotFound(err) {
+		if _, _, err := warm.LogonUsers(ctx, unknown); !defender.IsNotFound(err) {
 			t.Errorf("cached 404: err = %v, want a 404", err)
 		}
-		if m, err := warm.Machine(ctx, defender.MachineRef(deviceID(1))); err != nil || m.ID != deviceID(1) {
+		if m, _, err := warm.Machine(ctx, defender.MachineRef(deviceID(1))); err != nil || m.ID != deviceID(1) {
 			t.Errorf("cached machine = %v, %v", m, err)
 		}
 		if waited := time.Since(start); waited != 0 {
@@ -144,10 +147,50 @@ func TestLoadersCachedAnswerSkipsBatchWait(t *testing.T) {
 func TestLoadersWithoutMiddleware(t *testing.T) {
 	t.Parallel()
 	l := For(context.Background())
-	if _, err := l.LogonUsers(context.Background(), deviceID(0)); err != errNoLoaders {
+	if _, _, err := l.LogonUsers(context.Background(), deviceID(0)); err != errNoLoaders {
 		t.Errorf("LogonUsers without middleware: err = %v, want errNoLoaders", err)
 	}
-	if _, err := l.Machine(context.Background(), defender.MachineRef(deviceID(0))); err != errNoLoaders {
+	if _, _, err := l.Machine(context.Background(), defender.MachineRef(deviceID(0))); err != errNoLoaders {
 		t.Errorf("Machine without middleware: err = %v, want errNoLoaders", err)
 	}
+}
+
+// TestLoadersKnown: a device is known when a fresh machine answer showed it, in the request or
+// in the cache; a stale answer, a 404 or a logonusers answer alone prove nothing.
+func TestLoadersKnown(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		src := newFakeSource(3)
+		f := NewFetcher(Options{Source: src, CacheTTL: time.Minute, NotFoundTTL: time.Minute, StaleTTL: time.Hour})
+		ctx := appCtx()
+		unknown := fmt.Sprintf("%040x", 999)
+
+		l := New(f)
+		if _, _, err := l.Machine(ctx, defender.MachineRef(deviceID(0))); err != nil {
+			t.Fatal(err)
+		}
+		l.Machine(ctx, defender.MachineRef(unknown))
+		l.LogonUsers(ctx, deviceID(1))
+		for id, want := range map[string]bool{deviceID(0): true, unknown: false, deviceID(1): false, deviceID(2): false} {
+			if got := l.Known(ctx, id); got != want {
+				t.Errorf("same request: Known(%s) = %v, want %v", id, got, want)
+			}
+		}
+		if !New(f).Known(ctx, deviceID(0)) {
+			t.Error("next request: the fresh cached answer does not make the device known")
+		}
+		if New(f).Known(WithIdentity(ctx, "user:bob"), deviceID(0)) {
+			t.Error("another identity knows the device from this one's answer")
+		}
+
+		time.Sleep(2 * time.Minute)
+		src.failWith = err503
+		later := New(f)
+		if _, stale, err := later.Machine(ctx, defender.MachineRef(deviceID(0))); err != nil || stale == nil {
+			t.Fatalf("want a stale answer, got %v %v", stale, err)
+		}
+		if later.Known(ctx, deviceID(0)) {
+			t.Error("a stale answer made the device known")
+		}
+	})
 }

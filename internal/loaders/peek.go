@@ -25,19 +25,19 @@ type ExpiringCache[V any] interface {
 
 var _ ExpiringCache[int] = (*MemoryCache[int])(nil)
 
-// GetUntil returns the entry for key if it has not expired, and when it will.
+// GetUntil returns the entry for key if it has not expired, and when it will (the end of its
+// ttl; see Entry.FreshUntil for when it stops being fresh). It does not count as a use for the
+// LRU order.
 func (c *MemoryCache[V]) GetUntil(_ context.Context, key string) (Entry[V], time.Time, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	it, ok := c.items[key]
+	it, ok := c.lru.Peek(key)
 	if !ok || !time.Now().Before(it.expires) {
 		return Entry[V]{}, time.Time{}, false
 	}
 	return it.entry, it.expires, true
 }
 
-// peek returns the cached entry for (endpoint, ref) of ctx's identity if it lasts past ctx's
-// deadline.
+// peek returns the cached entry for (endpoint, ref) of ctx's identity if it stays fresh past
+// ctx's deadline (an entry kept only as a stale fallback does not spare the call).
 func peek[V any](ctx context.Context, cache Cache[V], ep defender.Endpoint, ref string) (Entry[V], bool) {
 	deadline, ok := ctx.Deadline()
 	ec, expiring := cache.(ExpiringCache[V])
@@ -45,6 +45,9 @@ func peek[V any](ctx context.Context, cache Cache[V], ep defender.Endpoint, ref 
 		return Entry[V]{}, false
 	}
 	e, until, ok := ec.GetUntil(ctx, cacheKey(ctx, ep, ref))
+	if !e.FreshUntil.IsZero() && e.FreshUntil.Before(until) {
+		until = e.FreshUntil
+	}
 	if !ok || !until.After(deadline) {
 		return Entry[V]{}, false
 	}

@@ -1,7 +1,7 @@
 // Package metrics exposes the service's Prometheus metrics: upstream calls and their latency,
-// calls saved (by batching, in-flight sharing and the cache, counted apart), quota waits and
-// queues, GraphQL operations by outcome, and operations and quota waits per caller (the
-// busiest callers by name, the others together).
+// calls saved (by batching, in-flight sharing and the cache, counted apart), answers served
+// stale, quota waits and queues, GraphQL operations by outcome, and operations and quota waits
+// per caller (the busiest callers by name, the others together).
 package metrics
 
 import (
@@ -24,6 +24,7 @@ type Metrics struct {
 	upstreamCalls    *prometheus.CounterVec
 	upstreamDuration *prometheus.HistogramVec
 	saved            *prometheus.CounterVec
+	stale            *prometheus.CounterVec
 	quotaWait        *prometheus.HistogramVec
 	operations       *prometheus.CounterVec
 	fieldErrors      *prometheus.CounterVec
@@ -52,6 +53,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		saved: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mdegraph_upstream_calls_saved_total",
 			Help: "Upstream calls avoided, by endpoint family and reason: batching (within a request), sharing (a call in flight for another request), cache.",
+		}, []string{"endpoint", "reason"}),
+		stale: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mdegraph_stale_answers_total",
+			Help: "Answers served stale (younger than STALE_TTL) because a fresh one could not be had, by endpoint family and reason: RATE_LIMITED, UPSTREAM_UNAVAILABLE.",
 		}, []string{"endpoint", "reason"}),
 		quotaWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "mdegraph_quota_wait_seconds",
@@ -94,7 +99,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	m.callers = newCallerLabels(TopCallers, m.callerOperations.MetricVec, m.callerRefusals.MetricVec,
 		m.callerQuotaWaits.MetricVec, m.callerQuotaWaited.MetricVec)
-	reg.MustRegister(m.upstreamCalls, m.upstreamDuration, m.saved, m.quotaWait, m.operations, m.fieldErrors, m.opDuration, m.tokenRequests,
+	reg.MustRegister(m.upstreamCalls, m.upstreamDuration, m.saved, m.stale, m.quotaWait, m.operations, m.fieldErrors, m.opDuration, m.tokenRequests,
 		m.callerOperations, m.callerRefusals, m.callerQuotaWaits, m.callerQuotaWaited)
 	return m
 }
@@ -118,6 +123,14 @@ func (m *Metrics) Saved(endpoint defender.Endpoint, reason string, n int) {
 		return
 	}
 	m.saved.WithLabelValues(string(endpoint), reason).Add(float64(n))
+}
+
+// Stale records one answer served stale (loaders.Observer), with its loaders.Stale reason.
+func (m *Metrics) Stale(endpoint defender.Endpoint, reason string) {
+	if m == nil {
+		return
+	}
+	m.stale.WithLabelValues(string(endpoint), reason).Inc()
 }
 
 // ObserveWait records one wait for quota (quota.Set.OnWait), also for the caller in ctx: the

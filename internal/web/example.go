@@ -25,8 +25,11 @@ type exampleConfig struct {
 // The page gives the elements a browser test drives stable ids, each also
 // set as data-testid: #device-id (input), #lookup (button), #message (shown
 // for every failure, with data-kind and data-code), #device, #device-name and
-// #users (the table; one tbody row per user, #no-users when there are none).
-// The body's data-state is "idle", "loading", "ok" or "error".
+// #users (the table; one tbody row per user, #no-users when there are none,
+// #users-unavailable when they could not be fetched), and the "stale (N s
+// old)" badges #device-stale and #users-stale, shown for the parts
+// extensions.stale lists. The body's data-state is "idle", "loading", "ok",
+// "partial" (a device with a part missing, #message saying why) or "error".
 func Example(opts ExampleOptions) http.Handler {
 	cfg := exampleConfig{Endpoint: orDefault(opts.Endpoint, "/query")}
 	return SecurityHeaders(renderPage("example.html", map[string]any{

@@ -22,7 +22,7 @@ func examplePage(t *testing.T, opts ExampleOptions) string {
 func TestExamplePageElements(t *testing.T) {
 	t.Parallel()
 	page := examplePage(t, ExampleOptions{DeviceID: "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"})
-	for _, id := range []string{"lookup-form", "device-id", "lookup", "authorization", "message", "device", "device-name", "users", "no-users"} {
+	for _, id := range []string{"lookup-form", "device-id", "lookup", "authorization", "message", "device", "device-name", "users", "no-users", "users-unavailable", "device-stale", "users-stale"} {
 		t.Run(id, func(t *testing.T) {
 			t.Parallel()
 			if got := strings.Count(page, ` id="`+id+`"`); got != 1 {
@@ -102,7 +102,8 @@ func TestExampleScript(t *testing.T) {
 			t.Errorf("example.js uses %s; render data with textContent", banned)
 		}
 	}
-	for _, want := range []string{"'mdegraph-config'", "NOT_FOUND", "RATE_LIMITED", "retryAfter", "BAD_USER_INPUT", "'Content-Type': 'application/json'", "Authorization", "variables: { id }"} {
+	for _, want := range []string{"'mdegraph-config'", "NOT_FOUND", "RATE_LIMITED", "retryAfter", "BAD_USER_INPUT", "'Content-Type': 'application/json'", "Authorization", "variables: { id }",
+		"extensions.stale", "ageSeconds", "stale (", "partial"} {
 		if !strings.Contains(js, want) {
 			t.Errorf("example.js lacks %s", want)
 		}

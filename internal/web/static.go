@@ -2,17 +2,20 @@ package web
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"mime"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/klauspost/compress/gzhttp"
 )
 
 // StaticPrefix is the URL path prefix the pages expect Static to be mounted
@@ -45,8 +48,32 @@ var contentTypes = map[string]string{
 	".woff2": "font/woff2",
 }
 
-// compressible lists the types worth gzipping; fonts and images already are.
+// compressible lists the extensions whose types are worth compressing; fonts and images
+// already are.
 var compressible = map[string]bool{".css": true, ".html": true, ".js": true, ".json": true, ".svg": true, ".txt": true}
+
+// encodingSuffixes are what gzhttp appends to the ETag of a compressed answer (SuffixETag),
+// so that it differs from the plain one's, as RFC 9110 section 8.8.3 asks.
+var encodingSuffixes = []string{"-gzip", "-zstd"}
+
+// compress negotiates and applies the content coding of Static's answers: gzip or zstd for the
+// compressible types, to clients that accept them (klauspost/compress/gzhttp). Assets are
+// compressed per answer rather than ahead of time: zstd at its fastest level (gzhttp's default,
+// and what current browsers accept) costs a few milliseconds for the largest bundle, and the
+// pages' asset URLs are immutable, so browsers ask for each once.
+var compress = sync.OnceValue(func() func(http.Handler) http.HandlerFunc {
+	var types []string
+	for ext := range compressible {
+		mediaType, _, _ := mime.ParseMediaType(contentTypes[ext])
+		types = append(types, mediaType)
+	}
+	slices.Sort(types)
+	wrap, err := gzhttp.NewWrapper(gzhttp.ContentTypes(types), gzhttp.SuffixETag(encodingSuffixes[0]))
+	if err != nil { // the options are constants; an error is a programming mistake
+		panic(fmt.Sprintf("web: gzhttp: %v", err))
+	}
+	return wrap
+})
 
 // asset is one embedded file, ready to serve.
 type asset struct {
@@ -58,7 +85,6 @@ type asset struct {
 	// hashedName is true when the file name carries hash, as the fonts the
 	// playground build writes do ("roboto-400.1df1ae79b141.woff2").
 	hashedName bool
-	gzipped    func() []byte // nil when not worth compressing
 }
 
 // contentHash is the short content hash used in asset URLs. It must match
@@ -93,9 +119,6 @@ var assets = sync.OnceValue(func() map[string]*asset {
 		}
 		a.etag = `"` + a.hash + `"`
 		a.hashedName = strings.Contains(path.Base(name), "."+a.hash+".")
-		if compressible[ext] {
-			a.gzipped = sync.OnceValue(func() []byte { return gzipBytes(data) })
-		}
 		m[name] = a
 		return nil
 	})
@@ -105,17 +128,6 @@ var assets = sync.OnceValue(func() map[string]*asset {
 	}
 	return m
 })
-
-func gzipBytes(data []byte) []byte {
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression) // the level is valid
-	zw.Write(data)                                           // writes to a bytes.Buffer do not fail
-	zw.Close()
-	if buf.Len() >= len(data) {
-		return nil
-	}
-	return buf.Bytes()
-}
 
 // assetURL returns the URL a page uses for the embedded file name (a path
 // below static/). The ?v= content hash lets Static mark the response
@@ -138,11 +150,11 @@ func assetURL(name string) string {
 // Every answer has an ETag. It may be cached for a year when its URL names
 // its content (a ?v= query equal to the content hash, as the pages write
 // them, or a file name carrying the hash, as the fonts have), and is
-// revalidated otherwise. Text assets are gzipped, once each, for clients
-// that accept it.
+// revalidated otherwise. Text assets are compressed with gzip or zstd for
+// clients that accept either (see compress).
 func Static() http.Handler {
 	index := assets()
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return compress()(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a := index[assetName(r.URL.Path)]
 		if a == nil {
 			http.NotFound(w, r)
@@ -159,19 +171,24 @@ func Static() http.Handler {
 		} else {
 			h.Set("Cache-Control", "no-cache")
 		}
-		body, etag := a.data, a.etag
-		if a.gzipped != nil {
-			h.Add("Vary", "Accept-Encoding")
-			if acceptsGzip(r) {
-				if gz := a.gzipped(); gz != nil {
-					body, etag = gz, `"`+a.hash+`-gzip"`
-					h.Set("Content-Encoding", "gzip")
-				}
-			}
-		}
-		h.Set("ETag", etag)
-		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
-	})
+		h.Set("ETag", a.etag)
+		revalidateEncoded(r, a)
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.data))
+	}))
+}
+
+// revalidateEncoded lets a client that cached a compressed answer revalidate it: its
+// If-None-Match names the ETag gzhttp gave that answer ("<hash>-gzip"), which stands for the
+// same content as a's own, so it is read as a's (http.ServeContent then answers 304).
+func revalidateEncoded(r *http.Request, a *asset) {
+	inm := r.Header.Get("If-None-Match")
+	if inm == "" {
+		return
+	}
+	for _, suffix := range encodingSuffixes {
+		inm = strings.ReplaceAll(inm, `"`+a.hash+suffix+`"`, a.etag)
+	}
+	r.Header.Set("If-None-Match", inm)
 }
 
 // assetName maps a request path to a key of assets: "/static/a/b.js",
@@ -182,20 +199,4 @@ func assetName(urlPath string) string {
 		return name
 	}
 	return strings.TrimPrefix(urlPath, "/")
-}
-
-// acceptsGzip reports whether the Accept-Encoding of r allows gzip.
-func acceptsGzip(r *http.Request) bool {
-	for _, field := range r.Header.Values("Accept-Encoding") {
-		for part := range strings.SplitSeq(field, ",") {
-			coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-			coding = strings.ToLower(strings.TrimSpace(coding))
-			if coding != "gzip" && coding != "*" {
-				continue
-			}
-			q := strings.ReplaceAll(strings.ToLower(params), " ", "")
-			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
-		}
-	}
-	return false
 }

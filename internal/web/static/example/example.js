@@ -6,6 +6,13 @@
 //
 // The page's Content-Security-Policy forbids inline scripts, so the server
 // passes its settings in <script type="application/json" id="mdegraph-config">.
+//
+// Answers can be partial and can be stale. Partial: a device comes with
+// errors when one of its parts could not be fetched (its logon users, say);
+// each error's path says which part, and that part is null. Stale: when
+// Defender cannot give a fresh answer (quota spent, Defender down), mdegraph
+// serves the last good one and lists it in extensions.stale, with its age;
+// the page shows a "stale (N s old)" badge on that part.
 'use strict';
 
 (() => {
@@ -51,6 +58,9 @@
   const device = $('device');
   const users = $('users').tBodies[0];
   const noUsers = $('no-users');
+  const usersUnavailable = $('users-unavailable');
+  const deviceStale = $('device-stale');
+  const usersStale = $('users-stale');
 
   let inFlight = null; // AbortController of the lookup under way
   let countdown = null; // interval timer of a rate-limit countdown
@@ -121,16 +131,56 @@
     }
     const errors = Array.isArray(body.errors) ? body.errors : [];
     const machine = body.data ? body.data.machine : null;
-    // A device can come with errors (say its users could not be read):
-    // show what arrived, and the error below it.
-    if (machine) renderDevice(machine);
-    if (errors.length > 0) {
+    if (machine) {
+      renderDevice(machine);
+      showStale(body.extensions);
+    }
+    if (errors.length > 0 && machine) {
+      // A partial answer: the device is there, and each error's path names
+      // the part that could not be fetched (that part is null).
+      partial(errors);
+    } else if (errors.length > 0) {
       showError(id, errors, retryAfter);
     } else if (!machine) {
       fail('not-found', 'NOT_FOUND', notFound(id));
     } else {
       setState('ok');
     }
+  }
+
+  // showStale puts a "stale (N s old)" badge on each part of the device
+  // that extensions.stale lists: [alias] is the device's details,
+  // [alias, field] its logon users.
+  function showStale(extensions) {
+    const stale = extensions && Array.isArray(extensions.stale) ? extensions.stale : [];
+    for (const s of stale) {
+      if (!s || !Array.isArray(s.path)) continue;
+      const badge = s.path.length > 1 ? usersStale : deviceStale;
+      const age = Number.isFinite(s.ageSeconds) ? s.ageSeconds : '?';
+      badge.textContent = `stale (${age} s old)`;
+      badge.title = `Defender could not give a fresh answer (${s.reason}); this is the last good one, ${age} s old.`;
+      badge.dataset.reason = String(s.reason);
+      badge.hidden = false;
+    }
+  }
+
+  // partial says which parts of a device could not be fetched, and why.
+  function partial(errors) {
+    const lines = errors.map((e) => {
+      const path = Array.isArray(e.path) ? e.path : [];
+      const part = path.length > 1 ? 'The logged-on users' : "The device's details";
+      const ext = e.extensions || {};
+      const why = ext.code === 'RATE_LIMITED' && Number.isFinite(Number(ext.retryAfter))
+        ? `Defender's rate limit is reached; retry in ${Math.max(1, Math.ceil(Number(ext.retryAfter)))} s`
+        : String(e.message || 'unknown error');
+      return `${part} could not be fetched: ${why}.`;
+    });
+    const first = errors[0].extensions || {};
+    setState('partial');
+    message.dataset.kind = 'partial';
+    message.dataset.code = typeof first.code === 'string' ? first.code : '';
+    message.textContent = lines.join(' ');
+    message.hidden = false;
   }
 
   const notFound = (id) => `No device with id “${id}” in Defender.`;
@@ -209,9 +259,12 @@
     $('device-risk').textContent = text(m.riskScore);
     $('device-last-seen').replaceChildren(time(m.lastSeen));
 
+    // null: the logon users could not be fetched (an error says why);
+    // []: Defender reports none.
     const list = Array.isArray(m.logonUsers) ? m.logonUsers : [];
     users.replaceChildren(...list.map(userRow));
-    noUsers.hidden = list.length > 0;
+    usersUnavailable.hidden = m.logonUsers !== null;
+    noUsers.hidden = m.logonUsers === null || list.length > 0;
     device.hidden = false;
   }
 
@@ -256,6 +309,12 @@
     device.hidden = true;
     users.replaceChildren();
     noUsers.hidden = true;
+    usersUnavailable.hidden = true;
+    for (const badge of [deviceStale, usersStale]) {
+      badge.hidden = true;
+      badge.textContent = '';
+      delete badge.dataset.reason;
+    }
     message.hidden = true;
     message.textContent = '';
     delete message.dataset.kind;
