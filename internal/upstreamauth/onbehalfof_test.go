@@ -261,7 +261,7 @@ func TestOnBehalfOf_Bounded(t *testing.T) {
 func TestAADSTS(t *testing.T) {
 	t.Parallel()
 	for desc, want := range map[string]int{
-		"AADSTS65001: The user or administrator has not consented": 65001,
+		"AADSTS65001: The user or administrator has not consented":   65001,
 		"AADSTS500133: Assertion is not within its valid time range": 500133,
 		"AADSTS7000215":     7000215,
 		"":                  0,
