@@ -3,7 +3,6 @@ package upstreamauth
 import (
 	"context"
 	"errors"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/mdegraph/mdegraph/internal/principal"
 )
@@ -98,9 +96,7 @@ type person struct {
 // *http.Client stored in ctx under oauth2.HTTPClient if there is one (a client with a 30 s
 // timeout otherwise).
 func NewOnBehalfOf(ctx context.Context, opts OnBehalfOfOptions) *OnBehalfOf {
-	if _, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); !ok {
-		ctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{Timeout: 30 * time.Second})
-	}
+	ctx = withHTTPClient(ctx)
 	if opts.MaxPrincipals <= 0 {
 		opts.MaxPrincipals = DefaultMaxPrincipals
 	}
@@ -168,21 +164,12 @@ func (o *OnBehalfOf) exchange(p *person) (*oauth2.Token, error) {
 	o.mu.Lock()
 	assertion := p.assertion
 	o.mu.Unlock()
-	c := o.opts.Credentials
-	cfg := &clientcredentials.Config{
-		ClientID:     c.ClientID,
-		ClientSecret: c.ClientSecret,
-		TokenURL:     c.TokenURL,
-		Scopes:       []string{c.Scope},
-		AuthStyle:    oauth2.AuthStyleInParams,
-		// clientcredentials lets grant_type be replaced: the request is otherwise the same
-		// form POST, and its answer and OAuth errors are read the same way.
-		EndpointParams: url.Values{
-			"grant_type":          {GrantJWTBearer},
-			"assertion":           {assertion},
-			"requested_token_use": {"on_behalf_of"},
-		},
-	}
+	// The same form POST as the application's, its answer and OAuth errors read the same way.
+	cfg := o.opts.Credentials.config(url.Values{
+		"grant_type":          {GrantJWTBearer},
+		"assertion":           {assertion},
+		"requested_token_use": {"on_behalf_of"},
+	})
 	tok, err := cfg.Token(o.ctx)
 	if err != nil {
 		return nil, classifyOnBehalfOf(err, time.Now())

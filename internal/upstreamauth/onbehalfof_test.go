@@ -53,6 +53,16 @@ func signedIn(t *testing.T, sim *simulator.Simulator, person string) context.Con
 	return callerContext(t, sim, person, tok)
 }
 
+// tokenFor is the Defender token obo gives the caller of ctx; it fails the test on an error.
+func tokenFor(t *testing.T, obo *OnBehalfOf, ctx context.Context) *oauth2.Token {
+	t.Helper()
+	tok, err := obo.TokenContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
 // exchanges counts the tokens the simulator issued on-behalf-of each person, by object id.
 func exchanges(sim *simulator.Simulator) map[string]int {
 	return sim.Stats()[simulator.EndpointToken].ByIdentity
@@ -62,10 +72,7 @@ func TestOnBehalfOf_OneExchangePerPerson(t *testing.T) {
 	t.Parallel()
 	obo, sim := oboSetup(t, OnBehalfOfOptions{}, "")
 	megan, grady := signedIn(t, sim, "megan"), signedIn(t, sim, "grady")
-	m1, err := obo.TokenContext(megan)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m1 := tokenFor(t, obo, megan)
 	// Many concurrent requests of the same person share the token, or its one exchange.
 	var wg sync.WaitGroup
 	for range 20 {
@@ -76,11 +83,7 @@ func TestOnBehalfOf_OneExchangePerPerson(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	g, err := obo.TokenContext(grady)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if g.AccessToken == m1.AccessToken {
+	if g := tokenFor(t, obo, grady); g.AccessToken == m1.AccessToken {
 		t.Fatal("grady got megan's token")
 	}
 	mp, _ := sim.Person("megan")
@@ -222,14 +225,7 @@ func TestOnBehalfOf_RejectIsPerPerson(t *testing.T) {
 	t.Parallel()
 	obo, sim := oboSetup(t, OnBehalfOfOptions{}, "")
 	megan, grady := signedIn(t, sim, "megan"), signedIn(t, sim, "grady")
-	m1, err := obo.TokenContext(megan)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g1, err := obo.TokenContext(grady)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m1, g1 := tokenFor(t, obo, megan), tokenFor(t, obo, grady)
 	m2, err := obo.Reject(megan, m1)
 	if err != nil {
 		t.Fatal(err)
