@@ -1,6 +1,8 @@
 // Package app assembles the service from its configuration: the upstream (Defender, or the
-// embedded simulator in demo mode), the token source, the quota limiter, the client, the
-// loaders, the GraphQL handler, the web pages and the metrics. server.go routes and serves
+// embedded simulator in demo mode), who may call (AUTH_MODE, the CSRF check) and as whom
+// Defender is asked (UPSTREAM_IDENTITY: the application's token source, or each person's
+// on-behalf-of), the quota limiter, the client, the loaders, the GraphQL handler, the web pages
+// and the metrics. server.go routes and serves
 // what it builds; the load test and the end-to-end tests build the same thing in-process.
 // Outside demo mode it also checks the credentials once at startup, in the background, and
 // logs the outcome.
