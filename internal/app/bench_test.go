@@ -241,3 +241,21 @@ func preflighted(r *http.Request) *http.Request {
 	r.Header.Set("Apollo-Require-Preflight", "true")
 	return r
 }
+
+// BenchmarkQueryWarmCacheSignedIn is BenchmarkQueryWarmCache from a signed-in demo person
+// (adele, who sees the example device): the token is verified on every request (RS256), and
+// Defender is asked on-behalf-of her, with the exchanged token and her answers cached.
+func BenchmarkQueryWarmCacheSignedIn(b *testing.B) {
+	benchWarm(b, func(s *benchApp) func() *http.Request {
+		token, err := s.sim.SignIn("adele")
+		if err != nil {
+			b.Fatal(err)
+		}
+		post := postOf(`query($id: ID!) { machine(id: $id) { `+benchUsersFields+` } }`, true)(s)
+		return func() *http.Request {
+			r := post()
+			r.Header.Set("Authorization", "Bearer "+token)
+			return r
+		}
+	}, []string{"machine"}, false)
+}
