@@ -21,6 +21,10 @@ import (
 // The sign-in of callers (AUTH_MODE) and the choice of the upstream identity
 // (UPSTREAM_IDENTITY), as the service wires them.
 
+// With UPSTREAM_IDENTITY=user the client asks the on-behalf-of source, which picks each
+// request's person from its context.
+var _ defender.TokenSource = (*upstreamauth.OnBehalfOf)(nil)
+
 // signIn builds the sign-in of callers described by cfg. In demo mode the simulator is the
 // Entra ID (its issuer and audience, AUTH_REQUIRED_ROLE defaulting to simulator.AppRoleRead),
 // and with AUTH_MODE=none signing in is optional: anyone may call, and a demo person who
