@@ -154,6 +154,53 @@ func TestBrowserPlayground(t *testing.T) {
 	rec.assertClean(t, base)
 }
 
+// TestBrowserPlaygroundDemoPerson signs in as demo persons with the playground's picker and
+// runs the prefilled query as each: Defender is asked on-behalf-of the person, so the demo
+// device (in device group 0) answers NOT_FOUND to grady, whose groups are the servers', while
+// adele, who sees every group, gets its logon users.
+func TestBrowserPlaygroundDemoPerson(t *testing.T) {
+	t.Parallel()
+	chromium := chromiumPath(t)
+	machine, users := demoDevice(t)
+	base, _ := startService(t, nil)
+	ctx, rec := openBrowser(t, chromium)
+
+	step(ctx, t, "load the playground", chromedp.Navigate(base+"/"))
+	step(ctx, t, "wait for GraphiQL to render", chromedp.WaitVisible(chromedp.CSS(giQueryEditor)))
+	firstUser, _ := json.Marshal(users[0].ID) // a string always marshals
+	for _, tt := range []struct {
+		person string
+		want   string // in the response pane
+	}{
+		{"grady", `"NOT_FOUND"`},
+		{"adele", string(firstUser)},
+	} {
+		step(ctx, t, "pick "+tt.person, chromedp.SetValue(chromedp.ID("mdegraph-person"), tt.person))
+		step(ctx, t, "sign in as "+tt.person, chromedp.Click(chromedp.ID("mdegraph-signin-button")))
+		step(ctx, t, "wait for the page signed in as "+tt.person, chromedp.WaitVisible(chromedp.CSS(`#mdegraph-signed-in[data-person="`+tt.person+`"]`)))
+		step(ctx, t, "wait for GraphiQL to render", chromedp.WaitVisible(chromedp.CSS(giQueryEditor)))
+		headers := step(ctx, t, "read the headers the page prefills", chromedp.Evaluate[string](
+			`JSON.parse(document.getElementById('mdegraph-config').textContent).headers`))
+		if !strings.Contains(headers, `"Authorization": "Bearer ey`) {
+			t.Fatalf("as %s, the headers editor holds %q, want an Authorization: Bearer token", tt.person, headers)
+		}
+		poll[string](ctx, t, "the variables editor to be filled", editorValueJS+`(`+jsString(giVariablesEditor)+`)`)
+		step(ctx, t, "click the execute button", chromedp.Click(chromedp.CSS(giExecute)))
+		result := poll[string](ctx, t, "the response pane to answer "+tt.person, `(() => {
+  const text = `+editorValueJS+`(`+jsString(giResult)+`);
+  return text && (text.includes('"data"') || text.includes('"errors"')) ? text : false;
+})()`)
+		if !strings.Contains(result, tt.want) {
+			t.Errorf("as %s, the response pane shows\n%s\nwant %s about device %s", tt.person, result, tt.want, machine.ID)
+		}
+		if tt.person == "grady" {
+			waitFonts(ctx, t)
+			saveScreenshot(t, "playground-signin.png", step(ctx, t, "take a screenshot", chromedp.FullScreenshot(100)))
+		}
+	}
+	rec.assertClean(t, base)
+}
+
 func TestBrowserExample(t *testing.T) {
 	t.Parallel()
 	chromium := chromiumPath(t)

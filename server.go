@@ -95,7 +95,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	mux.Handle("GET /static/", http.StripPrefix("/static", a.Static))
 	mux.Handle("GET /healthz", a.Health)
 	mux.Handle("GET /readyz", a.Ready)
-	mux.Handle("GET /metrics", a.Metrics)
+	if cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", a.Metrics) // behind the sign-in (AUTH_MODE)
+	}
 
 	srv := &http.Server{
 		Handler:           accessLog(logger, mux),
@@ -112,8 +114,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("ADDR %s: %w", cfg.Addr, err)
 	}
 	base := "http://" + ln.Addr().String()
+	metricsURL := base + "/metrics"
+	if cfg.MetricsAddr != "" {
+		stopMetrics, u, err := serveMetrics(appCtx, cfg.MetricsAddr, a.Metrics, logger)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopMetrics()
+		metricsURL = u
+	}
 	logger.Info("mdegraph listening", "playground", base+"/", "graphql", base+"/query", "example", base+"/example",
-		"metrics", base+"/metrics", "upstream", a.UpstreamURL, "cache_ttl", cfg.CacheTTL,
+		"metrics", metricsURL, "upstream", a.UpstreamURL, "cache_ttl", cfg.CacheTTL,
 		"limit_per_minute", cfg.LimitPerMinute, "limit_per_hour", cfg.LimitPerHour)
 	if tcp, ok := ln.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
 		logger.Warn("listening beyond loopback: anyone who can reach this address can query Defender through this service", "addr", ln.Addr().String())
@@ -143,6 +155,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// serveMetrics serves GET /metrics alone on its own listener at addr (METRICS_ADDR), without
+// sign-in, until stop is called; it returns the metrics URL.
+func serveMetrics(ctx context.Context, addr string, metrics http.Handler, logger *slog.Logger) (stop func(), url string, err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("METRICS_ADDR %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn), BaseContext: func(net.Listener) context.Context { return ctx }}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, "http://" + ln.Addr().String() + "/metrics", nil
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {

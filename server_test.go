@@ -266,3 +266,70 @@ func TestStartupLogShowsSettings(t *testing.T) {
 		t.Errorf("no warning for NOT_FOUND_TTL above CACHE_TTL:\n%s", out)
 	}
 }
+
+// TestMetricsAddr: with METRICS_ADDR the metrics are served there alone, without sign-in,
+// and no longer on ADDR.
+func TestMetricsAddr(t *testing.T) {
+	t.Parallel()
+	base, logs := startService(t, map[string]string{"METRICS_ADDR": "127.0.0.1:0"})
+	_, after, _ := strings.Cut(logs.String(), "metrics=")
+	metricsURL, _, _ := strings.Cut(after, " ")
+	if !strings.HasPrefix(metricsURL, "http://127.0.0.1:") || strings.HasPrefix(metricsURL, base) {
+		t.Fatalf("the listening line gives the metrics URL %q, want one on its own port", metricsURL)
+	}
+	if status, _, body := fetch(t, http.MethodGet, metricsURL, ""); status != http.StatusOK || !strings.Contains(body, "mdegraph_quota_remaining") {
+		t.Errorf("GET %s: status %d", metricsURL, status)
+	}
+	if status, _, _ := fetch(t, http.MethodGet, base+"/metrics", ""); status != http.StatusNotFound {
+		t.Errorf("GET /metrics on ADDR: status %d, want 404", status)
+	}
+	metricsBase := strings.TrimSuffix(metricsURL, "/metrics")
+	if status, _, _ := fetch(t, http.MethodGet, metricsBase+"/query", ""); status != http.StatusNotFound {
+		t.Errorf("GET /query on METRICS_ADDR: status %d, want 404", status)
+	}
+}
+
+// TestAuthModeNoneBeyondLoopback: the service does not start on every interface without
+// sign-in unless told to, and says so.
+func TestAuthModeNoneBeyondLoopback(t *testing.T) {
+	t.Parallel()
+	err := run(t.Context(), nil, func(k string) string { return map[string]string{"ADDR": "0.0.0.0:0"}[k] }, io.Discard,
+		func(string) { t.Error("started anyway") })
+	if err == nil || !strings.Contains(err.Error(), "AUTH_MODE") {
+		t.Errorf("ADDR=0.0.0.0:0 without AUTH_MODE: %v, want an error naming AUTH_MODE", err)
+	}
+}
+
+// TestDemoPlaygroundSignIn: the playground of the demo signs a demo person in (?person=)
+// without a browser: the page carries the person's token, and /query answers as the person.
+func TestDemoPlaygroundSignIn(t *testing.T) {
+	t.Parallel()
+	base, _ := startService(t, nil)
+	status, header, page := fetch(t, http.MethodGet, base+"/?person=grady", "")
+	if status != http.StatusOK || header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("GET /?person=grady: status %d, Cache-Control %q", status, header.Get("Cache-Control"))
+	}
+	_, rest, _ := strings.Cut(page, `id="mdegraph-config">`)
+	var cfg struct{ Query, Headers string }
+	if err := json.NewDecoder(strings.NewReader(rest)).Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	var headers map[string]string
+	if err := json.Unmarshal([]byte(cfg.Headers), &headers); err != nil {
+		t.Fatalf("headers %q: %v", cfg.Headers, err)
+	}
+	sim := simulator.New(simulator.Options{})
+	body, _ := json.Marshal(map[string]any{"query": cfg.Query, "variables": map[string]string{"id": sim.ExampleMachineID()}})
+	req, _ := http.NewRequest(http.MethodPost, base+"/query", strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", headers["Authorization"])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(answer), `"code":"NOT_FOUND"`) {
+		t.Errorf("grady asking about the demo device (device group 0): %s, want NOT_FOUND", answer)
+	}
+}

@@ -47,6 +47,10 @@ const (
 	CodeIntrospectionDisabled = "INTROSPECTION_DISABLED"
 	// CodeShuttingDown answers a request still running when the shutdown grace ended.
 	CodeShuttingDown = "SHUTTING_DOWN"
+	// CodeUnauthenticated: the caller's token could not be exchanged on-behalf-of it
+	// (UPSTREAM_IDENTITY=user); the sign-in middleware answers the same code for a missing or
+	// bad credential.
+	CodeUnauthenticated = "UNAUTHENTICATED"
 )
 
 // permissions names the application permission each endpoint family needs, for FORBIDDEN.
@@ -208,6 +212,18 @@ func classifyToken(e *upstreamauth.Error) (code, msg string, ext map[string]any)
 	ext = map[string]any{}
 	switch e.Kind {
 	case upstreamauth.Refused:
+		switch e.Refusal {
+		case upstreamauth.RefusedConsent:
+			ext["reason"] = "consent_required"
+			return CodeForbidden, fmt.Sprintf("Entra ID will not let this service ask Defender on your behalf: consent is missing (AADSTS%d); an administrator must %s", e.AADSTS(), e.Hint()), ext
+		case upstreamauth.RefusedCallerToken:
+			ext["reason"] = "on_behalf_of"
+			aadsts := ""
+			if n := e.AADSTS(); n != 0 {
+				aadsts = fmt.Sprintf(" (AADSTS%d)", n)
+			}
+			return CodeUnauthenticated, "Entra ID would not exchange your access token for a Defender token on your behalf" + aadsts + "; sign in again and send the new token", ext
+		}
 		reason := ""
 		if e.Code != "" {
 			reason = " (" + e.Code + ")"

@@ -1,6 +1,8 @@
 // Package app assembles the service from its configuration: the upstream (Defender, or the
-// embedded simulator in demo mode), the token source, the quota limiter, the client, the
-// loaders, the GraphQL handler, the web pages and the metrics. server.go routes and serves
+// embedded simulator in demo mode), who may call (AUTH_MODE, the CSRF check) and as whom
+// Defender is asked (UPSTREAM_IDENTITY: the application's token source, or each person's
+// on-behalf-of), the quota limiter, the client, the loaders, the GraphQL handler, the web pages
+// and the metrics. server.go routes and serves
 // what it builds; the load test and the end-to-end tests build the same thing in-process.
 // Outside demo mode it also checks the credentials once at startup, in the background, and
 // logs the outcome.
@@ -22,14 +24,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/oauth2"
 
+	"github.com/mdegraph/mdegraph/internal/callerauth"
 	"github.com/mdegraph/mdegraph/internal/callerlimit"
 	"github.com/mdegraph/mdegraph/internal/config"
+	"github.com/mdegraph/mdegraph/internal/csrf"
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/drain"
 	"github.com/mdegraph/mdegraph/internal/gqlhttp"
 	"github.com/mdegraph/mdegraph/internal/loaders"
 	"github.com/mdegraph/mdegraph/internal/metrics"
-	"github.com/mdegraph/mdegraph/internal/principal"
 	"github.com/mdegraph/mdegraph/internal/quietlog"
 	"github.com/mdegraph/mdegraph/internal/quota"
 	"github.com/mdegraph/mdegraph/internal/simulator"
@@ -50,9 +53,12 @@ var _ defender.TokenSource = (*upstreamauth.Source)(nil)
 
 // App is the assembled service.
 type App struct {
-	// GraphQL serves /query: the caller's principal, REQUEST_TIMEOUT, per-request loaders, the
-	// gqlgen handler (with CALLER_LIMIT_PER_MINUTE before it, when set); at the end of a
-	// shutdown's grace, Drain answers what is still running SHUTTING_DOWN.
+	// GraphQL serves /query, in this order: CORS (which answers preflights), the CSRF check,
+	// Drain (which at the end of a shutdown's grace answers what is still running
+	// SHUTTING_DOWN), the sign-in (AUTH_MODE: the caller's principal, or 401/403),
+	// CALLER_LIMIT_PER_MINUTE when set, REQUEST_TIMEOUT, per-request loaders keyed by the
+	// upstream identity, and the gqlgen handler. A request refused on the way reaches nothing
+	// after it: no quota is spent, Defender is not called.
 	GraphQL http.Handler
 	// Playground, Example and Static are the web pages (Static expects the /static prefix stripped).
 	Playground, Example, Static http.Handler
@@ -61,7 +67,8 @@ type App struct {
 	Health, Ready http.Handler
 	// Drain stops the service gracefully; server.go calls its Shutdown at a stop signal.
 	Drain *drain.Drain
-	// Metrics serves Prometheus metrics.
+	// Metrics serves Prometheus metrics: as they are when METRICS_ADDR is set (server.go serves
+	// them there alone), else behind the sign-in, for ADDR.
 	Metrics http.Handler
 
 	// UpstreamURL is the Defender API base URL in use.
@@ -137,9 +144,23 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	m := metrics.New(reg)
 	reg.MustRegister(metrics.NewQuotaCollector(a.Quota))
 	a.Quota.OnWait = m.ObserveWait
+	refused := metrics.NewRefusals(reg)
 
-	tokens := upstreamauth.TokenSource(ctx, creds)
-	tokens.Observe = m.ObserveTokenRequest
+	auth, err := signIn(ctx, cfg, a.Simulator, logger, refused.SignIn)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	guard, err := csrf.New(csrf.Options{TrustedOrigins: cfg.CORSOrigins, Logger: logger, OnRefusal: refused.CSRF})
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	appTokens := upstreamauth.TokenSource(ctx, creds)
+	appTokens.Observe = m.ObserveTokenRequest
+	tokens, identity := upstreamTokens(ctx, cfg, creds, appTokens, m.ObserveTokenRequest)
+	logger.Info("callers", "auth_mode", cfg.AuthMode, "upstream_identity", cfg.UpstreamIdentity,
+		"demo_sign_in", cfg.Demo && cfg.AuthMode != callerauth.ModeAPIKey, "metrics_addr", cfg.MetricsAddr)
 	clientOpts := defender.Options{
 		BaseURL: a.UpstreamURL,
 		Tokens:  tokens, // asked before the limiter: a sign-in failure takes no quota
@@ -165,11 +186,6 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		Observer:    m,
 		Logger:      logger,
 	})
-	var callerLimit func(http.Handler) http.Handler // CALLER_LIMIT_PER_MINUTE, before anything is read
-	if cfg.CallerLimitPerMinute > 0 {
-		callerLimit = callerlimit.New(callerlimit.Options{
-			Limit: cfg.CallerLimitPerMinute, OnRefuse: m.ObserveCallerLimit, Logger: logger}).Handler
-	}
 	gql := gqlhttp.New(gqlhttp.Options{
 		Resolver:         &resolvers.Resolver{Quota: a.Quota, Logger: logger},
 		MaxUpstreamCalls: cfg.MaxUpstreamCalls,
@@ -179,33 +195,42 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		APQCacheSize:     cfg.APQCacheSize,
 		Logger:           logger,
 		ObserveOperation: m.ObserveOperation,
-		CORSOrigins:      cfg.CORSOrigins,
 		CacheMaxAge:      cfg.CacheTTL,
-		Admission:        callerLimit,
+		AuthMode:         cfg.AuthMode,
 	})
-	identity := creds.Identity()
-	a.GraphQL = a.Drain.Requests(identify(withTimeout(cfg.RequestTimeout,
-		loaders.Middleware(fetcher, func(*http.Request) string { return identity }, gql))), gqlhttp.ShuttingDown)
+	h := withTimeout(cfg.RequestTimeout, loaders.Middleware(fetcher, identity, gql))
+	if cfg.CallerLimitPerMinute > 0 { // per principal, before anything is read
+		h = callerlimit.New(callerlimit.Options{Limit: cfg.CallerLimitPerMinute, OnRefuse: m.ObserveCallerLimit, Logger: logger}).Handler(h)
+	}
+	a.GraphQL = gqlhttp.CORS(cfg.CORSOrigins)(guard.Handler(a.Drain.Requests(auth.Handler(h), gqlhttp.ShuttingDown)))
 
-	a.Playground = web.Playground(web.PlaygroundOptions{
+	playground := web.PlaygroundOptions{
 		Endpoint:        "/query",
 		Title:           "mdegraph",
 		Query:           web.DefaultQuery,
 		Variables:       web.DeviceVariables(a.ExampleDevice),
 		NoIntrospection: !cfg.Introspection,
-	})
+		AuthHint:        auth.Hint(),
+	}
+	if cfg.Demo && cfg.AuthMode != callerauth.ModeAPIKey {
+		playground.DemoPersons, playground.DemoSignIn = demoPersons(a.Simulator, cfg.UpstreamIdentity), a.Simulator.SignIn
+	}
+	a.Playground = web.Playground(playground)
 	a.Example = web.Example(web.ExampleOptions{Endpoint: "/query", DeviceID: a.ExampleDevice})
 	a.Static = web.Static()
 	a.Health = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	a.Ready = a.Drain.Ready(readiness(tokens, logger))
+	a.Ready = a.Drain.Ready(readiness(appTokens, logger))
 	a.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if cfg.MetricsAddr == "" {
+		a.Metrics = auth.Handler(a.Metrics)
+	}
 
 	if cfg.Demo {
 		close(a.credentialsCheck) // the simulator's credentials are right by construction
 	} else {
 		go func() {
 			defer close(a.credentialsCheck)
-			checkCredentials(ctx, tokens, creds, logger, CredentialCheckTimeout)
+			checkCredentials(ctx, appTokens, creds, logger, CredentialCheckTimeout)
 		}()
 	}
 	return a, nil
@@ -246,26 +271,13 @@ func (a *App) upstream(ctx context.Context, cfg config.Config, logger *slog.Logg
 	a.close = func() { _ = srv.Close() }
 	a.Simulator = sim
 	a.UpstreamURL = "http://" + ln.Addr().String()
+	sim.SetAuthority(a.UpstreamURL) // the simulator's Entra ID issues the demo persons' tokens
 	a.ExampleDevice = sim.ExampleMachineID()
 	logger.Info("demo mode: no MDE_* credentials set, so the upstream is the embedded Defender simulator (deterministic demo data, Defender's real rate limits)",
 		"simulator", a.UpstreamURL, "example_device", a.ExampleDevice)
 	return upstreamauth.ClientCredentials{TenantID: simulator.DemoTenantID, ClientID: sim.ClientID(),
 		ClientSecret: sim.ClientSecret(), TokenURL: a.UpstreamURL + "/" + simulator.DemoTenantID + "/oauth2/v2.0/token",
 		Scope: "https://api.securitycenter.microsoft.com/.default"}, nil
-}
-
-// identify puts in each request's context the principal it is made for, which the quota's fair
-// share, the caller limit and the per-caller metrics read (principal.FromContext). Until callers
-// sign in, every caller is anonymous, known by its client address (behind a reverse proxy, the
-// proxy's); the sign-in middleware takes this function's place. A principal already in the
-// context is kept.
-func identify(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := principal.FromContext(r.Context()); !ok {
-			r = r.WithContext(principal.NewContext(r.Context(), principal.Anonymous(r.RemoteAddr)))
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // withTimeout bounds each request, so nothing waits past REQUEST_TIMEOUT.

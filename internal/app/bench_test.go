@@ -55,7 +55,7 @@ func newBenchApp(b *testing.B) *benchApp {
 func (s *benchApp) apiCalls() int {
 	n := 0
 	for e, st := range s.sim.Stats() {
-		if e != simulator.EndpointToken {
+		if e.IsAPI() {
 			n += st.Calls
 		}
 	}
@@ -204,9 +204,9 @@ func BenchmarkQueryWarmCachePersistedGET(b *testing.B) {
 			// PERSISTED_QUERY_NOT_FOUND; every later one sends the hash only.
 			if first {
 				first = false
-				return httptest.NewRequest(http.MethodGet, "/query?"+register, nil)
+				return preflighted(httptest.NewRequest(http.MethodGet, "/query?"+register, nil))
 			}
-			return httptest.NewRequest(http.MethodGet, "/query?"+hashOnly, nil)
+			return preflighted(httptest.NewRequest(http.MethodGet, "/query?"+hashOnly, nil))
 		}
 	}, []string{"machine"}, false)
 }
@@ -234,4 +234,28 @@ func BenchmarkQueryWarmCacheParallel(b *testing.B) {
 	if n := s.apiCalls(); n != calls {
 		b.Fatalf("%d upstream calls during the benchmark, want 0 (warm cache)", n-calls)
 	}
+}
+
+// preflighted adds the header that shows the CSRF check a GET was not forged by another site.
+func preflighted(r *http.Request) *http.Request {
+	r.Header.Set("Apollo-Require-Preflight", "true")
+	return r
+}
+
+// BenchmarkQueryWarmCacheSignedIn is BenchmarkQueryWarmCache from a signed-in demo person
+// (adele, who sees the example device): the token is verified on every request (RS256), and
+// Defender is asked on-behalf-of her, with the exchanged token and her answers cached.
+func BenchmarkQueryWarmCacheSignedIn(b *testing.B) {
+	benchWarm(b, func(s *benchApp) func() *http.Request {
+		token, err := s.sim.SignIn("adele")
+		if err != nil {
+			b.Fatal(err)
+		}
+		post := postOf(`query($id: ID!) { machine(id: $id) { `+benchUsersFields+` } }`, true)(s)
+		return func() *http.Request {
+			r := post()
+			r.Header.Set("Authorization", "Bearer "+token)
+			return r
+		}
+	}, []string{"machine"}, false)
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mdegraph/mdegraph/internal/callerauth"
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/querylimit"
 )
@@ -73,6 +74,22 @@ type Config struct {
 	// DemoLatency is added to every simulated upstream call in demo mode.
 	DemoLatency time.Duration
 
+	// AuthMode is how callers sign in (AUTH_MODE).
+	AuthMode callerauth.Mode
+	// APIKeys are the accepted API keys (API_KEYS and API_KEYS_FILE): names and hashes only.
+	APIKeys []callerauth.APIKey
+	// APIKeysFile is API_KEYS_FILE's path, for the startup log.
+	APIKeysFile string
+	// Entra are the settings of AUTH_MODE=entra as given (AUTH_TENANT_ID defaulted to
+	// MDE_TENANT_ID), checked when AUTH_MODE=entra outside demo mode; in demo mode the
+	// simulator is the Entra ID and only RequiredRole applies.
+	Entra callerauth.EntraSettings
+	// UpstreamIdentity is whom Defender is asked as: UpstreamApp or UpstreamUser.
+	UpstreamIdentity string
+	// MetricsAddr, when not empty, is the listen address of a listener serving only /metrics,
+	// which the main listener then does not serve.
+	MetricsAddr string
+
 	// Warnings are settings accepted but adjusted (NOT_FOUND_TTL above CACHE_TTL): one line
 	// each, naming the variable, for the startup log.
 	Warnings []string
@@ -109,7 +126,19 @@ var types = map[string]string{
 	"MAX_BODY_BYTES": "bytes", "MAX_QUERY_TOKENS": "count", "MAX_QUERY_ALIASES": "count", "MAX_QUERY_DEPTH": "count",
 	"MAX_QUERY_FIELDS": "count", "MAX_QUERY_DIRECTIVES": "count", "INTROSPECTION": "auto|true|false",
 	"SHUTDOWN_GRACE": "duration", "STALE_TTL": "duration",
+	"AUTH_MODE": "none|apikey|entra", "API_KEYS": "name:sha256hex,...", "API_KEYS_FILE": "path", "AUTH_TENANT_ID": "tenant",
+	"AUTH_ISSUER": "url", "AUTH_AUDIENCE": "audiences", "AUTH_REQUIRED_ROLE": "role", "UPSTREAM_IDENTITY": "auto|app|user",
+	"METRICS_ADDR": "host:port",
 }
+
+// Whom Defender is asked as (UPSTREAM_IDENTITY, resolved).
+const (
+	// UpstreamApp: the application's own token (client credentials), for every caller.
+	UpstreamApp = "app"
+	// UpstreamUser: each signed-in person's token, exchanged on-behalf-of the person, so that
+	// Defender's device-group RBAC applies to each.
+	UpstreamUser = "user"
+)
 
 // value is a setting's flag: a string, parsed with the others after the environment is read.
 // It is not a flag.Value of package flag's own, so -h prints its default unquoted.
@@ -150,6 +179,15 @@ var Settings = []Setting{
 	{"LOG_LEVEL", "info", "debug, info, warn or error (debug logs one line per upstream call)"},
 	{"LOG_FORMAT", "text", "text or json"},
 	{"DEMO_LATENCY", "0s", "latency the embedded simulator adds to each call in demo mode"},
+	{"AUTH_MODE", "none", "how callers sign in: none (only on a loopback ADDR, or when set explicitly, which logs a warning), apikey, entra"},
+	{"API_KEYS", "", "API keys for AUTH_MODE=apikey: comma-separated name:sha256hex pairs, the SHA-256 of each key (go run ./cmd/mdegraph-apikey NAME makes a key and its pair)"},
+	{"API_KEYS_FILE", "", "a file of API keys: one name:sha256hex pair per line, # comments"},
+	{"AUTH_TENANT_ID", "", "Entra ID tenant whose access tokens AUTH_MODE=entra accepts: its id, or its domain when AUTH_ISSUER is empty (default: MDE_TENANT_ID)"},
+	{"AUTH_ISSUER", "", "exact issuer of the accepted tokens (default: Entra ID's public cloud, v1 and v2 issuers of the tenant); https, or http on loopback"},
+	{"AUTH_AUDIENCE", "", "audiences of the accepted tokens, comma-separated: the API's client id and/or App ID URI (api://...); required with AUTH_MODE=entra"},
+	{"AUTH_REQUIRED_ROLE", "", "app role (or delegated scope) every signed-in caller needs, e.g. Mdegraph.Read (in demo mode: Mdegraph.Read)"},
+	{"UPSTREAM_IDENTITY", "auto", "whom Defender is asked as: app (this service's token, every device) or user (each person's token on-behalf-of them, so Defender's device groups apply; needs AUTH_MODE=entra); auto: user in demo mode, app otherwise"},
+	{"METRICS_ADDR", "", "serve /metrics on this address only, without sign-in (default: on ADDR, behind AUTH_MODE)"},
 }
 
 // Load reads the configuration from args (without the program name) and getenv; a flag wins
@@ -313,6 +351,7 @@ func parse(get func(string) string, set func(string) bool) (Config, error) {
 	}
 	c.APQCacheSize = intVar("APQ_CACHE_SIZE", 1)
 	c.DemoLatency = durVar("DEMO_LATENCY")
+	errs = append(errs, c.parseAuth(get, set)...)
 	for o := range strings.SplitSeq(get("CORS_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o == "" {
 			continue
@@ -333,6 +372,84 @@ func parse(get func(string) string, set func(string) bool) (Config, error) {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT %q: want text or json", c.LogFormat))
 	}
 	return c, errors.Join(errs...)
+}
+
+// parseAuth reads the caller sign-in settings and UPSTREAM_IDENTITY and METRICS_ADDR. Every
+// error names its variable. In demo mode the simulator is the Entra ID, so AUTH_TENANT_ID,
+// AUTH_ISSUER and AUTH_AUDIENCE may not be set.
+func (c *Config) parseAuth(get func(string) string, set func(string) bool) []error {
+	var errs []error
+	mode, err := callerauth.ParseMode(get("AUTH_MODE"))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.AuthMode = mode
+	if _, _, addrErr := net.SplitHostPort(c.Addr); addrErr == nil && err == nil {
+		warning, err := callerauth.CheckMode(mode, set("AUTH_MODE"), c.Addr)
+		errs = append(errs, err)
+		if warning != "" {
+			c.Warnings = append(c.Warnings, warning)
+		}
+	}
+	c.APIKeysFile = get("API_KEYS_FILE")
+	c.APIKeys, err = callerauth.LoadAPIKeys(get("API_KEYS"), c.APIKeysFile)
+	errs = append(errs, err)
+	switch {
+	case err != nil:
+	case mode == callerauth.ModeAPIKey && len(c.APIKeys) == 0:
+		errs = append(errs, errors.New("API_KEYS: AUTH_MODE=apikey needs at least one key in API_KEYS or API_KEYS_FILE (go run ./cmd/mdegraph-apikey NAME makes one)"))
+	case mode != callerauth.ModeAPIKey && len(c.APIKeys) > 0:
+		c.Warnings = append(c.Warnings, fmt.Sprintf("API_KEYS or API_KEYS_FILE is set but AUTH_MODE is %s: the keys are ignored", mode))
+	}
+
+	c.Entra = callerauth.EntraSettings{TenantID: get("AUTH_TENANT_ID"), Issuer: get("AUTH_ISSUER"),
+		Audience: get("AUTH_AUDIENCE"), RequiredRole: get("AUTH_REQUIRED_ROLE")}
+	if _, err := callerauth.ParseRequiredRole(c.Entra.RequiredRole); err != nil {
+		errs = append(errs, err)
+	}
+	entraOnly := []string{"AUTH_TENANT_ID", "AUTH_ISSUER", "AUTH_AUDIENCE"}
+	switch {
+	case c.Demo:
+		for _, name := range entraOnly {
+			if get(name) != "" {
+				errs = append(errs, fmt.Errorf("%s is set but no MDE_* credentials are: in demo mode the simulator is the Entra ID (unset %s, or set the credentials)", name, name))
+			}
+		}
+	case mode == callerauth.ModeEntra:
+		if c.Entra.TenantID == "" {
+			c.Entra.TenantID = c.TenantID
+		}
+		if _, err := c.Entra.Parse(); err != nil {
+			errs = append(errs, err)
+		}
+	default:
+		for _, name := range entraOnly {
+			if get(name) != "" {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("%s is set but AUTH_MODE is %s: it is ignored", name, mode))
+			}
+		}
+	}
+
+	switch v := strings.ToLower(get("UPSTREAM_IDENTITY")); {
+	case v == "auto" && c.Demo && mode != callerauth.ModeAPIKey:
+		c.UpstreamIdentity = UpstreamUser // the demo's signed-in persons see their own device groups
+	case v == "auto", v == UpstreamApp:
+		c.UpstreamIdentity = UpstreamApp
+	case v != UpstreamUser:
+		errs = append(errs, fmt.Errorf("UPSTREAM_IDENTITY %q: want auto, app or user", get("UPSTREAM_IDENTITY")))
+	case mode == callerauth.ModeEntra, c.Demo && mode == callerauth.ModeNone:
+		c.UpstreamIdentity = UpstreamUser
+	default:
+		errs = append(errs, fmt.Errorf("UPSTREAM_IDENTITY %q: needs AUTH_MODE=entra, whose callers' tokens can be exchanged on-behalf-of them (AUTH_MODE is %s)", get("UPSTREAM_IDENTITY"), mode))
+	}
+
+	c.MetricsAddr = get("METRICS_ADDR")
+	if c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("METRICS_ADDR %q: want host:port, e.g. 127.0.0.1:9100", c.MetricsAddr))
+		}
+	}
+	return errs
 }
 
 // ParseDuration reads a Go duration ("90s", "1m30s", "250ms"), or "0". A bare number other
@@ -417,7 +534,25 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.Duration("demo_latency", c.DemoLatency),
+		slog.String("auth_mode", string(c.AuthMode)),
+		slog.String("api_keys", apiKeyNames(c.APIKeys)), // names only: the hashes are no use in a log
+		slog.String("api_keys_file", c.APIKeysFile),
+		slog.String("auth_tenant_id", c.Entra.TenantID),
+		slog.String("auth_issuer", c.Entra.Issuer),
+		slog.String("auth_audience", c.Entra.Audience),
+		slog.String("auth_required_role", c.Entra.RequiredRole),
+		slog.String("upstream_identity", c.UpstreamIdentity),
+		slog.String("metrics_addr", c.MetricsAddr),
 	)
+}
+
+// apiKeyNames lists the keys' names, comma-separated.
+func apiKeyNames(keys []callerauth.APIKey) string {
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = k.Name
+	}
+	return strings.Join(names, ",")
 }
 
 // LogFormatOf is the LOG_FORMAT that args and getenv ask for ("json" or "text"), read without

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -182,7 +184,7 @@ func TestDemoMode_RejectsUpstreamSettings(t *testing.T) {
 
 func TestFlagOverridesEnv(t *testing.T) {
 	t.Parallel()
-	kv := withCreds(map[string]string{"ADDR": "0.0.0.0:1111", "CACHE_TTL": "5m", "LOG_LEVEL": "warn", "MDE_CLOUD": "eu"})
+	kv := withCreds(map[string]string{"ADDR": "0.0.0.0:1111", "AUTH_MODE": "none", "CACHE_TTL": "5m", "LOG_LEVEL": "warn", "MDE_CLOUD": "eu"})
 
 	cfg := mustLoad(t, nil, kv)
 	assertEqual(t, "Addr from env", cfg.Addr, "0.0.0.0:1111")
@@ -255,6 +257,14 @@ func TestBadValues(t *testing.T) {
 		{"CORS_ORIGINS", "https://ok.example.com, null", false},
 		{"LOG_LEVEL", "verbose", false},
 		{"LOG_FORMAT", "xml", false},
+		{"AUTH_MODE", "maybe", false},
+		{"AUTH_MODE", "apikey", false}, // without a key
+		{"API_KEYS", "frontend", false},
+		{"API_KEYS_FILE", "/nonexistent/keys", false},
+		{"AUTH_REQUIRED_ROLE", "a b", false},
+		{"UPSTREAM_IDENTITY", "person", false},
+		{"UPSTREAM_IDENTITY", "user", true}, // AUTH_MODE none: no person's token to exchange
+		{"METRICS_ADDR", "9100", false},
 	}
 	for _, tt := range tests {
 		kv := map[string]string{tt.name: tt.value}
@@ -273,7 +283,13 @@ func TestBadValues(t *testing.T) {
 		if n := strings.Count(err.Error(), "\n") + 1; n != 1 {
 			t.Errorf("%s=%q: %d errors, want 1:\n%v", tt.name, tt.value, n, err)
 		}
-		if tt.name != "CORS_ORIGINS" && !strings.Contains(err.Error(), strconv.Quote(tt.value)) {
+		// CORS_ORIGINS shows the bad origin; API_KEYS never repeats its value, which may hold a key.
+		quiet := tt.name == "CORS_ORIGINS" || tt.name == "API_KEYS" || tt.name == "AUTH_MODE" && tt.value == "apikey"
+		shown := strconv.Quote(tt.value)
+		if tt.name == "API_KEYS_FILE" {
+			shown = tt.value // as the operating system's error names it
+		}
+		if !quiet && !strings.Contains(err.Error(), shown) {
 			t.Errorf("%s=%q: error %q does not show the value", tt.name, tt.value, err)
 		}
 		// The same value given as a flag fails the same way.
@@ -609,15 +625,27 @@ func TestSettingsAreRead(t *testing.T) {
 		"CORS_ORIGINS": "*", "APQ_CACHE_SIZE": "11", "LOG_LEVEL": "error", "LOG_FORMAT": "json", "DEMO_LATENCY": "6s",
 		"MAX_BODY_BYTES": "2048", "MAX_QUERY_TOKENS": "12", "MAX_QUERY_ALIASES": "13", "MAX_QUERY_DEPTH": "14", "MAX_QUERY_FIELDS": "15",
 		"MAX_QUERY_DIRECTIVES": "16", "INTROSPECTION": "true", "SHUTDOWN_GRACE": "17s",
+		"AUTH_MODE": "apikey", "API_KEYS": "a:" + strings.Repeat("0", 64), "API_KEYS_FILE": keysFile(t, "b:"+strings.Repeat("1", 64)),
+		"AUTH_TENANT_ID": "contoso.onmicrosoft.com", "AUTH_ISSUER": "https://login.microsoftonline.us/" + tenant + "/v2.0",
+		"AUTH_AUDIENCE": "api://other", "AUTH_REQUIRED_ROLE": "Mdegraph.Read", "UPSTREAM_IDENTITY": "user", "METRICS_ADDR": "127.0.0.1:9100",
 	}
-	base := mustLoad(t, nil, withCreds(nil))
+	// Settings that take effect only along with others are compared with those others set.
+	entra := map[string]string{"AUTH_MODE": "entra", "AUTH_AUDIENCE": "api://mdegraph"}
+	along := map[string]map[string]string{
+		"ADDR":           {"AUTH_MODE": "none"},
+		"AUTH_MODE":      {"API_KEYS": "a:" + strings.Repeat("0", 64)},
+		"AUTH_TENANT_ID": entra, "AUTH_ISSUER": entra, "AUTH_AUDIENCE": entra, "UPSTREAM_IDENTITY": entra,
+	}
 	for _, s := range config.Settings {
 		v, ok := changed[s.Env]
 		if !ok {
 			t.Errorf("setting %s: no test value", s.Env)
 			continue
 		}
-		cfg := mustLoad(t, nil, withCreds(map[string]string{s.Env: v}))
+		base := mustLoad(t, nil, withCreds(along[s.Env]))
+		kv := withCreds(maps.Clone(along[s.Env]))
+		kv[s.Env] = v
+		cfg := mustLoad(t, nil, kv)
 		if fmt.Sprintf("%+v|%s", cfg, cfg.ClientSecret.Reveal()) == fmt.Sprintf("%+v|%s", base, base.ClientSecret.Reveal()) {
 			t.Errorf("setting %s=%q changed nothing", s.Env, v)
 		}
@@ -632,7 +660,9 @@ func TestAddrAndTenantChecks(t *testing.T) {
 	}{
 		{map[string]string{"ADDR": "127.0.0.1:abc"}, "ADDR"},
 		{map[string]string{"ADDR": "127.0.0.1:70000"}, "ADDR"},
-		{map[string]string{"ADDR": ":0"}, ""},
+		{map[string]string{"ADDR": ":0"}, "AUTH_MODE"}, // every interface, and nobody signs in
+		{map[string]string{"ADDR": ":0", "AUTH_MODE": "none"}, ""},
+		{map[string]string{"ADDR": "localhost:0"}, ""},
 		{map[string]string{"ADDR": "[::1]:8080"}, ""},
 		{map[string]string{"MDE_TENANT_ID": "../../evil", "MDE_CLIENT_ID": "c", "MDE_CLIENT_SECRET": "s"}, "MDE_TENANT_ID"},
 		{map[string]string{"MDE_TENANT_ID": "contoso.onmicrosoft.com", "MDE_CLIENT_ID": "c", "MDE_CLIENT_SECRET": "s"}, ""},
@@ -658,6 +688,16 @@ func TestSecretHiddenFromJSON(t *testing.T) {
 	if strings.Contains(string(b), "hunter2") {
 		t.Errorf("json.Marshal leaks the secret: %s", b)
 	}
+}
+
+// keysFile writes an API_KEYS_FILE holding content and returns its path.
+func keysFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(p, []byte(content+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // TestREADMEListsEverySetting keeps the README's configuration table in step with Settings.
@@ -712,5 +752,74 @@ func TestQueryLimitsIntrospectionAndGrace(t *testing.T) {
 		if _, err := load(t, nil, map[string]string{k: v}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %v, want one naming %s", kv, err, want)
 		}
+	}
+}
+
+// TestAuthSettings: the caller sign-in settings and UPSTREAM_IDENTITY, their defaults, what
+// they need from each other, and the errors and warnings naming them.
+func TestAuthSettings(t *testing.T) {
+	t.Parallel()
+	hash := strings.Repeat("ab", 32)
+	tests := []struct {
+		name         string
+		kv           map[string]string
+		wantErr      string // a variable the error names; "" for none
+		wantMode     string
+		wantUpstream string
+		wantWarning  string // a word of the one warning; "" for none
+	}{
+		{"demo defaults: anyone, persons on-behalf-of", nil, "", "none", "user", ""},
+		{"credentials: the app", withCreds(nil), "", "none", "app", ""},
+		{"none beyond loopback, not asked for", withCreds(map[string]string{"ADDR": "0.0.0.0:8080"}), "AUTH_MODE", "", "", ""},
+		{"none beyond loopback, explicitly", withCreds(map[string]string{"ADDR": "0.0.0.0:8080", "AUTH_MODE": "none"}), "", "none", "app", "AUTH_MODE=none"},
+		{"apikey", withCreds(map[string]string{"ADDR": ":8080", "AUTH_MODE": "APIKey", "API_KEYS": "web:" + hash}), "", "apikey", "app", ""},
+		{"apikey without keys", withCreds(map[string]string{"AUTH_MODE": "apikey"}), "API_KEYS", "", "", ""},
+		{"keys while nobody signs in", withCreds(map[string]string{"API_KEYS": "web:" + hash}), "", "none", "app", "API_KEYS"},
+		{"apikey cannot be asked on-behalf-of", withCreds(map[string]string{"AUTH_MODE": "apikey", "API_KEYS": "web:" + hash, "UPSTREAM_IDENTITY": "user"}), "UPSTREAM_IDENTITY", "", "", ""},
+		{"entra needs an audience", withCreds(map[string]string{"AUTH_MODE": "entra"}), "AUTH_AUDIENCE", "", "", ""},
+		{"entra, app", withCreds(map[string]string{"AUTH_MODE": "entra", "AUTH_AUDIENCE": "api://mdegraph"}), "", "entra", "app", ""},
+		{"entra, user", withCreds(map[string]string{"AUTH_MODE": "entra", "AUTH_AUDIENCE": "api://mdegraph", "UPSTREAM_IDENTITY": "USER"}), "", "entra", "user", ""},
+		{"entra, a multi-tenant issuer", withCreds(map[string]string{"AUTH_MODE": "entra", "AUTH_AUDIENCE": "api://mdegraph",
+			"AUTH_ISSUER": "https://login.microsoftonline.com/common/v2.0"}), "AUTH_ISSUER", "", "", ""},
+		{"entra settings while nobody signs in", withCreds(map[string]string{"AUTH_AUDIENCE": "api://mdegraph"}), "", "none", "app", "AUTH_AUDIENCE"},
+		{"demo: the simulator is the issuer", map[string]string{"AUTH_ISSUER": "https://login.microsoftonline.com/" + tenant + "/v2.0"}, "AUTH_ISSUER", "", "", ""},
+		{"demo, sign-in required", map[string]string{"AUTH_MODE": "entra"}, "", "entra", "user", ""},
+		{"demo, the app for everyone", map[string]string{"UPSTREAM_IDENTITY": "app"}, "", "none", "app", ""},
+		{"demo, API keys", map[string]string{"AUTH_MODE": "apikey", "API_KEYS": "web:" + hash}, "", "apikey", "app", ""},
+		{"metrics elsewhere", map[string]string{"METRICS_ADDR": "127.0.0.1:9100"}, "", "none", "user", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := load(t, nil, tt.kv)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertEqual(t, "AuthMode", string(cfg.AuthMode), tt.wantMode)
+			assertEqual(t, "UpstreamIdentity", cfg.UpstreamIdentity, tt.wantUpstream)
+			switch {
+			case tt.wantWarning == "" && len(cfg.Warnings) > 0:
+				t.Errorf("warnings %q, want none", cfg.Warnings)
+			case tt.wantWarning != "" && (len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], tt.wantWarning)):
+				t.Errorf("warnings %q, want one about %s", cfg.Warnings, tt.wantWarning)
+			}
+		})
+	}
+	// AUTH_TENANT_ID defaults to MDE_TENANT_ID; the startup log shows key names, never hashes.
+	cfg := mustLoad(t, nil, withCreds(map[string]string{"AUTH_MODE": "entra", "AUTH_AUDIENCE": "api://mdegraph", "API_KEYS": "web:" + hash}))
+	assertEqual(t, "Entra.TenantID", cfg.Entra.TenantID, tenant)
+	if text := fmt.Sprint(cfg.LogValue()); strings.Contains(text, hash) || !strings.Contains(text, "api_keys=web") {
+		t.Errorf("log value %s: want the key's name and not its hash", text)
+	}
+	// A key pasted where its hash belongs is not repeated.
+	key := "mdg_" + strings.Repeat("k", 43)
+	if _, err := load(t, nil, map[string]string{"API_KEYS": "web:" + key}); err == nil || strings.Contains(err.Error(), key) {
+		t.Errorf("API_KEYS with a key instead of its hash: error %v, want one without the key", err)
 	}
 }

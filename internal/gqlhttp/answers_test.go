@@ -75,7 +75,7 @@ func TestStaleAnswerIsNeverCachedByHTTP(t *testing.T) {
 // stale-if-error).
 func TestCORSAllowsStaleIfError(t *testing.T) {
 	t.Parallel()
-	srv := newServer(t, gqlhttp.Options{CORSOrigins: []string{"https://app.example.com"}})
+	srv := newCORSServer(t, []string{"https://app.example.com"}, gqlhttp.Options{})
 	req, _ := http.NewRequest(http.MethodOptions, srv.URL, nil)
 	req.Header.Set("Origin", "https://app.example.com")
 	req.Header.Set("Access-Control-Request-Method", http.MethodPost)

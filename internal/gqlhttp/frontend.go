@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,26 +13,42 @@ import (
 	"github.com/rs/cors"
 
 	"github.com/mdegraph/mdegraph/graph/model"
+	"github.com/mdegraph/mdegraph/internal/callerauth"
+	"github.com/mdegraph/mdegraph/internal/csrf"
 	"github.com/mdegraph/mdegraph/resolvers"
 )
 
 // Conventions web frontends expect from a GraphQL endpoint: CORS from configuration, gzip,
-// cacheable persisted GET queries, and the state a frontend shows (quota) in extensions.
+// cacheable persisted GET queries (never by a shared cache when callers sign in), and the
+// state a frontend shows (quota) in extensions.
 
-// withCORS allows the configured browser origins to call the endpoint; with none configured,
-// only same-origin pages can (no CORS headers are sent).
-func withCORS(origins []string, next http.Handler) http.Handler {
+// CORS returns the middleware that lets the browser origins listed (CORS_ORIGINS; "*" for any)
+// call the endpoint; with none, only same-origin pages can (no CORS headers are sent). It
+// answers preflights itself, so it goes outermost, before the CSRF check and sign-in: a
+// cross-origin frontend can then read their refusals, WWW-Authenticate included.
+//
+// Allowed request headers: Content-Type; Authorization and X-Api-Key (tokens and API keys);
+// Cache-Control (stale-if-error); and every csrf.PreflightHeaders, which the CSRF check takes
+// as the sign of a preflight.
+func CORS(origins []string) func(http.Handler) http.Handler {
 	if len(origins) == 0 {
-		return next
+		return func(next http.Handler) http.Handler { return next }
+	}
+	headers := []string{"Content-Type", "Authorization", "X-Api-Key", "Cache-Control"}
+	for _, h := range csrf.PreflightHeaders {
+		if !slices.Contains(headers, h) {
+			headers = append(headers, h)
+		}
 	}
 	return cors.New(cors.Options{
 		AllowedOrigins: origins,
 		AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodOptions},
-		// Authorization for bearer tokens and API keys; Cache-Control for stale-if-error (how
-		// old a stale answer may be); the Apollo headers some clients send.
-		AllowedHeaders: []string{"Content-Type", "Authorization", "X-Api-Key", "Cache-Control", "Apollo-Require-Preflight", "X-Apollo-Operation-Name"},
+		AllowedHeaders: headers,
+		// A frontend reads why it was refused (RFC 6750's error and error_description) and,
+		// after CALLER_LIMIT_PER_MINUTE, when to retry.
+		ExposedHeaders: []string{"WWW-Authenticate", "Retry-After"},
 		MaxAge:         600,
-	}).Handler(next)
+	}).Handler
 }
 
 // withGzip compresses answers for clients that accept it (answers under 1 kB are sent as is).
@@ -51,15 +68,17 @@ type cacheHintKey struct{}
 // withCacheHeaders makes GET requests of persisted queries cacheable by browsers and CDNs
 // when the answer carries no error and nothing stale, for maxAge; everything else is marked
 // no-store, since answers reflect live quota, errors such as RATE_LIMITED must not be
-// replayed, and a stale answer must not outlive the outage it stood in for. A request with an
-// Authorization header is cached privately only.
-func withCacheHeaders(maxAge time.Duration, next http.Handler) http.Handler {
+// replayed, and a stale answer must not outlive the outage it stood in for. A cacheable
+// answer is public only when callerauth.MayCachePublicly says so (AUTH_MODE=none and no
+// credential in the request: Authorization, X-Api-Key or Cookie), private otherwise, and
+// varies by the credential headers.
+func withCacheHeaders(maxAge time.Duration, mode callerauth.Mode, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hint := &cacheHint{
 			candidate: maxAge > 0 && r.Method == http.MethodGet && strings.Contains(r.URL.Query().Get("extensions"), "persistedQuery"),
 		}
 		ctx := context.WithValue(r.Context(), cacheHintKey{}, hint)
-		cw := &cacheWriter{ResponseWriter: w, hint: hint, maxAge: maxAge, private: r.Header.Get("Authorization") != ""}
+		cw := &cacheWriter{ResponseWriter: w, hint: hint, maxAge: maxAge, private: !callerauth.MayCachePublicly(mode, r)}
 		next.ServeHTTP(cw, r.WithContext(ctx))
 	})
 }
@@ -95,7 +114,7 @@ func (c *cacheWriter) WriteHeader(code int) {
 				scope = "private"
 			}
 			h.Set("Cache-Control", fmt.Sprintf("%s, max-age=%d", scope, int(c.maxAge/time.Second)))
-			h.Add("Vary", "Authorization")
+			h.Add("Vary", strings.Join(callerauth.CredentialHeaders, ", "))
 		case h.Get("Cache-Control") == "":
 			h.Set("Cache-Control", "no-store")
 		}

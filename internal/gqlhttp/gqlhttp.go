@@ -2,8 +2,9 @@
 // transports and extensions (the query limits checked before parsing, bounded query and
 // persisted-query caches, introspection when allowed, the upstream-call cost limit), the error
 // presenter, panic recovery, per-operation metrics and log lines, the GraphQL over HTTP
-// spec's status rules, and what web frontends expect around it: CORS, gzip, cacheable
-// persisted GET queries, and the quota in each answer's extensions.
+// spec's status rules, and what web frontends expect around it: gzip, cacheable persisted GET
+// queries, and the quota in each answer's extensions. CORS wraps the whole endpoint, sign-in
+// included, so it is a middleware of its own (CORS).
 package gqlhttp
 
 import (
@@ -17,6 +18,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 
 	"github.com/mdegraph/mdegraph/graph"
+	"github.com/mdegraph/mdegraph/internal/callerauth"
 	"github.com/mdegraph/mdegraph/internal/querylimit"
 	"github.com/mdegraph/mdegraph/resolvers"
 )
@@ -47,16 +49,12 @@ type Options struct {
 	// request's context (which names the caller), its errors' codes and the time since the
 	// request reached the handler: reading the body, parsing and validating included.
 	ObserveOperation func(ctx context.Context, codes []string, d time.Duration)
-	// CORSOrigins are the browser origins allowed to call the endpoint ("*" for any); none
-	// means same-origin only.
-	CORSOrigins []string
 	// CacheMaxAge is how long browsers and CDNs may keep the answer to a persisted GET query
 	// (0: never cacheable).
 	CacheMaxAge time.Duration
-	// Admission, if set, wraps the GraphQL executor inside the CORS, gzip and cache layers: it
-	// may refuse a request before anything is read (the per-caller operation limit), and its
-	// answer still carries the CORS headers a browser needs to read it, and no-store.
-	Admission func(http.Handler) http.Handler
+	// AuthMode is AUTH_MODE (default none): in any other mode no answer is cacheable by a
+	// shared cache (callerauth.MayCachePublicly).
+	AuthMode callerauth.Mode
 }
 
 // New returns the GraphQL HTTP handler (POST and GET). Every error it writes carries
@@ -129,11 +127,10 @@ func New(opts Options) http.Handler {
 		}
 		return resp
 	})
-	var h http.Handler = srv
-	if opts.Admission != nil {
-		h = opts.Admission(h)
+	if opts.AuthMode == "" {
+		opts.AuthMode = callerauth.ModeNone
 	}
-	return withCORS(opts.CORSOrigins, withGzip(withCacheHeaders(opts.CacheMaxAge, withResponseRules(h))))
+	return withGzip(withCacheHeaders(opts.CacheMaxAge, opts.AuthMode, withResponseRules(srv)))
 }
 
 // errorCodes lists the extensions.code of each error in resp.

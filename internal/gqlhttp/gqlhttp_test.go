@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdegraph/mdegraph/internal/callerauth"
+	"github.com/mdegraph/mdegraph/internal/csrf"
 	"github.com/mdegraph/mdegraph/internal/gqlhttp"
 	"github.com/mdegraph/mdegraph/internal/quota"
 	"github.com/mdegraph/mdegraph/resolvers"
@@ -41,8 +43,14 @@ func (fakeQuota) Status() []quota.FamilyStatus {
 
 func newServer(t *testing.T, opts gqlhttp.Options) *httptest.Server {
 	t.Helper()
+	return newCORSServer(t, nil, opts)
+}
+
+// newCORSServer is newServer behind gqlhttp.CORS(origins), as the service wires it.
+func newCORSServer(t *testing.T, origins []string, opts gqlhttp.Options) *httptest.Server {
+	t.Helper()
 	opts.Resolver = &resolvers.Resolver{Quota: fakeQuota{}}
-	srv := httptest.NewServer(gqlhttp.New(opts))
+	srv := httptest.NewServer(gqlhttp.CORS(origins)(gqlhttp.New(opts)))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -144,6 +152,9 @@ func TestPersistedQueriesAndCaching(t *testing.T) {
 	}{
 		{"persisted GET is public", hashOnly, nil, "public, max-age=60"},
 		{"persisted GET with a token is private", hashOnly, http.Header{"Authorization": {"Bearer x"}}, "private, max-age=60"},
+		{"persisted GET with an API key is private", hashOnly, http.Header{"X-Api-Key": {"k"}}, "private, max-age=60"},
+		{"persisted GET with a cookie is private", hashOnly, http.Header{"Cookie": {"session=1"}}, "private, max-age=60"},
+		{"persisted GET with an empty Authorization is private", hashOnly, http.Header{"Authorization": {""}}, "private, max-age=60"},
 		{"plain GET is not cached", url.Values{"query": {quotaQuery}}, nil, "no-store"},
 	}
 	for _, tt := range tests {
@@ -153,6 +164,10 @@ func TestPersistedQueriesAndCaching(t *testing.T) {
 		}
 		if cc := r.header.Get("Cache-Control"); cc != tt.want {
 			t.Errorf("%s: Cache-Control %q, want %q", tt.name, cc, tt.want)
+		}
+		if vary := strings.Join(r.header.Values("Vary"), ","); tt.want != "no-store" && (!strings.Contains(vary, "Authorization") ||
+			!strings.Contains(vary, "X-Api-Key") || !strings.Contains(vary, "Cookie")) {
+			t.Errorf("%s: Vary %q, want the credential headers", tt.name, vary)
 		}
 	}
 	if cc := post(t, srv.URL, `{"query":"`+quotaQuery+`"}`, nil).header.Get("Cache-Control"); cc != "no-store" {
@@ -250,7 +265,7 @@ func TestCORS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newServer(t, gqlhttp.Options{CORSOrigins: tt.origins})
+			srv := newCORSServer(t, tt.origins, gqlhttp.Options{})
 			h := preflight(srv, tt.origin)
 			if got := h.Get("Access-Control-Allow-Origin"); got != tt.want {
 				t.Errorf("Access-Control-Allow-Origin %q, want %q", got, tt.want)
@@ -262,6 +277,50 @@ func TestCORS(t *testing.T) {
 			if got := r.header.Get("Access-Control-Allow-Origin"); got != tt.want {
 				t.Errorf("POST: Access-Control-Allow-Origin %q, want %q", got, tt.want)
 			}
+			// A frontend on that origin reads why it was refused.
+			if exposed := r.header.Get("Access-Control-Expose-Headers"); tt.want != "" && !strings.Contains(exposed, "Www-Authenticate") {
+				t.Errorf("POST: Access-Control-Expose-Headers %q, want WWW-Authenticate", exposed)
+			}
 		})
+	}
+}
+
+// TestCachingWhenCallersSignIn: with any AUTH_MODE but none, no answer is public, not even
+// one to a request without a credential (which the sign-in lets through only in the demo).
+func TestCachingWhenCallersSignIn(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []callerauth.Mode{callerauth.ModeAPIKey, callerauth.ModeEntra} {
+		srv := newServer(t, gqlhttp.Options{CacheMaxAge: time.Minute, AuthMode: mode})
+		body, _ := json.Marshal(map[string]any{"query": quotaQuery, "extensions": json.RawMessage(persistedExt(quotaQuery))})
+		if r := post(t, srv.URL, string(body), nil); errorCode(r) != "" {
+			t.Fatalf("registering the query: %v", r.body)
+		}
+		for _, h := range []http.Header{nil, {"Authorization": {"Bearer x"}}} {
+			r := get(t, srv.URL, url.Values{"extensions": {persistedExt(quotaQuery)}}, h)
+			if cc := r.header.Get("Cache-Control"); cc != "private, max-age=60" {
+				t.Errorf("AUTH_MODE=%s, headers %v: Cache-Control %q, want private, max-age=60", mode, h, cc)
+			}
+		}
+	}
+}
+
+// TestCORSAllowsPreflightHeaders: a cross-origin frontend may send every header the CSRF
+// check takes as the sign of a preflight.
+func TestCORSAllowsPreflightHeaders(t *testing.T) {
+	t.Parallel()
+	srv := newCORSServer(t, []string{"https://app.example.com"}, gqlhttp.Options{})
+	for _, h := range csrf.PreflightHeaders {
+		req, _ := http.NewRequest(http.MethodOptions, srv.URL, nil)
+		req.Header.Set("Origin", "https://app.example.com")
+		req.Header.Set("Access-Control-Request-Method", http.MethodGet)
+		req.Header.Set("Access-Control-Request-Headers", strings.ToLower(h))
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers")); !strings.Contains(got, strings.ToLower(h)) {
+			t.Errorf("preflight for %s: Access-Control-Allow-Headers %q", h, got)
+		}
 	}
 }

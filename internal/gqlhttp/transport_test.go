@@ -206,7 +206,7 @@ func TestOptionsStillAnswered(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newServer(t, gqlhttp.Options{CORSOrigins: tt.origins})
+			srv := newCORSServer(t, tt.origins, gqlhttp.Options{})
 			req, _ := http.NewRequest(tt.method, srv.URL, nil)
 			for k, v := range tt.header {
 				req.Header[k] = v

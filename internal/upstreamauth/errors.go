@@ -69,9 +69,14 @@ type Error struct {
 	// Err is the cause: an *oauth2.RetrieveError for an HTTP answer, a network or timeout
 	// error otherwise. Its text may hold the answer's whole body: log Error's instead.
 	Err error
+	// Refusal says, for a Refused on-behalf-of exchange (OnBehalfOf), whose doing it is.
+	Refusal Refusal
 }
 
 func (e *Error) Error() string {
+	if errors.Is(e.Err, ErrNoCallerToken) {
+		return ErrNoCallerToken.Error()
+	}
 	var b strings.Builder
 	switch e.Kind {
 	case Refused:
@@ -114,6 +119,12 @@ func (e *Error) Hint() string {
 	case Rejected:
 		return "the API refuses the tokens Entra ID issues: check that MDE_SCOPE (or MDE_CLOUD) names the Defender API of MDE_TENANT_ID's cloud"
 	case Refused:
+		switch e.Refusal {
+		case RefusedConsent:
+			return "grant admin consent to the app registration's delegated WindowsDefenderATP permissions (Machine.Read, Alert.Read, User.Read.All), or let the person consent"
+		case RefusedCallerToken:
+			return "the caller must sign in again: its access token for this service could not be exchanged on-behalf-of it"
+		}
 		if h := credentialHints[e.Code]; h != "" {
 			return h
 		}

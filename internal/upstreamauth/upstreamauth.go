@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -108,19 +109,33 @@ type fetchCall struct {
 // behaves as Source describes. Token requests use the *http.Client stored in ctx under
 // oauth2.HTTPClient if there is one (a client with a 30 s timeout otherwise).
 func TokenSource(ctx context.Context, c ClientCredentials) *Source {
-	if _, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); !ok {
-		ctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{Timeout: 30 * time.Second})
-	}
-	cfg := &clientcredentials.Config{
-		ClientID:     c.ClientID,
-		ClientSecret: c.ClientSecret,
-		TokenURL:     c.TokenURL,
-		Scopes:       []string{c.Scope},
-		AuthStyle:    oauth2.AuthStyleInParams,
-	}
+	ctx = withHTTPClient(ctx)
+	cfg := c.config(nil)
 	// cfg.TokenSource caches with a 10 s margin and forgets failures at once: the Source does
 	// its own caching around the raw fetch instead.
 	return &Source{fetch: func() (*oauth2.Token, error) { return cfg.Token(ctx) }}
+}
+
+// withHTTPClient returns ctx with a client with a 30 s timeout for token requests, unless it
+// carries one under oauth2.HTTPClient already.
+func withHTTPClient(ctx context.Context) context.Context {
+	if _, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok {
+		return ctx
+	}
+	return context.WithValue(ctx, oauth2.HTTPClient, &http.Client{Timeout: 30 * time.Second})
+}
+
+// config is the token request for c: the client-credentials grant, or with params another
+// grant of the same form (clientcredentials lets params replace grant_type).
+func (c ClientCredentials) config(params url.Values) *clientcredentials.Config {
+	return &clientcredentials.Config{
+		ClientID:       c.ClientID,
+		ClientSecret:   c.ClientSecret,
+		TokenURL:       c.TokenURL,
+		Scopes:         []string{c.Scope},
+		AuthStyle:      oauth2.AuthStyleInParams,
+		EndpointParams: params,
+	}
 }
 
 // Token returns a valid token, or the error of the latest fetch. It implements

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -67,6 +68,28 @@ type PlaygroundOptions struct {
 	// (INTROSPECTION=false): the page then says, above GraphiQL, why its
 	// Docs pane is empty and how to turn introspection on.
 	NoIntrospection bool
+	// AuthHint, when not empty, says above GraphiQL how to send a credential
+	// (callerauth's Hint: the Authorization: Bearer or X-Api-Key header), for
+	// an endpoint where callers sign in. A page with DemoPersons shows the
+	// picker instead.
+	AuthHint string
+	// DemoPersons, when not empty (demo mode), puts a demo sign-in above
+	// GraphiQL: a plain form (no script) whose choice reloads the page as
+	// ?person=<id>; the page is then rendered for that request, with the
+	// headers editor prefilled with {"Authorization": "Bearer <token>"}, the
+	// token from DemoSignIn, and is never cached (Cache-Control: no-store).
+	DemoPersons []DemoPerson
+	// DemoSignIn returns a demo person's access token for the service, by
+	// DemoPerson.ID (the simulator's SignIn). Required with DemoPersons.
+	DemoSignIn func(id string) (string, error)
+}
+
+// DemoPerson is one choice of the playground's demo sign-in.
+type DemoPerson struct {
+	// ID is what DemoSignIn takes and the page's ?person= carries ("megan").
+	ID string
+	// Label is what the picker shows, e.g. "Megan Bowen (megan): device groups 12, 14, 41".
+	Label string
 }
 
 // DeviceVariables returns the variables JSON for DefaultQuery with $id set
@@ -90,7 +113,48 @@ type playgroundConfig struct {
 // with SecurityHeaders applied. It answers only at the path it is mounted
 // on: mounted on the subtree pattern "/", it serves "/" and 404s the rest.
 // The page loads its script and stylesheet from Static under StaticPrefix.
+// With DemoPersons, a request for ?person=<id> gets the page signed in as
+// that person (an unknown id is 404; a failed sign-in 500, logged nowhere
+// but the page).
 func Playground(opts PlaygroundOptions) http.Handler {
+	static := renderPage("playground.html", playgroundData(opts, ""))
+	if len(opts.DemoPersons) == 0 || opts.DemoSignIn == nil {
+		return SecurityHeaders(static)
+	}
+	return SecurityHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("person")
+		if id == "" || !onMountedPath(r) {
+			static.ServeHTTP(w, r)
+			return
+		}
+		if !allowRead(w, r) {
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store") // the page holds a token
+		if !slices.ContainsFunc(opts.DemoPersons, func(p DemoPerson) bool { return p.ID == id }) {
+			http.Error(w, "no such demo person", http.StatusNotFound)
+			return
+		}
+		token, err := opts.DemoSignIn(id)
+		if err != nil {
+			http.Error(w, "demo sign-in failed: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		signedIn := opts
+		headers, _ := json.Marshal(map[string]string{"Authorization": "Bearer " + token}) // strings always marshal
+		signedIn.Headers = string(headers)
+		var buf bytes.Buffer
+		if err := templates.ExecuteTemplate(&buf, "playground.html", playgroundData(signedIn, id)); err != nil {
+			panic(fmt.Sprintf("web: render playground.html: %v", err)) // the data is of the kind the tests render
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(buf.Bytes())
+	}))
+}
+
+// playgroundData is the template data of the playground page, signed in as the demo person
+// person ("" for nobody).
+func playgroundData(opts PlaygroundOptions, person string) map[string]any {
 	cfg := playgroundConfig{
 		Endpoint:  orDefault(opts.Endpoint, "/query"),
 		Title:     orDefault(opts.Title, "mdegraph"),
@@ -98,13 +162,21 @@ func Playground(opts PlaygroundOptions) http.Handler {
 		Variables: indentJSON(opts.Variables),
 		Headers:   indentJSON(opts.Headers),
 	}
-	return SecurityHeaders(renderPage("playground.html", map[string]any{
+	persons := opts.DemoPersons
+	if opts.DemoSignIn == nil {
+		persons = nil
+	}
+	return map[string]any{
 		"Title":           cfg.Title,
 		"Config":          configJSON(cfg),
 		"CSS":             assetURL("playground/graphiql.css"),
 		"JS":              assetURL("playground/graphiql.js"),
 		"NoIntrospection": opts.NoIntrospection,
-	}))
+		"AuthHint":        opts.AuthHint,
+		"Persons":         persons,
+		"Person":          person,
+		"Notices":         opts.NoIntrospection || opts.AuthHint != "" || len(persons) > 0,
+	}
 }
 
 // renderPage executes the named template once. Its data comes from options

@@ -224,3 +224,73 @@ func TestPlaygroundSaysWhyDocsAreEmpty(t *testing.T) {
 		t.Error("introspection on: the page has the notice")
 	}
 }
+
+// TestPlaygroundDemoSignIn: in demo mode the page offers the demo persons in a plain form;
+// ?person=<id> renders it signed in as that person, the token in the headers editor, never
+// cached.
+func TestPlaygroundDemoSignIn(t *testing.T) {
+	t.Parallel()
+	var signedIn []string
+	opts := PlaygroundOptions{
+		DemoPersons: []DemoPerson{{ID: "megan", Label: "Megan Bowen (megan): device groups 12, 14, 41"}, {ID: "grady", Label: "Grady <Archie>"}},
+		DemoSignIn: func(id string) (string, error) {
+			signedIn = append(signedIn, id)
+			return "token-of-" + id, nil
+		},
+		AuthHint: "send a token",
+	}
+	h := Playground(opts)
+
+	page, cfg := playgroundPage(t, opts)
+	for _, want := range []string{`<form class="mdegraph-notice" id="mdegraph-signin" method="get"`, `<option value="megan">Megan Bowen (megan): device groups 12, 14, 41</option>`,
+		`Grady &lt;Archie&gt;`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	if cfg.Headers != "" || strings.Contains(page, "mdegraph-signed-in") || strings.Contains(page, "mdegraph-auth-hint") || len(signedIn) > 0 {
+		t.Errorf("nobody signed in: headers %q, signed in %v; want none, and the picker instead of the hint", cfg.Headers, signedIn)
+	}
+
+	res := serve(t, h, http.MethodGet, "/?person=megan", nil)
+	body := readBody(t, res)
+	if res.StatusCode != http.StatusOK || res.Header.Get("Cache-Control") != "no-store" || res.Header.Get("Content-Security-Policy") == "" {
+		t.Fatalf("?person=megan: status %d, Cache-Control %q, CSP %q; want 200, no-store and the CSP", res.StatusCode,
+			res.Header.Get("Cache-Control"), res.Header.Get("Content-Security-Policy"))
+	}
+	var got playgroundConfig
+	if err := json.Unmarshal([]byte(configBlock(t, body)), &got); err != nil {
+		t.Fatal(err)
+	}
+	var headers map[string]string
+	if err := json.Unmarshal([]byte(got.Headers), &headers); err != nil || headers["Authorization"] != "Bearer token-of-megan" {
+		t.Errorf("headers editor %q, want Authorization: Bearer token-of-megan", got.Headers)
+	}
+	if !strings.Contains(body, `<option value="megan" selected>`) || !strings.Contains(body, `data-person="megan"`) {
+		t.Error("the page does not show megan as signed in")
+	}
+
+	for target, want := range map[string]int{"/?person=nobody": http.StatusNotFound, "/?person=": http.StatusOK} {
+		if res := serve(t, h, http.MethodGet, target, nil); res.StatusCode != want {
+			t.Errorf("%s: status %d, want %d", target, res.StatusCode, want)
+		}
+	}
+	if res := serve(t, h, http.MethodPost, "/?person=megan", nil); res.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST ?person=megan: status %d, want 405", res.StatusCode)
+	}
+	if len(signedIn) != 1 {
+		t.Errorf("sign-ins %v, want megan's only", signedIn)
+	}
+}
+
+// TestPlaygroundAuthHint: where callers sign in, the page says how to send the header.
+func TestPlaygroundAuthHint(t *testing.T) {
+	t.Parallel()
+	page, _ := playgroundPage(t, PlaygroundOptions{AuthHint: "send your API key in the header X-Api-Key: <key>"})
+	if !strings.Contains(page, `id="mdegraph-auth-hint"`) || !strings.Contains(page, "X-Api-Key: &lt;key&gt;") {
+		t.Errorf("page does not explain how to send a credential:\n%s", page)
+	}
+	if page, _ := playgroundPage(t, PlaygroundOptions{}); strings.Contains(page, "mdegraph-notice") {
+		t.Error("a page without sign-in shows a notice")
+	}
+}
