@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/oauth2"
 
 	"github.com/mdegraph/mdegraph/internal/callerlimit"
@@ -33,6 +34,7 @@ import (
 	"github.com/mdegraph/mdegraph/internal/quietlog"
 	"github.com/mdegraph/mdegraph/internal/quota"
 	"github.com/mdegraph/mdegraph/internal/simulator"
+	"github.com/mdegraph/mdegraph/internal/tracing"
 	"github.com/mdegraph/mdegraph/internal/upstreamauth"
 	"github.com/mdegraph/mdegraph/internal/web"
 	"github.com/mdegraph/mdegraph/resolvers"
@@ -50,7 +52,8 @@ var _ defender.TokenSource = (*upstreamauth.Source)(nil)
 
 // App is the assembled service.
 type App struct {
-	// GraphQL serves /query: the caller's principal, REQUEST_TIMEOUT, per-request loaders, the
+	// GraphQL serves /query: the HTTP server span when tracing is on (OTEL_* variables, package
+	// tracing), the caller's principal, REQUEST_TIMEOUT, per-request loaders, the
 	// gqlgen handler (with CALLER_LIMIT_PER_MINUTE before it, when set); at the end of a
 	// shutdown's grace, Drain answers what is still running SHUTTING_DOWN.
 	GraphQL http.Handler
@@ -75,6 +78,7 @@ type App struct {
 
 	close            func()
 	credentialsCheck chan struct{}
+	tracing          *tracing.Provider
 }
 
 // Options change how New builds the App, for tests and the load test.
@@ -91,6 +95,10 @@ type Options struct {
 	// QuotaWindows, when not empty, replace the windows made of MDE_LIMIT_PER_MINUTE and
 	// MDE_LIMIT_PER_HOUR (tests use windows of a second, to see queues fill and drain).
 	QuotaWindows []quota.Window
+	// TracerProvider, when not nil, makes the service's spans instead of the provider the
+	// OTEL_* variables describe (tests pass an SDK provider with an in-memory exporter); New
+	// neither makes it global nor shuts it down.
+	TracerProvider trace.TracerProvider
 }
 
 // DefenderLimitPerMinute and DefenderLimitPerHour are the limits Defender publishes for each
@@ -112,6 +120,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	a := &App{close: func() {}, credentialsCheck: make(chan struct{}), Drain: drain.New()}
 	creds, err := a.upstream(ctx, cfg, logger, opts)
 	if err != nil {
+		return nil, err
+	}
+	if a.tracing, err = newTracing(ctx, logger, opts); err != nil {
+		a.Close()
 		return nil, err
 	}
 
@@ -184,8 +196,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		Admission:        callerLimit,
 	})
 	identity := creds.Identity()
-	a.GraphQL = a.Drain.Requests(identify(withTimeout(cfg.RequestTimeout,
-		loaders.Middleware(fetcher, func(*http.Request) string { return identity }, gql))), gqlhttp.ShuttingDown)
+	a.GraphQL = a.tracing.Handler(a.Drain.Requests(identify(withTimeout(cfg.RequestTimeout,
+		loaders.Middleware(fetcher, func(*http.Request) string { return identity }, gql))), gqlhttp.ShuttingDown))
 
 	a.Playground = web.Playground(web.PlaygroundOptions{
 		Endpoint:        "/query",
@@ -211,8 +223,22 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	return a, nil
 }
 
-// Close stops the demo simulator, if one runs.
-func (a *App) Close() { a.close() }
+// Close stops the demo simulator, if one runs, and exports the spans not yet exported.
+func (a *App) Close() {
+	a.close()
+	a.tracing.Close()
+}
+
+// newTracing returns opts.TracerProvider's tracing, or the one the OTEL_* variables describe,
+// made the process's global one when on.
+func newTracing(ctx context.Context, logger *slog.Logger, opts Options) (*tracing.Provider, error) {
+	if opts.TracerProvider != nil {
+		return tracing.Using(opts.TracerProvider), nil
+	}
+	t, err := tracing.FromEnvironment(ctx, logger)
+	t.SetGlobal()
+	return t, err
+}
 
 // CredentialsChecked is closed once the startup credential check has logged its line; in demo
 // mode, which has no check, it is closed from the start.

@@ -103,6 +103,7 @@ func New(opts Options) http.Handler {
 		if x := exchangeFrom(ctx); x != nil {
 			x.executed = true
 		}
+		traceOperation(ctx)
 		return next(ctx)
 	})
 	quota := opts.Resolver.Quota
@@ -115,6 +116,7 @@ func New(opts Options) http.Handler {
 		}
 		x := exchangeFrom(ctx)
 		codes := errorCodes(resp)
+		traceResponse(ctx, codes)
 		x.answered(resp, codes)
 		if opts.ObserveOperation != nil {
 			opts.ObserveOperation(ctx, codes, x.elapsed())
@@ -129,7 +131,7 @@ func New(opts Options) http.Handler {
 		}
 		return resp
 	})
-	var h http.Handler = srv
+	var h http.Handler = withOperationSpan(srv)
 	if opts.Admission != nil {
 		h = opts.Admission(h)
 	}
