@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
@@ -393,4 +395,14 @@ func TestTracingFromEnvironment(t *testing.T) {
 			t.Errorf("no span %q among those received: %v", want, names)
 		}
 	}
+}
+
+// BenchmarkQueryWarmCacheTraced is BenchmarkQueryWarmCache with tracing on, every request
+// sampled and its spans batched to an exporter that drops them: what tracing adds to a warm
+// query (the server and operation spans; a warm query makes no other).
+func BenchmarkQueryWarmCacheTraced(b *testing.B) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	benchWarmOn(b, newBenchAppWith(b, app.Options{TracerProvider: tp}),
+		postOf(`query($id: ID!) { machine(id: $id) { `+benchUsersFields+` } }`, true), []string{"machine"}, false)
 }
