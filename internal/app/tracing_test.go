@@ -1,9 +1,7 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -41,7 +39,7 @@ const readmeQuery = `query DeviceLogonUsers($id: ID!) {
 
 // tracedService is the service whose spans an in-memory exporter keeps.
 type tracedService struct {
-	app *app.App
+	*service
 	exp *tracetest.InMemoryExporter
 }
 
@@ -61,26 +59,15 @@ func newTracedService(t *testing.T, env map[string]string, opts app.Options) *tr
 		t.Fatalf("app: %v", err)
 	}
 	t.Cleanup(a.Close)
-	return &tracedService{app: a, exp: exp}
+	return &tracedService{service: &service{app: a, sim: a.Simulator}, exp: exp}
 }
 
-// query runs q through the service's GraphQL handler, in-process, and returns the answer and
+// traced runs q through the service's GraphQL handler, in-process, and returns the answer and
 // the spans it made: every span has ended when ServeHTTP returns, the upstream calls' too.
-func (s *tracedService) query(t *testing.T, q string, vars map[string]any, header http.Header) (response, *tracingtest.Tree) {
+func (s *tracedService) traced(t *testing.T, q string, vars map[string]any, header http.Header) (response, *tracingtest.Tree) {
 	t.Helper()
 	s.exp.Reset()
-	body, _ := json.Marshal(map[string]any{"query": q, "variables": vars})
-	req := httptest.NewRequest(http.MethodPost, "/query", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	rec := httptest.NewRecorder()
-	s.app.GraphQL.ServeHTTP(rec, req)
-	var out response
-	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
-		t.Fatalf("decode (status %d): %v: %s", rec.Code, err, rec.Body)
-	}
+	out, _ := s.serveAs(t, "192.0.2.1:1234", q, vars, header)
 	tree := tracingtest.NewTree(s.exp.GetSpans())
 	t.Logf("spans:\n%s", tree)
 	return out, tree
@@ -127,7 +114,7 @@ func TestTraceOfAQuery(t *testing.T) {
 	s := newTracedService(t, nil, app.Options{})
 	id := s.app.Simulator.ExampleMachineID()
 	const frontendTrace, frontendSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-	r, tree := s.query(t, readmeQuery, map[string]any{"id": id},
+	r, tree := s.traced(t, readmeQuery, map[string]any{"id": id},
 		http.Header{"Traceparent": {"00-" + frontendTrace + "-" + frontendSpan + "-01"}})
 	if len(r.Errors) > 0 {
 		t.Fatalf("errors: %+v", r.Errors)
@@ -184,7 +171,7 @@ func TestTraceOfAQuery(t *testing.T) {
 	}
 
 	// Again: the cache answers, so the operation has nothing under it.
-	r, tree = s.query(t, readmeQuery, map[string]any{"id": id}, nil)
+	r, tree = s.traced(t, readmeQuery, map[string]any{"id": id}, nil)
 	if len(r.Errors) > 0 {
 		t.Fatalf("errors: %+v", r.Errors)
 	}
@@ -288,7 +275,7 @@ func TestTraceOfFailures(t *testing.T) {
 			if tt.prepare != nil {
 				tt.prepare(s.app)
 			}
-			r, tree := s.query(t, strings.ReplaceAll(tt.query, "$ID", s.app.Simulator.ExampleMachineID()), nil, nil)
+			r, tree := s.traced(t, strings.ReplaceAll(tt.query, "$ID", s.app.Simulator.ExampleMachineID()), nil, nil)
 			tt.check(t, tree, r)
 		})
 	}
@@ -325,7 +312,7 @@ func TestTraceHasNoSecrets(t *testing.T) {
 	for _, secret := range []string{"right-secret", "wrong-secret"} {
 		t.Run(secret, func(t *testing.T) {
 			s := newTracedService(t, realModeEnv(srv.URL, secret), app.Options{})
-			r, tree := s.query(t, readmeQuery, map[string]any{"id": up.sim.ExampleMachineID()}, nil)
+			r, tree := s.traced(t, readmeQuery, map[string]any{"id": up.sim.ExampleMachineID()}, nil)
 			if secret == "wrong-secret" && (len(r.Errors) == 0 || codes(r)[0] != "UPSTREAM_UNAUTHORIZED") {
 				t.Fatalf("codes %v, want UPSTREAM_UNAUTHORIZED", codes(r))
 			}

@@ -32,10 +32,10 @@ type operationSpanKey struct{}
 // withOperationSpan runs next in the GraphQL operation span, a child of the request's span,
 // when that one records (see tracing.Start). The span covers reading the request, parsing,
 // validation, execution and writing the answer; the operation hooks name it and record its
-// errors (traceOperation, traceResponse).
+// errors (traceOperation, traceResponse). An OPTIONS request carries no operation.
 func withOperationSpan(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !tracing.Recording(r.Context()) {
+		if r.Method == http.MethodOptions || !tracing.Recording(r.Context()) {
 			next.ServeHTTP(w, r)
 			return
 		}
