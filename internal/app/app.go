@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/oauth2"
 
 	"github.com/mdegraph/mdegraph/internal/callerauth"
@@ -36,6 +37,7 @@ import (
 	"github.com/mdegraph/mdegraph/internal/quietlog"
 	"github.com/mdegraph/mdegraph/internal/quota"
 	"github.com/mdegraph/mdegraph/internal/simulator"
+	"github.com/mdegraph/mdegraph/internal/tracing"
 	"github.com/mdegraph/mdegraph/internal/upstreamauth"
 	"github.com/mdegraph/mdegraph/internal/web"
 	"github.com/mdegraph/mdegraph/resolvers"
@@ -53,12 +55,13 @@ var _ defender.TokenSource = (*upstreamauth.Source)(nil)
 
 // App is the assembled service.
 type App struct {
-	// GraphQL serves /query, in this order: CORS (which answers preflights), the CSRF check,
-	// Drain (which at the end of a shutdown's grace answers what is still running
-	// SHUTTING_DOWN), the sign-in (AUTH_MODE: the caller's principal, or 401/403),
-	// CALLER_LIMIT_PER_MINUTE when set, REQUEST_TIMEOUT, per-request loaders keyed by the
-	// upstream identity, and the gqlgen handler. A request refused on the way reaches nothing
-	// after it: no quota is spent, Defender is not called.
+	// GraphQL serves /query, in this order: the HTTP server span when tracing is on (OTEL_*
+	// variables, package tracing), CORS (which answers preflights), the CSRF check, Drain
+	// (which at the end of a shutdown's grace answers what is still running SHUTTING_DOWN), the
+	// sign-in (AUTH_MODE: the caller's principal, or 401/403), CALLER_LIMIT_PER_MINUTE when
+	// set, REQUEST_TIMEOUT, per-request loaders keyed by the upstream identity, and the gqlgen
+	// handler. A request refused on the way reaches nothing after it: no quota is spent,
+	// Defender is not called.
 	GraphQL http.Handler
 	// Playground, Example and Static are the web pages (Static expects the /static prefix stripped).
 	Playground, Example, Static http.Handler
@@ -82,6 +85,7 @@ type App struct {
 
 	close            func()
 	credentialsCheck chan struct{}
+	tracing          *tracing.Provider
 }
 
 // Options change how New builds the App, for tests and the load test.
@@ -98,6 +102,10 @@ type Options struct {
 	// QuotaWindows, when not empty, replace the windows made of MDE_LIMIT_PER_MINUTE and
 	// MDE_LIMIT_PER_HOUR (tests use windows of a second, to see queues fill and drain).
 	QuotaWindows []quota.Window
+	// TracerProvider, when not nil, makes the service's spans instead of the provider the
+	// OTEL_* variables describe (tests pass an SDK provider with an in-memory exporter); New
+	// neither makes it global nor shuts it down.
+	TracerProvider trace.TracerProvider
 }
 
 // DefenderLimitPerMinute and DefenderLimitPerHour are the limits Defender publishes for each
@@ -119,6 +127,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	a := &App{close: func() {}, credentialsCheck: make(chan struct{}), Drain: drain.New()}
 	creds, err := a.upstream(ctx, cfg, logger, opts)
 	if err != nil {
+		return nil, err
+	}
+	if a.tracing, err = newTracing(ctx, logger, opts); err != nil {
+		a.Close()
 		return nil, err
 	}
 
@@ -202,7 +214,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if cfg.CallerLimitPerMinute > 0 { // per principal, before anything is read
 		h = callerlimit.New(callerlimit.Options{Limit: cfg.CallerLimitPerMinute, OnRefuse: m.ObserveCallerLimit, Logger: logger}).Handler(h)
 	}
-	a.GraphQL = gqlhttp.CORS(cfg.CORSOrigins)(guard.Handler(a.Drain.Requests(auth.Handler(h), gqlhttp.ShuttingDown)))
+	a.GraphQL = a.tracing.Handler(gqlhttp.CORS(cfg.CORSOrigins)(guard.Handler(a.Drain.Requests(auth.Handler(h), gqlhttp.ShuttingDown))))
 
 	playground := web.PlaygroundOptions{
 		Endpoint:        "/query",
@@ -236,8 +248,22 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	return a, nil
 }
 
-// Close stops the demo simulator, if one runs.
-func (a *App) Close() { a.close() }
+// Close stops the demo simulator, if one runs, and exports the spans not yet exported.
+func (a *App) Close() {
+	a.close()
+	a.tracing.Close()
+}
+
+// newTracing returns opts.TracerProvider's tracing, or the one the OTEL_* variables describe,
+// made the process's global one when on.
+func newTracing(ctx context.Context, logger *slog.Logger, opts Options) (*tracing.Provider, error) {
+	if opts.TracerProvider != nil {
+		return tracing.Using(opts.TracerProvider), nil
+	}
+	t, err := tracing.FromEnvironment(ctx, logger)
+	t.SetGlobal()
+	return t, err
+}
 
 // CredentialsChecked is closed once the startup credential check has logged its line; in demo
 // mode, which has no check, it is closed from the start.

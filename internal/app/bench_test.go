@@ -36,14 +36,17 @@ type benchApp struct {
 	id  string
 }
 
-func newBenchApp(b *testing.B) *benchApp {
+func newBenchApp(b *testing.B) *benchApp { return newBenchAppWith(b, app.Options{}) }
+
+// newBenchAppWith is newBenchApp built with opts.
+func newBenchAppWith(b *testing.B, opts app.Options) *benchApp {
 	b.Helper()
 	env := map[string]string{"CACHE_TTL": "1h", "NOT_FOUND_TTL": "1h"}
 	cfg, err := config.Load(nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		b.Fatal(err)
 	}
-	a, err := app.New(b.Context(), cfg, slog.New(slog.DiscardHandler), app.Options{})
+	a, err := app.New(b.Context(), cfg, slog.New(slog.DiscardHandler), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -124,7 +127,11 @@ func (s *benchApp) checkAnswer(b *testing.B, rec *httptest.ResponseRecorder, ali
 // benchWarm warms the cache with one request, checks that a second one is answered correctly
 // from the cache, then measures the request.
 func benchWarm(b *testing.B, req func(s *benchApp) func() *http.Request, aliases []string, details bool) {
-	s := newBenchApp(b)
+	benchWarmOn(b, newBenchApp(b), req, aliases, details)
+}
+
+// benchWarmOn is benchWarm on the service s.
+func benchWarmOn(b *testing.B, s *benchApp, req func(s *benchApp) func() *http.Request, aliases []string, details bool) {
 	r := req(s)
 	s.checkAnswer(b, s.serve(r), aliases, details) // from Defender
 	calls := s.apiCalls()

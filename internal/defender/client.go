@@ -178,6 +178,9 @@ func New(opts Options) (*Client, error) {
 		noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 		hc = &noRedirect
 	}
+	traced := *hc // each attempt an HTTP client span, when the caller's span records
+	traced.Transport = newTracedTransport(hc.Transport)
+	hc = &traced
 	c := &Client{base: base, hc: hc, tokens: opts.Tokens, limiter: opts.Limiter, opts: opts, logger: opts.Logger}
 	c.Machines = &MachinesService{client: c}
 	return c, nil
@@ -186,8 +189,17 @@ func New(opts Options) (*Client, error) {
 // get calls GET base+path?query for endpoint and decodes the JSON answer into v. Before every
 // attempt it gets the token, then waits for the limiter; it pauses the endpoint family on 429,
 // and retries 429s, 5xx answers and network errors a bounded number of times, and a 401 once
-// with a new token. A token failure ends the call before the limiter is asked.
+// with a new token. A token failure ends the call before the limiter is asked. The call is one
+// span when the caller's span records (see startCall).
 func (c *Client) get(ctx context.Context, endpoint Endpoint, path, query string, v any) (*Response, error) {
+	ctx, span := startCall(ctx, endpoint)
+	resp, err := c.call(ctx, endpoint, path, query, v)
+	endCall(span, resp, err)
+	return resp, err
+}
+
+// call is get without its span.
+func (c *Client) call(ctx context.Context, endpoint Endpoint, path, query string, v any) (*Response, error) {
 	u := c.base + path
 	if query != "" {
 		u += "?" + query
@@ -316,6 +328,7 @@ func tokenError(ctx context.Context, endpoint Endpoint, err error) error {
 func (c *Client) attempt(ctx context.Context, endpoint Endpoint, u string, tok *oauth2.Token, n int, v any) (int, error) {
 	actx, cancel := context.WithTimeout(ctx, c.opts.AttemptTimeout)
 	defer cancel()
+	actx = attemptContext(actx, endpoint, n)
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, fmt.Errorf("defender %s: build request: %w", endpoint, err)
@@ -352,6 +365,7 @@ func (c *Client) attempt(ctx context.Context, endpoint Endpoint, u string, tok *
 	if c.opts.Observe != nil {
 		c.opts.Observe(call)
 	}
+	traceFailedAttempt(ctx, call)
 	return call.Status, err
 }
 

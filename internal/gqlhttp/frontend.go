@@ -28,13 +28,14 @@ import (
 // cross-origin frontend can then read their refusals, WWW-Authenticate included.
 //
 // Allowed request headers: Content-Type; Authorization and X-Api-Key (tokens and API keys);
-// Cache-Control (stale-if-error); and every csrf.PreflightHeaders, which the CSRF check takes
-// as the sign of a preflight.
+// Cache-Control (stale-if-error); traceparent and tracestate (W3C Trace Context, so a
+// frontend's trace continues here when tracing is on); and every csrf.PreflightHeaders, which
+// the CSRF check takes as the sign of a preflight.
 func CORS(origins []string) func(http.Handler) http.Handler {
 	if len(origins) == 0 {
 		return func(next http.Handler) http.Handler { return next }
 	}
-	headers := []string{"Content-Type", "Authorization", "X-Api-Key", "Cache-Control"}
+	headers := []string{"Content-Type", "Authorization", "X-Api-Key", "Cache-Control", "Traceparent", "Tracestate"}
 	for _, h := range csrf.PreflightHeaders {
 		if !slices.Contains(headers, h) {
 			headers = append(headers, h)

@@ -101,6 +101,7 @@ func New(opts Options) http.Handler {
 		if x := exchangeFrom(ctx); x != nil {
 			x.executed = true
 		}
+		traceOperation(ctx)
 		return next(ctx)
 	})
 	quota := opts.Resolver.Quota
@@ -113,6 +114,7 @@ func New(opts Options) http.Handler {
 		}
 		x := exchangeFrom(ctx)
 		codes := errorCodes(resp)
+		traceResponse(ctx, codes)
 		x.answered(resp, codes)
 		if opts.ObserveOperation != nil {
 			opts.ObserveOperation(ctx, codes, x.elapsed())
@@ -130,7 +132,7 @@ func New(opts Options) http.Handler {
 	if opts.AuthMode == "" {
 		opts.AuthMode = callerauth.ModeNone
 	}
-	return withGzip(withCacheHeaders(opts.CacheMaxAge, opts.AuthMode, withResponseRules(srv)))
+	return withGzip(withCacheHeaders(opts.CacheMaxAge, opts.AuthMode, withResponseRules(withOperationSpan(srv))))
 }
 
 // errorCodes lists the extensions.code of each error in resp.

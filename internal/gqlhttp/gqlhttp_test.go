@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -305,11 +306,11 @@ func TestCachingWhenCallersSignIn(t *testing.T) {
 }
 
 // TestCORSAllowsPreflightHeaders: a cross-origin frontend may send every header the CSRF
-// check takes as the sign of a preflight.
+// check takes as the sign of a preflight, and W3C Trace Context's, so its trace continues here.
 func TestCORSAllowsPreflightHeaders(t *testing.T) {
 	t.Parallel()
 	srv := newCORSServer(t, []string{"https://app.example.com"}, gqlhttp.Options{})
-	for _, h := range csrf.PreflightHeaders {
+	for _, h := range append(slices.Clone(csrf.PreflightHeaders), "traceparent", "tracestate") {
 		req, _ := http.NewRequest(http.MethodOptions, srv.URL, nil)
 		req.Header.Set("Origin", "https://app.example.com")
 		req.Header.Set("Access-Control-Request-Method", http.MethodGet)

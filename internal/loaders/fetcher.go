@@ -9,6 +9,8 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/quietlog"
 )
@@ -315,10 +317,14 @@ type batch[V any] struct {
 	byKey   map[string]Result[V]
 	shared  Shared[V] // the calls that will answer the keys not cached
 	missing []string  // refs nobody is fetching yet
+
+	span  trace.Span // the load's span (see startLoad)
+	calls int        // calls started
 }
 
 func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs []string, cache Cache[V], calls Sharing[V]) *batch[V] {
-	b := &batch[V]{ctx: ctx, f: f, ep: ep, cache: cache, refs: refs,
+	ctx, span := startLoad(ctx, ep)
+	b := &batch[V]{ctx: ctx, f: f, ep: ep, cache: cache, refs: refs, span: span,
 		keyOf: make(map[string]string, len(refs)), byKey: make(map[string]Result[V], len(refs))}
 	var want []string
 	refOf := make(map[string]string, len(refs))
@@ -339,6 +345,7 @@ func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs
 	if n := len(want) - len(missing); n > 0 {
 		f.opts.Observer.Saved(ep, SavedBySharing, n)
 	}
+	b.traceJoined(len(want) - len(missing))
 	b.shared = shared
 	for _, k := range missing {
 		b.missing = append(b.missing, refOf[k])
@@ -352,6 +359,7 @@ func (b *batch[V]) start(refs []string, fn func(ctx context.Context) (map[string
 	for i, ref := range refs {
 		keys[i] = b.keyOf[ref]
 	}
+	b.calls++
 	b.shared.Start(b.ctx, keys, fn)
 }
 
@@ -365,6 +373,7 @@ func (b *batch[V]) wait() []Result[V] {
 		}
 		b.byKey[k] = r
 	}
+	b.endSpan()
 	out := make([]Result[V], len(b.refs))
 	for i, ref := range b.refs {
 		out[i] = b.byKey[b.keyOf[ref]]

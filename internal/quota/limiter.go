@@ -98,6 +98,7 @@ type Window struct {
 // before the latest grant is taken as that grant's time.
 type Limiter struct {
 	windows []Window
+	family  string // the Set's name for it, for its spans ("" outside a Set)
 
 	mu          sync.Mutex
 	log         grantLog           // latest grant times, as many as the largest Limit
@@ -197,6 +198,15 @@ func (l *Limiter) Take(ctx context.Context, maxWait time.Duration) (time.Time, e
 		l.mu.Unlock()
 		return now, nil
 	}
+	at, err := l.takeInTurn(ctx, maxWait, now)
+	traceWait(ctx, l.family, now, err)
+	return at, err
+}
+
+// takeInTurn is Take for a call that cannot be granted at once: it queues the call in its
+// caller's turn, or refuses it if the turn would come too late. l.mu is held on entry and
+// released.
+func (l *Limiter) takeInTurn(ctx context.Context, maxWait time.Duration, now time.Time) (time.Time, error) {
 	p, _ := principal.FromContext(ctx)
 	id := p.ID()
 	c := l.callers[id]

@@ -37,7 +37,9 @@ func (s *Set) Limiter(family string) *Limiter {
 	if l, ok := s.limiters.Load(family); ok {
 		return l.(*Limiter)
 	}
-	l, _ := s.limiters.LoadOrStore(family, NewLimiter(s.windows...))
+	nl := NewLimiter(s.windows...)
+	nl.family = family
+	l, _ := s.limiters.LoadOrStore(family, nl)
 	return l.(*Limiter)
 }
 
