@@ -55,6 +55,29 @@ func (s *MachinesService) LogonUsers(ctx context.Context, id string) ([]User, *R
 	return env.Value, resp, nil
 }
 
+// Alerts returns the alerts Defender raised on the device id (GET
+// /api/machines/{id}/alerts), in the API's order. Defender answers 404 for a device it does
+// not know (or, to a person, may not show).
+func (s *MachinesService) Alerts(ctx context.Context, id string) ([]Alert, *Response, error) {
+	ref, err := ParseMachineRef(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ref.IsDeviceID() {
+		// The documented {id} is the device id; a computer name is resolved first.
+		return nil, nil, &InvalidInputError{Field: "id", Value: id, Reason: "must be a 40-hex device id"}
+	}
+	var env listEnvelope[Alert]
+	resp, err := s.client.get(ctx, EndpointAlerts, "/api/machines/"+url.PathEscape(ref.String())+"/alerts", "", &env)
+	if err != nil {
+		return nil, resp, about(ref, err)
+	}
+	if env.Value == nil {
+		env.Value = []Alert{}
+	}
+	return env.Value, resp, nil
+}
+
 // about notes in the API's error answer which machine the call asked about.
 func about(ref MachineRef, err error) error {
 	var er *ErrorResponse
@@ -66,7 +89,8 @@ func about(ref MachineRef, err error) error {
 
 // ListOptions are the OData query options of GET /api/machines.
 type ListOptions struct {
-	// Filter is an OData $filter expression, sent as given.
+	// Filter is an OData $filter expression, sent as given: build it with MachineFilter.OData,
+	// never from a caller's text.
 	Filter string
 	// Top is $top (0: the API's default); the API allows at most 10000.
 	Top int
@@ -74,10 +98,16 @@ type ListOptions struct {
 	Skip int
 }
 
-// List returns one page of machines matching opts.
+// MaxTop is the largest $top GET /api/machines accepts.
+const MaxTop = 10000
+
+// List returns one page of machines matching opts: at most Top of them, from the Skip-th on.
+// With Top set the API sends no @odata.nextLink (../shared/UPSTREAM.md): page with Top and
+// Skip, and stop on a page shorter than Top. A 404, Defender's answer when it has no recent
+// machines (none the caller may see), is an empty page, not an error.
 func (s *MachinesService) List(ctx context.Context, opts ListOptions) ([]Machine, *Response, error) {
-	if opts.Top < 0 || opts.Top > 10000 {
-		return nil, nil, &InvalidInputError{Field: "$top", Value: strconv.Itoa(opts.Top), Reason: "must be between 0 and 10000"}
+	if opts.Top < 0 || opts.Top > MaxTop {
+		return nil, nil, &InvalidInputError{Field: "$top", Value: strconv.Itoa(opts.Top), Reason: fmt.Sprintf("must be between 0 and %d", MaxTop)}
 	}
 	if opts.Skip < 0 {
 		return nil, nil, &InvalidInputError{Field: "$skip", Value: strconv.Itoa(opts.Skip), Reason: "must not be negative"}
@@ -94,8 +124,13 @@ func (s *MachinesService) List(ctx context.Context, opts ListOptions) ([]Machine
 	}
 	var env listEnvelope[Machine]
 	resp, err := s.client.get(ctx, EndpointMachines, "/api/machines", strings.Join(q, "&"), &env)
-	if err != nil {
+	switch {
+	case IsNotFound(err):
+		return []Machine{}, resp, nil
+	case err != nil:
 		return nil, resp, err
+	case env.Value == nil:
+		env.Value = []Machine{}
 	}
 	return env.Value, resp, nil
 }
