@@ -41,7 +41,7 @@ const (
 
 // OData returns the $filter expression of f, "" when f sets nothing, or an *InvalidInputError
 // naming the first field it refuses, before anything reaches a URL. Strings are OData string
-// literals, quoted with ' and a ' inside written twice ('o''brien'), so no value can end its
+// literals, quoted with ' and a ' inside written twice ('o”brien'), so no value can end its
 // literal and add a condition; control characters and invalid UTF-8 are refused. Enumeration
 // values must be one word; dates are written in RFC 3339, UTC; the device group id is a
 // number. The expression is the same for the same filter, so it can key a cache or a cursor.
