@@ -41,10 +41,14 @@ const (
 
 // OData returns the $filter expression of f, "" when f sets nothing, or an *InvalidInputError
 // naming the first field it refuses, before anything reaches a URL. Strings are OData string
-// literals, quoted with ' and a ' inside written twice ('o”brien'), so no value can end its
-// literal and add a condition; control characters and invalid UTF-8 are refused. Enumeration
-// values must be one word; dates are written in RFC 3339, UTC; the device group id is a
-// number. The expression is the same for the same filter, so it can key a cache or a cursor.
+// literals, quoted with a single quote and a quote inside written twice, so no value can end
+// its literal and add a condition:
+//
+//	machineTags/any(t: t eq 'o''brien')
+//
+// Control characters and invalid UTF-8 are refused. Enumeration values must be one word;
+// dates are written in RFC 3339, UTC; the device group id is a number. The expression is the
+// same for the same filter, so it can key a cache or a cursor.
 func (f MachineFilter) OData() (string, error) {
 	var terms []string
 	add := func(format string, args ...any) { terms = append(terms, fmt.Sprintf(format, args...)) }
