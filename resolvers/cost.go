@@ -262,10 +262,7 @@ func machineCost(e *estimate, f graphql.CollectedField, _ any) any {
 			d.id = m.ID
 		}
 	}
-	var selected []string
-	for _, sf := range graphql.CollectFields(e.opCtx, f.Selections, []string{"Machine"}) {
-		selected = append(selected, sf.Name)
-	}
+	selected := evidenceNames(e.ctx, graphql.CollectFields(e.opCtx, f.Selections, []string{"Machine"}), e.opCtx.Variables)
 	if !NeedsDetails(selected, ref) {
 		return d
 	}

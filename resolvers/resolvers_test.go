@@ -39,6 +39,10 @@ func TestNeedsDetails(t *testing.T) {
 		{[]string{"__typename"}, id, true},
 		{[]string{"osPlatform"}, id, true},
 		{nil, id, true},
+		{[]string{"alerts"}, id, false}, // alerts answers 404 for an unknown device too
+		{[]string{"id", "alerts", "logonUsers"}, id, false},
+		{[]string{"alerts"}, name, true},
+		{[]string{"alerts", "osPlatform"}, id, true},
 	}
 	for _, tt := range tests {
 		if got := NeedsDetails(tt.selected, tt.ref); got != tt.want {
