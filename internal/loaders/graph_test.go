@@ -20,7 +20,7 @@ import (
 type graphSource struct {
 	*fakeSource
 
-	mu    sync.Mutex
+	mu     sync.Mutex
 	byKind map[string][]string // "alerts", "users", "pages" → keys in call order
 }
 
