@@ -490,7 +490,8 @@ type batch[V any] struct {
 	missing []string  // refs nobody is fetching yet
 }
 
-// cost says how many upstream calls a set of refs takes when none is cached or shared: the
+// newBatch prepares a Fetcher call for refs: repeats dropped, cached answers taken, calls in
+// flight joined. cost says how many upstream calls a set of refs takes when none is cached or shared: the
 // request's call budget (LimitCalls) is taken for the refs not cached before they are joined,
 // refs past it are answered with a *BudgetError and never joined, and what sharing saved is
 // given back.
