@@ -491,10 +491,10 @@ type batch[V any] struct {
 }
 
 // newBatch prepares a Fetcher call for refs: repeats dropped, cached answers taken, calls in
-// flight joined. cost says how many upstream calls a set of refs takes when none is cached or shared: the
-// request's call budget (LimitCalls) is taken for the refs not cached before they are joined,
-// refs past it are answered with a *BudgetError and never joined, and what sharing saved is
-// given back.
+// flight joined. cost says how many upstream calls a set of refs takes when none is cached or
+// shared: the request's call budget (LimitCalls) is taken for the refs not cached before they
+// are joined, refs past it are answered with a *BudgetError and never joined, and what sharing
+// saved is given back.
 func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs []string, cache Cache[V], calls Sharing[V], cost func([]string) int) *batch[V] {
 	b := &batch[V]{ctx: ctx, f: f, ep: ep, cache: cache, refs: refs,
 		keyOf: make(map[string]string, len(refs)), byKey: make(map[string]Result[V], len(refs))}
