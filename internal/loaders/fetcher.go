@@ -530,7 +530,16 @@ func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs
 	}
 	b.shared = shared
 	for _, k := range missing {
-		b.missing = append(b.missing, refOf[k])
+		ref := refOf[k]
+		// A call that ended between the look in the cache above and Join stored its answer
+		// before it left the calls in progress: look again, rather than call twice.
+		if r, ok := cached(ctx, f, ep, cache, ref); ok {
+			b.shared.Start(ctx, []string{k}, func(context.Context) (map[string]Result[V], error) {
+				return map[string]Result[V]{k: r}, nil
+			})
+			continue
+		}
+		b.missing = append(b.missing, ref)
 	}
 	budget.giveBack(cost(wantRefs) - cost(b.missing))
 	return b

@@ -343,3 +343,40 @@ func TestWithoutGraphSource(t *testing.T) {
 		t.Errorf("MachinePage: %v, want errNoGraphSource", r.Err)
 	}
 }
+
+// beforeJoin is a Sharing that runs a hook before its first Join: what happens between a
+// caller's look in the cache and its Join.
+type beforeJoin[V any] struct {
+	*Flight[V]
+	once sync.Once
+	hook func()
+}
+
+func (b *beforeJoin[V]) Join(keys []string) (Shared[V], []string) {
+	b.once.Do(b.hook)
+	return b.Flight.Join(keys)
+}
+
+// TestAnswerStoredBeforeJoin: a call that ends between a caller's look in the cache and its
+// Join (it stores its answer, then leaves the calls in progress) answers that caller too: the
+// caller looks in the cache again rather than call a second time.
+func TestAnswerStoredBeforeJoin(t *testing.T) {
+	t.Parallel()
+	src := newGraphSource(3)
+	cache := NewMemoryCache[[]defender.Alert](10)
+	ctx := appCtx()
+	sharing := &beforeJoin[[]defender.Alert]{Flight: NewFlight[[]defender.Alert](time.Minute)}
+	sharing.hook = func() {
+		now := time.Now()
+		cache.Set(ctx, cacheKey(ctx, defender.EndpointAlerts, deviceID(0)),
+			Entry[[]defender.Alert]{Value: []defender.Alert{{ID: "stored"}}, Fetched: now, FreshUntil: now.Add(time.Minute)}, time.Minute)
+	}
+	f := NewFetcher(Options{Source: src, CacheTTL: time.Minute, Alerts: cache, AlertCalls: sharing})
+	r := f.Alerts(ctx, []string{deviceID(0)})[0]
+	if r.Err != nil || len(r.Value) != 1 || r.Value[0].ID != "stored" {
+		t.Errorf("answer %+v, want the one stored meanwhile", r)
+	}
+	if calls := src.taken("alerts"); len(calls) != 0 {
+		t.Errorf("upstream calls %v, want none", calls)
+	}
+}
