@@ -524,3 +524,32 @@ func TestGraphStale(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEGraphExample: the README's graph example costs what the README says for the demo
+// device (9 calls cold: details, logon users, alerts, one per each of its 6 accounts), and
+// nothing asked again.
+func TestREADMEGraphExample(t *testing.T) {
+	t.Parallel()
+	s := newService(t, nil, app.Options{})
+	readme := readFile(t, "../../README.md")
+	q := between(t, readme[strings.Index(readme, "### The graph around a device"):], "```graphql\n", "```")
+	vars := map[string]any{"id": s.sim.ExampleMachineID()}
+	users, _ := s.sim.LogonUsers(s.sim.ExampleMachineID())
+	total := func() int {
+		n := 0
+		for _, c := range s.calls() {
+			n += c
+		}
+		return n
+	}
+	if a := graphAsk(t, s, q, vars); len(a.Errors) > 0 {
+		t.Fatalf("errors %+v", a.Errors)
+	}
+	if n := total(); n != 9 || len(users) != 6 {
+		t.Errorf("%d calls for a device of %d users; the README says 9 calls and 6 accounts", n, len(users))
+	}
+	graphAsk(t, s, q, vars)
+	if n := total(); n != 9 {
+		t.Errorf("asked again: %d calls in all, want still 9", n)
+	}
+}
