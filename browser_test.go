@@ -238,15 +238,7 @@ func TestBrowserExample(t *testing.T) {
 		{name: "logon users missing", wantState: "partial", wantUnavailable: true, wantMsg: true,
 			rewrite: `body.data.machine.logonUsers = null; body.errors = [{message: 'rate limited', path: ['machine', 'logonUsers'], extensions: {code: 'RATE_LIMITED', retryAfter: 30}}]`},
 	} {
-		step(ctx, t, "rewrite answers: "+tt.name, chromedp.Evaluate[chromedp.Void](`(() => {
-  window.realFetch = window.realFetch || window.fetch;
-  window.fetch = async (...args) => {
-    const res = await window.realFetch(...args);
-    const body = await res.json();
-    `+tt.rewrite+`;
-    return new Response(JSON.stringify(body), {status: res.status, headers: {'Content-Type': 'application/json'}});
-  };
-})()`))
+		rewriteAnswers(ctx, t, tt.name, tt.rewrite)
 		if got := lookUp(ctx, t, machine.ID); got != tt.wantState {
 			t.Errorf("%s: state %q, want %q; #message: %q", tt.name, got, tt.wantState, messageText(ctx, t))
 			continue
@@ -348,15 +340,7 @@ func TestBrowserExampleGraph(t *testing.T) {
 			check: `document.getElementById('alerts-stale').textContent === 'stale (9 s old)' && !document.getElementById('alerts-stale').hidden &&
   document.querySelectorAll('[data-testid="user-machines-stale"]').length === 1 && document.getElementById('users-stale').hidden`},
 	} {
-		step(ctx, t, "rewrite answers: "+tt.name, chromedp.Evaluate[chromedp.Void](`(() => {
-  window.realFetch = window.realFetch || window.fetch;
-  window.fetch = async (...args) => {
-    const res = await window.realFetch(...args);
-    const body = await res.json();
-    `+tt.rewrite+`;
-    return new Response(JSON.stringify(body), {status: res.status, headers: {'Content-Type': 'application/json'}});
-  };
-})()`))
+		rewriteAnswers(ctx, t, tt.name, tt.rewrite)
 		if got := lookUp(ctx, t, machine.ID); got != tt.wantState {
 			t.Errorf("%s: state %q, want %q; #message: %q", tt.name, got, tt.wantState, messageText(ctx, t))
 			continue
@@ -370,6 +354,22 @@ func TestBrowserExampleGraph(t *testing.T) {
 	}
 	step(ctx, t, "stop rewriting answers", chromedp.Evaluate[chromedp.Void](`window.fetch = window.realFetch`))
 	rec.assertClean(t, base)
+}
+
+// rewriteAnswers makes the page's fetch rewrite every GraphQL answer with the JavaScript
+// statements rewrite, which change body (the decoded answer): how mdegraph answers when
+// Defender cannot give everything, shown without making it fail.
+func rewriteAnswers(ctx context.Context, t *testing.T, name, rewrite string) {
+	t.Helper()
+	step(ctx, t, "rewrite answers: "+name, chromedp.Evaluate[chromedp.Void](`(() => {
+  window.realFetch = window.realFetch || window.fetch;
+  window.fetch = async (...args) => {
+    const res = await window.realFetch(...args);
+    const body = await res.json();
+    `+rewrite+`;
+    return new Response(JSON.stringify(body), {status: res.status, headers: {'Content-Type': 'application/json'}});
+  };
+})()`))
 }
 
 // exampleMessage is what the example page shows after a failed lookup.

@@ -204,14 +204,17 @@ func (c *costHarness) run(t testing.TB, query string, vars map[string]any) costA
 	return a
 }
 
-// aliases builds { m0: machine(id: <arg 0>) { fields } m1: ... }.
+// aliases builds query ($v: ID!, $n: ID!) { v: … n: … m0: machine(id: <arg 0>) { fields } m1: ... }.
 func aliases(args []string, fields string) string {
+	return "query ($v: ID!, $n: ID!) { v: machine(id: $v) { __typename } n: machine(id: $n) { __typename } " + machines(args, fields) + "}"
+}
+
+// machines is m0: machine(id: <arg 0>) { fields } m1: ...
+func machines(args []string, fields string) string {
 	var b strings.Builder
-	b.WriteString("query ($v: ID!, $n: ID!) { v: machine(id: $v) { __typename } n: machine(id: $n) { __typename } ")
 	for i, a := range args {
 		fmt.Fprintf(&b, "m%d: machine(id: %s) { %s } ", i, a, fields)
 	}
-	b.WriteString("}")
 	return b.String()
 }
 

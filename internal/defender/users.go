@@ -21,13 +21,5 @@ func (s *UsersService) Machines(ctx context.Context, accountName string) ([]Mach
 	if err != nil {
 		return nil, nil, err
 	}
-	var env listEnvelope[Machine]
-	resp, err := s.client.get(ctx, EndpointUserMachines, "/api/users/"+url.PathEscape(name.String())+"/machines", "", &env)
-	if err != nil {
-		return nil, resp, err
-	}
-	if env.Value == nil {
-		env.Value = []Machine{}
-	}
-	return env.Value, resp, nil
+	return getList[Machine](ctx, s.client, EndpointUserMachines, "/api/users/"+url.PathEscape(name.String())+"/machines", "")
 }

@@ -124,9 +124,7 @@ func (l *Loaders) LogonUsers(ctx context.Context, id string) (users []defender.U
 	if l == nil {
 		return nil, nil, errNoLoaders
 	}
-	users, stale, err = load(ctx, l, l.fetcher.users, l.users, id)
-	l.noteKnownID(id, stale, err)
-	return users, stale, err
+	return loadAbout(ctx, l, l.fetcher.users, l.users, id)
 }
 
 // Alerts returns the alerts of the device id, like LogonUsers.
@@ -134,9 +132,15 @@ func (l *Loaders) Alerts(ctx context.Context, id string) (alerts []defender.Aler
 	if l == nil {
 		return nil, nil, errNoLoaders
 	}
-	alerts, stale, err = load(ctx, l, l.fetcher.alerts, l.alerts, id)
+	return loadAbout(ctx, l, l.fetcher.alerts, l.alerts, id)
+}
+
+// loadAbout is load for an answer about the device id: both Defender calls that give one
+// answer 404 for an unknown device, so a fresh answer shows the device exists.
+func loadAbout[V any](ctx context.Context, l *Loaders, k *kind[V], dl *dataloader.Loader[string, served[V]], id string) (V, *Stale, error) {
+	v, stale, err := load(ctx, l, k, dl, id)
 	l.noteKnownID(id, stale, err)
-	return alerts, stale, err
+	return v, stale, err
 }
 
 // UserMachines returns the machines the account logged on to: one upstream call per distinct
