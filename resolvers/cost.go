@@ -89,7 +89,7 @@ func EstimateUpstreamCalls(ctx context.Context, opCtx *graphql.OperationContext)
 	}
 	e := &estimate{ctx: ctx, opCtx: opCtx, loaders: loaders.For(ctx),
 		detailIDs: map[string]bool{}, detailNames: map[string]bool{}, users: map[string]bool{},
-		alerts: map[string]bool{}, userMachines: map[string]bool{}, pages: map[string]bool{}}
+		alerts: map[string]bool{}, userMachines: map[string]bool{}, pages: map[string]bool{}, charged: map[charge]bool{}}
 	e.walk(opCtx.Operation.SelectionSet, "Query", nil)
 	n := len(e.detailNames) + len(e.users) + len(e.alerts) + len(e.userMachines) + len(e.pages) + e.unknown
 	switch ids := len(e.detailIDs); {
@@ -162,8 +162,10 @@ type estimate struct {
 	pages        map[string]bool // pages of GET /api/machines, by loaders.PageQuery
 
 	// unknown counts the calls for devices whose ids are known only once a page is fetched:
-	// one per device of the page (first), for each field below it that calls.
+	// one per device of the page (first), for each kind of call below it; charged records
+	// which, so that a page's devices reached twice (edges { node } and nodes) count once.
 	unknown int
+	charged map[charge]bool
 	// unbounded: some calls sit below a list of unknown length (Estimate.Unbounded).
 	unbounded bool
 }
@@ -183,10 +185,10 @@ type accounts struct {
 	unbounded bool
 }
 
-// perDevice records a call per device of parent (a *device or *devices) for the fields
-// below it: key is the call's key for a device id (its distinct calls), cached whether the
-// cache answers it. It returns the device ids known, and whether there may be others.
-func (e *estimate) perDevice(parent any, calls map[string]bool, cached func(id string) bool) (ids []string, others bool) {
+// perDevice records a call of kind per device of parent (a *device or *devices) in calls, the
+// distinct calls of that kind, unless cached says the cache answers it. It returns the device
+// ids known, and whether there may be others.
+func (e *estimate) perDevice(parent any, kind string, calls map[string]bool, cached func(id string) bool) (ids []string, others bool) {
 	switch p := parent.(type) {
 	case *device:
 		if p.id == "" {
@@ -195,7 +197,10 @@ func (e *estimate) perDevice(parent any, calls map[string]bool, cached func(id s
 		}
 		ids = []string{p.id}
 	case *devices:
-		e.unknown += p.more
+		if c := (charge{p, kind}); !e.charged[c] {
+			e.charged[c] = true
+			e.unknown += p.more
+		}
 		e.unbounded = e.unbounded || p.unbounded
 		ids, others = p.ids, p.more > 0 || p.unbounded
 	default:
@@ -207,6 +212,13 @@ func (e *estimate) perDevice(parent any, calls map[string]bool, cached func(id s
 		}
 	}
 	return ids, others
+}
+
+// charge is one kind of call ("logonUsers", "alerts") for a list's devices whose ids are
+// unknown.
+type charge struct {
+	list *devices
+	kind string
 }
 
 // passDevices hands a connection's devices to the fields below it.
@@ -284,7 +296,7 @@ func machineCost(e *estimate, f graphql.CollectedField, _ any) any {
 // cached answers, or unbounded.
 func logonUsersCost(e *estimate, _ graphql.CollectedField, parent any) any {
 	out := &accounts{}
-	ids, others := e.perDevice(parent, e.users, func(id string) bool {
+	ids, others := e.perDevice(parent, "logonUsers", e.users, func(id string) bool {
 		_, ok := e.loaders.CachedLogonUsers(e.ctx, id)
 		return ok
 	})
@@ -307,7 +319,7 @@ func alertsCost(e *estimate, f graphql.CollectedField, parent any) any {
 	if !alertsAccepted(e.ctx, f, e.opCtx.Variables) {
 		return nil
 	}
-	e.perDevice(parent, e.alerts, func(id string) bool { return e.loaders.CachedAlerts(e.ctx, id) })
+	e.perDevice(parent, "alerts", e.alerts, func(id string) bool { return e.loaders.CachedAlerts(e.ctx, id) })
 	return nil
 }
 

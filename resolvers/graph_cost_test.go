@@ -50,6 +50,8 @@ func TestUpstreamCallsGraph(t *testing.T) {
 			estimate: 4, calls: []string{"alerts " + deviceID(0), "alerts " + deviceID(1), "alerts " + deviceID(2), "page 0+4"}},
 		{name: "a cached page: its devices are known", warm: []string{`{ machines(first: 3) { nodes { id } } }`, `{ machine(id: ` + id(1) + `) { alerts { id } } }`},
 			query: `{ machines(first: 3) { nodes { alerts { id } } } }`, estimate: 2, calls: []string{"alerts " + deviceID(0), "alerts " + deviceID(2)}},
+		{name: "a page's devices reached twice: counted once", query: `{ machines(first: 3) { edges { node { alerts { id } } } nodes { alerts { id } } } }`,
+			estimate: 4, calls: []string{"alerts " + deviceID(0), "alerts " + deviceID(1), "alerts " + deviceID(2), "page 0+4"}},
 		{name: "one page asked twice: one call", query: `{ a: machines(first: 2) { nodes { id } } b: machines(first: 2) { edges { cursor } } }`,
 			estimate: 1, calls: []string{"page 0+3"}},
 		{name: "__typename alone needs no page", query: `{ machines { __typename } }`, estimate: 0, calls: []string{}},
