@@ -54,7 +54,7 @@ type Alert struct {
 	RelatedUser *AlertUser `json:"relatedUser"`
 }
 
-// The account an alert is about. Defender writes the domain in upper case (a NetBIOS name, `CONTOSO`) where logon users have it in lower case: compare them ignoring case.
+// The account an alert is about, from the alert's own answer (no call of its own). Defender writes the domain in upper case (a NetBIOS name, `CONTOSO`) where logon users have it in lower case: compare them ignoring case.
 type AlertUser struct {
 	// The account name without its domain.
 	UserName *string `json:"userName"`
@@ -212,7 +212,7 @@ type MachineConnection struct {
 	PageInfo *PageInfo `json:"pageInfo"`
 }
 
-// One device of a page, and the cursor that points at it.
+// One device of a page, and the cursor that points at it; both come with the page's call.
 type MachineEdge struct {
 	// An opaque cursor: pass it as `after` for the devices that follow this one (with the same filter).
 	Cursor string `json:"cursor"`
@@ -220,7 +220,7 @@ type MachineEdge struct {
 	Node *Machine `json:"node"`
 }
 
-// Which devices `Query.machines` lists. Each field given narrows the list (the conditions are joined with `and`); leave out what should not. Translated into Defender's OData `$filter` with only the properties Defender documents as filterable; text is quoted, never pasted, so no value can add a condition. A value Defender cannot take (a control character, `OTHER`, an empty string) fails with BAD_USER_INPUT before any upstream call.
+// Which devices `Query.machines` lists (the filter changes no cost: a page is one call whatever it holds). Each field given narrows the list (the conditions are joined with `and`); leave out what should not. Translated into Defender's OData `$filter` with only the properties Defender documents as filterable; text is quoted, never pasted, so no value can add a condition. A value Defender cannot take (a control character, `OTHER`, an empty string) fails with BAD_USER_INPUT before any upstream call.
 type MachineFilter struct {
 	// Devices whose computer DNS name starts with this, ignoring case (`startswith(computerDnsName,'…')`), e.g. `desk-`.
 	ComputerDNSNamePrefix *string `json:"computerDnsNamePrefix"`
@@ -242,7 +242,7 @@ type MachineFilter struct {
 	DeviceGroupID *string `json:"deviceGroupId"`
 }
 
-// Where a page is in a list (Relay's PageInfo).
+// Where a page is in a list (Relay's PageInfo); it comes with the page's call.
 type PageInfo struct {
 	// Whether more devices follow: the service asks Defender for one device more than `first`, so this is known for sure, with no further call.
 	HasNextPage bool `json:"hasNextPage"`
