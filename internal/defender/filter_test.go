@@ -122,6 +122,12 @@ func assertOneLiteralEach(t *testing.T, f MachineFilter, v string) {
 		}
 		return
 	}
+	if v == "" { // the zero value sets nothing
+		if expr != "" {
+			t.Errorf("an empty prefix and tag: expression %q, want none", expr)
+		}
+		return
+	}
 	want, _ := MachineFilter{ComputerDNSNamePrefix: "x", MachineTag: "x"}.OData()
 	wantSkeleton, _, _ := literals(want)
 	skeleton, values, ok := literals(expr)
