@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -284,15 +285,7 @@ func TestBrowserExample(t *testing.T) {
 		{name: "logon users missing", wantState: "partial", wantUnavailable: true, wantMsg: true,
 			rewrite: `body.data.machine.logonUsers = null; body.errors = [{message: 'rate limited', path: ['machine', 'logonUsers'], extensions: {code: 'RATE_LIMITED', retryAfter: 30}}]`},
 	} {
-		step(ctx, t, "rewrite answers: "+tt.name, chromedp.Evaluate[chromedp.Void](`(() => {
-  window.realFetch = window.realFetch || window.fetch;
-  window.fetch = async (...args) => {
-    const res = await window.realFetch(...args);
-    const body = await res.json();
-    `+tt.rewrite+`;
-    return new Response(JSON.stringify(body), {status: res.status, headers: {'Content-Type': 'application/json'}});
-  };
-})()`))
+		rewriteAnswers(ctx, t, tt.name, tt.rewrite)
 		if got := lookUp(ctx, t, machine.ID); got != tt.wantState {
 			t.Errorf("%s: state %q, want %q; #message: %q", tt.name, got, tt.wantState, messageText(ctx, t))
 			continue
@@ -315,6 +308,115 @@ func TestBrowserExample(t *testing.T) {
 		t.Errorf("%d POST /query requests, want 5 (one per lookup)", n)
 	}
 	rec.assertClean(t, base)
+}
+
+// TestBrowserExampleGraph: the example page shows the graph around the demo device: each
+// logged-on user's other devices (LogonUser.machines) and the device's alerts, as the
+// simulator holds them, and says which part is missing or stale when one is.
+func TestBrowserExampleGraph(t *testing.T) {
+	t.Parallel()
+	chromium := chromiumPath(t)
+	machine, users := demoDevice(t)
+	sim := simulator.New(simulator.Options{})
+	alerts, _ := sim.Alerts(machine.ID)
+	if len(alerts) == 0 {
+		t.Fatalf("the demo device %s has no alerts; the test needs some", machine.ID)
+	}
+	base, _ := startService(t, nil)
+	ctx, rec := openBrowser(t, chromium)
+	step(ctx, t, "load the example page", chromedp.Navigate(base+"/example"))
+	step(ctx, t, "wait for the form", chromedp.WaitVisible(chromedp.ID("lookup")))
+	watchState(ctx, t)
+	if got := lookUp(ctx, t, ""); got != "ok" {
+		t.Fatalf("looking up the demo device ended in state %q, want ok; #message: %q", got, messageText(ctx, t))
+	}
+
+	// Each user's row names the other devices the account logs on to, and counts them.
+	type cell struct {
+		Count       string `json:"count"`
+		Text        string `json:"text"`
+		Unavailable bool   `json:"unavailable"`
+	}
+	readCells := func() []cell {
+		return step(ctx, t, "read the users' devices", chromedp.Evaluate[[]cell](`[...document.querySelectorAll('#users tbody [data-testid="user-machines"]')]
+  .map((td) => ({count: td.dataset.count ?? '', text: td.textContent, unavailable: td.dataset.unavailable === 'true'}))`))
+	}
+	cells := readCells()
+	if len(cells) != len(users) {
+		t.Fatalf("%d user-machines cells, want one per user (%d)", len(cells), len(users))
+	}
+	for i, u := range users {
+		var others []string
+		for _, m := range sim.UserMachines(u.AccountName) {
+			if m.ID != machine.ID {
+				others = append(others, m.ComputerDNSName)
+			}
+		}
+		if cells[i].Count != strconv.Itoa(len(others)) || len(others) > 0 && !strings.HasPrefix(cells[i].Text, others[0]) {
+			t.Errorf("%s's other devices: count %s, %q; want %d, starting with %s", u.AccountName, cells[i].Count, cells[i].Text, len(others), others[0])
+		}
+	}
+
+	// The alerts table lists the device's alerts in Defender's order.
+	gotAlerts := step(ctx, t, "read the alerts", chromedp.Evaluate[[]string](`[...document.querySelectorAll('#alerts tbody tr')].map((tr) => tr.dataset.id)`))
+	var wantAlerts []string
+	for _, a := range alerts[:min(len(alerts), 20)] {
+		wantAlerts = append(wantAlerts, a.ID)
+	}
+	if !slices.Equal(gotAlerts, wantAlerts) {
+		t.Errorf("#alerts lists %v, want the simulator's %v", gotAlerts, wantAlerts)
+	}
+	rows := step(ctx, t, "read the first alert", chromedp.Evaluate[string](`document.querySelector('#alerts tbody tr').innerText`))
+	if !strings.Contains(rows, alerts[0].Title) || !strings.Contains(rows, strings.ToUpper(alerts[0].Severity)) {
+		t.Errorf("first alert row %q, want its title %q and severity", rows, alerts[0].Title)
+	}
+
+	// A part missing or stale, as mdegraph answers when Defender cannot give everything.
+	for _, tt := range []struct {
+		name, rewrite, wantState, wantMsg string
+		check                             string // a JavaScript expression that must be true
+	}{
+		{name: "alerts missing", wantState: "partial", wantMsg: "The alerts could not be fetched",
+			rewrite: `body.data.machine.alerts = null; body.errors = [{message: 'Defender failed', path: ['machine', 'alerts'], extensions: {code: 'UPSTREAM_UNAVAILABLE'}}]`,
+			check:   `!document.getElementById('alerts-unavailable').hidden && document.getElementById('no-alerts').hidden && document.querySelectorAll('#alerts tbody tr').length === 0`},
+		{name: "one user's devices missing", wantState: "partial", wantMsg: "The other devices of " + users[1].AccountName + " could not be fetched",
+			rewrite: `body.data.machine.logonUsers[1].machines = null; body.errors = [{message: 'rate limited', path: ['machine', 'logonUsers', 1, 'machines'], extensions: {code: 'RATE_LIMITED', retryAfter: 12}}]`,
+			check:   `document.querySelectorAll('#users tbody [data-testid="user-machines"]')[1].dataset.unavailable === 'true' && document.getElementById('alerts-unavailable').hidden`},
+		{name: "alerts and one user's devices stale", wantState: "ok",
+			rewrite: `body.extensions = {...body.extensions, stale: [{path: ['machine', 'alerts'], ageSeconds: 9, reason: 'RATE_LIMITED'}, {path: ['machine', 'logonUsers', 0, 'machines'], ageSeconds: 30, reason: 'UPSTREAM_UNAVAILABLE'}]}`,
+			check: `document.getElementById('alerts-stale').textContent === 'stale (9 s old)' && !document.getElementById('alerts-stale').hidden &&
+  document.querySelectorAll('[data-testid="user-machines-stale"]').length === 1 && document.getElementById('users-stale').hidden`},
+	} {
+		rewriteAnswers(ctx, t, tt.name, tt.rewrite)
+		if got := lookUp(ctx, t, machine.ID); got != tt.wantState {
+			t.Errorf("%s: state %q, want %q; #message: %q", tt.name, got, tt.wantState, messageText(ctx, t))
+			continue
+		}
+		if msg := messageText(ctx, t); !strings.Contains(msg, tt.wantMsg) {
+			t.Errorf("%s: #message %q, want it to say %q", tt.name, msg, tt.wantMsg)
+		}
+		if !step(ctx, t, "check "+tt.name, chromedp.Evaluate[bool](tt.check)) {
+			t.Errorf("%s: the page does not show it (%s)", tt.name, tt.check)
+		}
+	}
+	step(ctx, t, "stop rewriting answers", chromedp.Evaluate[chromedp.Void](`window.fetch = window.realFetch`))
+	rec.assertClean(t, base)
+}
+
+// rewriteAnswers makes the page's fetch rewrite every GraphQL answer with the JavaScript
+// statements rewrite, which change body (the decoded answer): how mdegraph answers when
+// Defender cannot give everything, shown without making it fail.
+func rewriteAnswers(ctx context.Context, t *testing.T, name, rewrite string) {
+	t.Helper()
+	step(ctx, t, "rewrite answers: "+name, chromedp.Evaluate[chromedp.Void](`(() => {
+  window.realFetch = window.realFetch || window.fetch;
+  window.fetch = async (...args) => {
+    const res = await window.realFetch(...args);
+    const body = await res.json();
+    `+rewrite+`;
+    return new Response(JSON.stringify(body), {status: res.status, headers: {'Content-Type': 'application/json'}});
+  };
+})()`))
 }
 
 // exampleMessage is what the example page shows after a failed lookup.

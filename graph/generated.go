@@ -28,6 +28,8 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	LogonUser() LogonUserResolver
+	Machine() MachineResolver
 	Query() QueryResolver
 }
 
@@ -35,6 +37,34 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	Alert struct {
+		AlertCreationTime func(childComplexity int) int
+		Category          func(childComplexity int) int
+		Classification    func(childComplexity int) int
+		ComputerDNSName   func(childComplexity int) int
+		Description       func(childComplexity int) int
+		DetectionSource   func(childComplexity int) int
+		Determination     func(childComplexity int) int
+		FirstEventTime    func(childComplexity int) int
+		ID                func(childComplexity int) int
+		IncidentID        func(childComplexity int) int
+		LastEventTime     func(childComplexity int) int
+		LastUpdateTime    func(childComplexity int) int
+		MachineID         func(childComplexity int) int
+		MitreTechniques   func(childComplexity int) int
+		RelatedUser       func(childComplexity int) int
+		ResolvedTime      func(childComplexity int) int
+		Severity          func(childComplexity int) int
+		Status            func(childComplexity int) int
+		ThreatName        func(childComplexity int) int
+		Title             func(childComplexity int) int
+	}
+
+	AlertUser struct {
+		DomainName func(childComplexity int) int
+		UserName   func(childComplexity int) int
+	}
+
 	EndpointQuota struct {
 		Call            func(childComplexity int) int
 		Endpoint        func(childComplexity int) int
@@ -65,12 +95,14 @@ type ComplexityRoot struct {
 		LeastPrevalentMachineID func(childComplexity int) int
 		LogOnMachinesCount      func(childComplexity int) int
 		LogonTypes              func(childComplexity int) int
+		Machines                func(childComplexity int) int
 		MostPrevalentMachineID  func(childComplexity int) int
 	}
 
 	Machine struct {
 		AadDeviceID            func(childComplexity int) int
 		AgentVersion           func(childComplexity int) int
+		Alerts                 func(childComplexity int, first *int) int
 		ComputerDNSName        func(childComplexity int) int
 		DefenderAvStatus       func(childComplexity int) int
 		DeviceValue            func(childComplexity int) int
@@ -103,9 +135,28 @@ type ComplexityRoot struct {
 		Version                func(childComplexity int) int
 	}
 
+	MachineConnection struct {
+		Edges    func(childComplexity int) int
+		Nodes    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	MachineEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	PageInfo struct {
+		EndCursor       func(childComplexity int) int
+		HasNextPage     func(childComplexity int) int
+		HasPreviousPage func(childComplexity int) int
+		StartCursor     func(childComplexity int) int
+	}
+
 	Query struct {
-		Machine func(childComplexity int, id string) int
-		Quota   func(childComplexity int) int
+		Machine  func(childComplexity int, id string) int
+		Machines func(childComplexity int, filter *model.MachineFilter, first *int, after *string) int
+		Quota    func(childComplexity int) int
 	}
 
 	QuotaWindow struct {
@@ -127,8 +178,16 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type LogonUserResolver interface {
+	Machines(ctx context.Context, obj *model.LogonUser) ([]*model.Machine, error)
+}
+type MachineResolver interface {
+	LogonUsers(ctx context.Context, obj *model.Machine) ([]*model.LogonUser, error)
+	Alerts(ctx context.Context, obj *model.Machine, first *int) ([]*model.Alert, error)
+}
 type QueryResolver interface {
 	Machine(ctx context.Context, id string) (*model.Machine, error)
+	Machines(ctx context.Context, filter *model.MachineFilter, first *int, after *string) (*model.MachineConnection, error)
 	Quota(ctx context.Context) ([]*model.EndpointQuota, error)
 }
 
@@ -149,6 +208,140 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "Alert.alertCreationTime":
+		if e.ComplexityRoot.Alert.AlertCreationTime == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.AlertCreationTime(childComplexity), true
+	case "Alert.category":
+		if e.ComplexityRoot.Alert.Category == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.Category(childComplexity), true
+	case "Alert.classification":
+		if e.ComplexityRoot.Alert.Classification == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.Classification(childComplexity), true
+	case "Alert.computerDnsName":
+		if e.ComplexityRoot.Alert.ComputerDNSName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.ComputerDNSName(childComplexity), true
+	case "Alert.description":
+		if e.ComplexityRoot.Alert.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.Description(childComplexity), true
+	case "Alert.detectionSource":
+		if e.ComplexityRoot.Alert.DetectionSource == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.DetectionSource(childComplexity), true
+	case "Alert.determination":
+		if e.ComplexityRoot.Alert.Determination == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.Determination(childComplexity), true
+	case "Alert.firstEventTime":
+		if e.ComplexityRoot.Alert.FirstEventTime == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.FirstEventTime(childComplexity), true
+	case "Alert.id":
+		if e.ComplexityRoot.Alert.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.ID(childComplexity), true
+	case "Alert.incidentId":
+		if e.ComplexityRoot.Alert.IncidentID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.IncidentID(childComplexity), true
+	case "Alert.lastEventTime":
+		if e.ComplexityRoot.Alert.LastEventTime == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.LastEventTime(childComplexity), true
+	case "Alert.lastUpdateTime":
+		if e.ComplexityRoot.Alert.LastUpdateTime == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.LastUpdateTime(childComplexity), true
+	case "Alert.machineId":
+		if e.ComplexityRoot.Alert.MachineID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.MachineID(childComplexity), true
+	case "Alert.mitreTechniques":
+		if e.ComplexityRoot.Alert.MitreTechniques == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.MitreTechniques(childComplexity), true
+	case "Alert.relatedUser":
+		if e.ComplexityRoot.Alert.RelatedUser == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.RelatedUser(childComplexity), true
+	case "Alert.resolvedTime":
+		if e.ComplexityRoot.Alert.ResolvedTime == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.ResolvedTime(childComplexity), true
+	case "Alert.severity":
+		if e.ComplexityRoot.Alert.Severity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.Severity(childComplexity), true
+	case "Alert.status":
+		if e.ComplexityRoot.Alert.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.Status(childComplexity), true
+	case "Alert.threatName":
+		if e.ComplexityRoot.Alert.ThreatName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.ThreatName(childComplexity), true
+	case "Alert.title":
+		if e.ComplexityRoot.Alert.Title == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.Title(childComplexity), true
+
+	case "AlertUser.domainName":
+		if e.ComplexityRoot.AlertUser.DomainName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AlertUser.DomainName(childComplexity), true
+	case "AlertUser.userName":
+		if e.ComplexityRoot.AlertUser.UserName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AlertUser.UserName(childComplexity), true
 
 	case "EndpointQuota.call":
 		if e.ComplexityRoot.EndpointQuota.Call == nil {
@@ -290,6 +483,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.LogonUser.LogonTypes(childComplexity), true
+	case "LogonUser.machines":
+		if e.ComplexityRoot.LogonUser.Machines == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LogonUser.Machines(childComplexity), true
 	case "LogonUser.mostPrevalentMachineId":
 		if e.ComplexityRoot.LogonUser.MostPrevalentMachineID == nil {
 			break
@@ -309,6 +508,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Machine.AgentVersion(childComplexity), true
+	case "Machine.alerts":
+		if e.ComplexityRoot.Machine.Alerts == nil {
+			break
+		}
+
+		args, err := ec.field_Machine_alerts_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Machine.Alerts(childComplexity, args["first"].(*int)), true
 	case "Machine.computerDnsName":
 		if e.ComplexityRoot.Machine.ComputerDNSName == nil {
 			break
@@ -490,6 +700,63 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Machine.Version(childComplexity), true
 
+	case "MachineConnection.edges":
+		if e.ComplexityRoot.MachineConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MachineConnection.Edges(childComplexity), true
+	case "MachineConnection.nodes":
+		if e.ComplexityRoot.MachineConnection.Nodes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MachineConnection.Nodes(childComplexity), true
+	case "MachineConnection.pageInfo":
+		if e.ComplexityRoot.MachineConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MachineConnection.PageInfo(childComplexity), true
+
+	case "MachineEdge.cursor":
+		if e.ComplexityRoot.MachineEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MachineEdge.Cursor(childComplexity), true
+	case "MachineEdge.node":
+		if e.ComplexityRoot.MachineEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MachineEdge.Node(childComplexity), true
+
+	case "PageInfo.endCursor":
+		if e.ComplexityRoot.PageInfo.EndCursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PageInfo.EndCursor(childComplexity), true
+	case "PageInfo.hasNextPage":
+		if e.ComplexityRoot.PageInfo.HasNextPage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PageInfo.HasNextPage(childComplexity), true
+	case "PageInfo.hasPreviousPage":
+		if e.ComplexityRoot.PageInfo.HasPreviousPage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PageInfo.HasPreviousPage(childComplexity), true
+	case "PageInfo.startCursor":
+		if e.ComplexityRoot.PageInfo.StartCursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
+
 	case "Query.machine":
 		if e.ComplexityRoot.Query.Machine == nil {
 			break
@@ -501,6 +768,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Machine(childComplexity, args["id"].(string)), true
+	case "Query.machines":
+		if e.ComplexityRoot.Query.Machines == nil {
+			break
+		}
+
+		args, err := ec.field_Query_machines_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Machines(childComplexity, args["filter"].(*model.MachineFilter), args["first"].(*int), args["after"].(*string)), true
 	case "Query.quota":
 		if e.ComplexityRoot.Query.Quota == nil {
 			break
@@ -566,7 +844,9 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	opCtx := graphql.GetOperationContext(ctx)
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
-		return graphql.NewInputUnmarshalerIndex()
+		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("MachineFilter", ec.unmarshalInputMachineFilter),
+		)
 	}
 	first := true
 
@@ -627,6 +907,104 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
+	{Name: "../schema/alert.graphqls", Input: `"""
+A detection Defender for Endpoint raised on a device: one entry of Defender's GET /api/machines/{id}/alerts answer (Defender's Alert resource). Its fields come with that answer and cost nothing more.
+"""
+type Alert {
+  "Defender's alert id, e.g. ` + "`" + `da637472900382838869_1364969609` + "`" + `."
+  id: ID!
+  "The incident the alert belongs to (Defender's incident id, a 64-bit number written as a string)."
+  incidentId: ID
+  "How severe Defender rates the alert."
+  severity: AlertSeverity
+  "Where the alert stands in its triage."
+  status: AlertStatus
+  "The analyst's verdict, once the alert is classified; null before."
+  classification: AlertClassification
+  "What the analyst found, in Defender's words (for instance Malware, SecurityTesting, NotMalicious, Other): a list Microsoft revises, so it is given as Defender sends it; null until set."
+  determination: String
+  "The kind of activity, e.g. CredentialAccess, Execution, Persistence."
+  category: String
+  "The alert's title, e.g. ` + "`" + `Credential dumping activity observed` + "`" + `."
+  title: String
+  "What Defender saw, in a sentence or two."
+  description: String
+  "What detected it, e.g. WindowsDefenderAtp (EDR), WindowsDefenderAv (antivirus), CustomDetection."
+  detectionSource: String
+  "When Defender raised the alert."
+  alertCreationTime: DateTime
+  "When the first event behind the alert happened on the device."
+  firstEventTime: DateTime
+  "When the last event behind the alert happened on the device."
+  lastEventTime: DateTime
+  "When the alert last changed."
+  lastUpdateTime: DateTime
+  "When the alert was resolved; null while it is not."
+  resolvedTime: DateTime
+  "The device the alert is about."
+  machineId: ID
+  "The device's computer DNS name, as the alert recorded it."
+  computerDnsName: String
+  "The threat's name, for antivirus detections (e.g. ` + "`" + `HackTool:Win32/Mimikatz.D` + "`" + `)."
+  threatName: String
+  "MITRE ATT&CK technique ids of the activity, e.g. T1003.001; empty when Defender names none."
+  mitreTechniques: [String!]!
+  "The account the alert is about, when there is one."
+  relatedUser: AlertUser
+}
+
+"""
+The account an alert is about, from the alert's own answer (no call of its own). Defender writes the domain in upper case (a NetBIOS name, ` + "`" + `CONTOSO` + "`" + `) where logon users have it in lower case: compare them ignoring case.
+"""
+type AlertUser {
+  "The account name without its domain."
+  userName: String
+  "The account's domain."
+  domainName: String
+}
+
+"How severe Defender rates an alert. OTHER stands for a value Defender added after this service was built; the service logs it."
+enum AlertSeverity {
+  "Defender gave no severity."
+  UNSPECIFIED
+  "Informational."
+  INFORMATIONAL
+  "Low severity."
+  LOW
+  "Medium severity."
+  MEDIUM
+  "High severity."
+  HIGH
+  "A value this service does not know yet."
+  OTHER
+}
+
+"Where an alert stands in its triage. OTHER stands for a value Defender added later."
+enum AlertStatus {
+  "Defender does not say."
+  UNKNOWN
+  "Not triaged yet."
+  NEW
+  "An analyst is on it."
+  IN_PROGRESS
+  "Closed."
+  RESOLVED
+  "A value this service does not know yet."
+  OTHER
+}
+
+"An analyst's verdict on an alert. OTHER stands for a value Defender added later."
+enum AlertClassification {
+  "A real threat."
+  TRUE_POSITIVE
+  "Real, and expected: security testing, a line-of-business application, confirmed activity."
+  INFORMATIONAL_EXPECTED_ACTIVITY
+  "Not a threat."
+  FALSE_POSITIVE
+  "A value this service does not know yet."
+  OTHER
+}
+`, BuiltIn: false},
 	{Name: "../schema/logonuser.graphqls", Input: `"""
 An account Defender has seen logging on to a device: one entry of Defender's GET /api/machines/{id}/logonusers answer.
 """
@@ -655,12 +1033,21 @@ type LogonUser {
   leastPrevalentMachineId: ID
   "How many devices the account has logged on to."
   logOnMachinesCount: Int
+
+  """
+  The devices Defender has seen this account log on to (GET /api/users/{accountName}/machines), in Defender's order, their detail fields included (they fill the cache: asking for them again costs nothing). Costs one upstream call per distinct account name in the request, however many devices the account appears under, shared with concurrent queries and cached; an account Defender does not know is an empty list. To a person, only the devices they may see.
+
+  Defender looks the account up by its bare name in every domain: for a local account (its domain is a host name), such as ` + "`" + `administrator` + "`" + `, this lists every device where any account of that name logged on, not only this host's.
+
+  Null, with one error at this field's path, when that call failed, or could not be made within the query's budget of upstream calls (QUERY_TOO_EXPENSIVE): the rest of the answer stays.
+  """
+  machines: [Machine!]
 }
 `, BuiltIn: false},
 	{Name: "../schema/machine.graphqls", Input: `"""
 A device onboarded to (or discovered by) Microsoft Defender for Endpoint: Defender's Machine entity.
 
-Every field but ` + "`" + `id` + "`" + ` is nullable, because each comes from an upstream call that can fail on its own: the detail fields all come from one call (GET /api/machines/{id}), ` + "`" + `logonUsers` + "`" + ` from another. When one call fails, the fields it would have given are null, the others keep their values, and one error says why, with the path of the field the call would have given: the machine itself for the detail fields, ` + "`" + `logonUsers` + "`" + ` for the logon users. A detail field is also null when Defender leaves it empty; an error at the machine's path tells the two apart.
+Every field but ` + "`" + `id` + "`" + ` is nullable, because each comes from an upstream call that can fail on its own: the detail fields all come from one call (GET /api/machines/{id}, or the list answer that gave the device: ` + "`" + `Query.machines` + "`" + `, ` + "`" + `LogonUser.machines` + "`" + `), ` + "`" + `logonUsers` + "`" + ` and ` + "`" + `alerts` + "`" + ` from one call each. When one call fails, the fields it would have given are null, the others keep their values, and one error says why, with the path of the field the call would have given: the machine itself for the detail fields, ` + "`" + `logonUsers` + "`" + ` or ` + "`" + `alerts` + "`" + ` for theirs. A detail field is also null when Defender leaves it empty; an error at the machine's path tells the two apart.
 """
 type Machine {
   "The device id: 40 lower-case hex digits, stable for the life of the device in Defender."
@@ -728,9 +1115,19 @@ type Machine {
   """
   Users Defender has seen logging on to the device (GET /api/machines/{id}/logonusers), as Defender returns them; empty when Defender reports none. Costs one upstream call per device, shared by every query that asks.
 
-  Null, with one error at this field's path, when that call failed while the device is shown to exist (its details were fetched): the device's other fields keep their values. (It used to be non-null, so that one failing call erased the whole machine.)
+  Null, with one error at this field's path, when that call failed while the device is shown to exist (its details were fetched, a list held it): the device's other fields keep their values. (It used to be non-null, so that one failing call erased the whole machine.)
   """
   logonUsers: [LogonUser!]
+
+  """
+  The alerts Defender raised on the device (GET /api/machines/{id}/alerts), in Defender's order; empty when there are none. Costs one upstream call per device, whatever ` + "`" + `first` + "`" + ` is, shared by every field and query that asks.
+
+  Null, with one error at this field's path, when that call failed while the device is shown to exist: the device's other fields keep their values.
+  """
+  alerts(
+    "At most this many alerts (1 to 1000); all of them when left out. The call is the same either way: the rest are dropped here."
+    first: Int
+  ): [Alert!]
 }
 
 """
@@ -833,6 +1230,64 @@ type VmMetadata {
   subscriptionId: String
 }
 `, BuiltIn: false},
+	{Name: "../schema/machines.graphqls", Input: `"""
+Which devices ` + "`" + `Query.machines` + "`" + ` lists (the filter changes no cost: a page is one call whatever it holds). Each field given narrows the list (the conditions are joined with ` + "`" + `and` + "`" + `); leave out what should not. Translated into Defender's OData ` + "`" + `$filter` + "`" + ` with only the properties Defender documents as filterable; text is quoted, never pasted, so no value can add a condition. A value Defender cannot take (a control character, ` + "`" + `OTHER` + "`" + `, an empty string) fails with BAD_USER_INPUT before any upstream call.
+"""
+input MachineFilter {
+  "Devices whose computer DNS name starts with this, ignoring case (` + "`" + `startswith(computerDnsName,'…')` + "`" + `), e.g. ` + "`" + `desk-` + "`" + `."
+  computerDnsNamePrefix: String
+  "Devices with this sensor health."
+  healthStatus: HealthStatus
+  "Devices with this risk score."
+  riskScore: RiskScore
+  "Devices with this exposure level."
+  exposureLevel: ExposureLevel
+  "Devices of this operating system platform, in Defender's spelling: Windows10, Windows11, WindowsServer2022, Linux, macOS, …"
+  osPlatform: String
+  "Devices carrying this tag (` + "`" + `machineTags/any(t: t eq '…')` + "`" + `)."
+  machineTag: String
+  "Devices last seen after this instant."
+  lastSeenAfter: DateTime
+  "Devices last seen before this instant."
+  lastSeenBefore: DateTime
+  "Devices of this device group (Defender's rbacGroupId, a number)."
+  deviceGroupId: ID
+}
+
+"""
+A page of devices (a Relay connection). Each page is one upstream call (GET /api/machines with ` + "`" + `$top` + "`" + ` and ` + "`" + `$skip` + "`" + `), cached and shared like any answer; its devices' detail fields come with it and cost nothing more.
+
+` + "`" + `edges` + "`" + `, ` + "`" + `nodes` + "`" + ` and ` + "`" + `pageInfo` + "`" + ` are null, with one error at the connection's path, when that call failed (quota spent, Defender failing) or an argument was refused (BAD_USER_INPUT); the rest of the answer stays. (Relay's ` + "`" + `pageInfo` + "`" + ` is non-null; here it is nullable so that one failed call cannot erase the whole answer.)
+"""
+type MachineConnection {
+  "The devices of this page, each with its cursor."
+  edges: [MachineEdge!]
+  "The devices of this page, without cursors."
+  nodes: [Machine!]
+  "Where this page is in the list."
+  pageInfo: PageInfo
+}
+
+"One device of a page, and the cursor that points at it; both come with the page's call."
+type MachineEdge {
+  "An opaque cursor: pass it as ` + "`" + `after` + "`" + ` for the devices that follow this one (with the same filter)."
+  cursor: String!
+  "The device."
+  node: Machine!
+}
+
+"Where a page is in a list (Relay's PageInfo); it comes with the page's call."
+type PageInfo {
+  "Whether more devices follow: the service asks Defender for one device more than ` + "`" + `first` + "`" + `, so this is known for sure, with no further call."
+  hasNextPage: Boolean!
+  "Whether devices come before this page (it starts after a cursor)."
+  hasPreviousPage: Boolean!
+  "The cursor of the page's first device; null for an empty page."
+  startCursor: String
+  "The cursor of the page's last device, to pass as ` + "`" + `after` + "`" + ` for the next page; null for an empty page."
+  endCursor: String
+}
+`, BuiltIn: false},
 	{Name: "../schema/quota.graphqls", Input: `"""
 The rate limit of one upstream endpoint family, as this service spends it. Defender allows each endpoint a number of calls in any sliding minute and in any sliding hour, for the whole application; this service never goes past either. Every answer carries the same object for each family in ` + "`" + `extensions.quota` + "`" + `, keyed by ` + "`" + `endpoint` + "`" + `.
 """
@@ -879,9 +1334,9 @@ type Query {
   """
   A device that Defender for Endpoint knows, by its device id (40 hex digits, as in the Defender portal's URL) or by its computer DNS name (for example ` + "`" + `desk-4f2a91.contoso.local` + "`" + `).
 
-  Selecting only ` + "`" + `logonUsers` + "`" + ` (with ` + "`" + `id` + "`" + ` or ` + "`" + `__typename` + "`" + ` if wanted) costs one upstream call (` + "`" + `GET /api/machines/{id}/logonusers` + "`" + `). Device details (` + "`" + `GET /api/machines/{id}` + "`" + `) are fetched only when a detail field is selected, when the device is named by its computer name, or when nothing else is selected (` + "`" + `{ id }` + "`" + ` alone must still learn whether the device exists).
+  Selecting only ` + "`" + `logonUsers` + "`" + ` (with ` + "`" + `id` + "`" + ` or ` + "`" + `__typename` + "`" + ` if wanted) costs one upstream call (` + "`" + `GET /api/machines/{id}/logonusers` + "`" + `), ` + "`" + `alerts` + "`" + ` one more (` + "`" + `GET /api/machines/{id}/alerts` + "`" + `). Device details (` + "`" + `GET /api/machines/{id}` + "`" + `) are fetched only when a detail field is selected, when the device is named by its computer name, or when neither ` + "`" + `logonUsers` + "`" + ` nor ` + "`" + `alerts` + "`" + ` is selected (` + "`" + `{ id }` + "`" + ` alone must still learn whether the device exists).
 
-  Null, with exactly one error whose ` + "`" + `extensions.code` + "`" + ` is ` + "`" + `NOT_FOUND` + "`" + `, when Defender does not know the device: its path is where that was found, ` + "`" + `["machine"]` + "`" + ` from the details call, ` + "`" + `["machine", "logonUsers"]` + "`" + ` when only logon users were asked for (that call's 404 is then the only evidence). An id that is neither shape fails with ` + "`" + `BAD_USER_INPUT` + "`" + ` before any upstream call.
+  Null, with exactly one error whose ` + "`" + `extensions.code` + "`" + ` is ` + "`" + `NOT_FOUND` + "`" + `, when Defender does not know the device (or, to a person, may not show it): its path is where that was found, ` + "`" + `["machine"]` + "`" + ` from the details call, ` + "`" + `["machine", "logonUsers"]` + "`" + ` or ` + "`" + `["machine", "alerts"]` + "`" + ` when no detail was asked for and that call's 404 is the only evidence. A 404 from ` + "`" + `logonUsers` + "`" + ` or ` + "`" + `alerts` + "`" + ` for a device another call has just shown to exist nulls only that field. An id that is neither shape fails with ` + "`" + `BAD_USER_INPUT` + "`" + ` before any upstream call.
 
   Null also when every call the selection needed failed (quota spent, Defender failing): one error per failed call. As soon as one call answered, the machine is there: a failed call nulls only its own fields (see ` + "`" + `Machine` + "`" + `).
 
@@ -891,6 +1346,22 @@ type Query {
     "The device id (40 hex digits) or the computer DNS name of the device."
     id: ID!
   ): Machine
+
+  """
+  The devices Defender knows (or, to a person, may show), a page at a time, in Defender's order: a Relay connection over GET /api/machines.
+
+  Each page costs one upstream call, shared and cached per filter and page like any answer: the service pages with ` + "`" + `$top` + "`" + ` and ` + "`" + `$skip` + "`" + ` (Defender sends no ` + "`" + `@odata.nextLink` + "`" + ` with ` + "`" + `$top` + "`" + `, and without it users report one missing or repeating), asking for ` + "`" + `first` + "`" + ` + 1 devices so that ` + "`" + `pageInfo.hasNextPage` + "`" + ` is known for sure. A tenant with no recent devices (Defender's 404) is an empty page. The devices' detail fields come with the page and cost nothing more; their ` + "`" + `logonUsers` + "`" + ` and ` + "`" + `alerts` + "`" + ` cost one call per device, so ` + "`" + `first` + "`" + ` bounds what a query below the page can cost (see MAX_UPSTREAM_CALLS_PER_QUERY).
+
+  Never null: a failed page call or a refused argument (BAD_USER_INPUT: ` + "`" + `first` + "`" + ` out of range, a cursor of another filter, a filter value Defender cannot take) nulls the connection's fields, with one error at this field's path.
+  """
+  machines(
+    "Which devices; all of them when left out."
+    filter: MachineFilter
+    "How many devices per page: 1 to 1000, 50 when left out. Pages of more than 1000 devices make answers of megabytes; Defender's own limit is 10000."
+    first: Int
+    "The ` + "`" + `cursor` + "`" + ` (or ` + "`" + `pageInfo.endCursor` + "`" + `) of the device to continue after, from a page with the same filter."
+    after: String
+  ): MachineConnection!
 
   """
   The service's view of Defender's rate limits, one entry per upstream endpoint family: how much of the quota is spent in the sliding minute and hour, and when the next call can go out. Reading it costs no upstream call.
@@ -906,6 +1377,62 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // childFields_* functions provide shared child field context lookups.
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
+
+func (ec *executionContext) childFields_Alert(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Alert_id(ctx, field)
+	case "incidentId":
+		return ec.fieldContext_Alert_incidentId(ctx, field)
+	case "severity":
+		return ec.fieldContext_Alert_severity(ctx, field)
+	case "status":
+		return ec.fieldContext_Alert_status(ctx, field)
+	case "classification":
+		return ec.fieldContext_Alert_classification(ctx, field)
+	case "determination":
+		return ec.fieldContext_Alert_determination(ctx, field)
+	case "category":
+		return ec.fieldContext_Alert_category(ctx, field)
+	case "title":
+		return ec.fieldContext_Alert_title(ctx, field)
+	case "description":
+		return ec.fieldContext_Alert_description(ctx, field)
+	case "detectionSource":
+		return ec.fieldContext_Alert_detectionSource(ctx, field)
+	case "alertCreationTime":
+		return ec.fieldContext_Alert_alertCreationTime(ctx, field)
+	case "firstEventTime":
+		return ec.fieldContext_Alert_firstEventTime(ctx, field)
+	case "lastEventTime":
+		return ec.fieldContext_Alert_lastEventTime(ctx, field)
+	case "lastUpdateTime":
+		return ec.fieldContext_Alert_lastUpdateTime(ctx, field)
+	case "resolvedTime":
+		return ec.fieldContext_Alert_resolvedTime(ctx, field)
+	case "machineId":
+		return ec.fieldContext_Alert_machineId(ctx, field)
+	case "computerDnsName":
+		return ec.fieldContext_Alert_computerDnsName(ctx, field)
+	case "threatName":
+		return ec.fieldContext_Alert_threatName(ctx, field)
+	case "mitreTechniques":
+		return ec.fieldContext_Alert_mitreTechniques(ctx, field)
+	case "relatedUser":
+		return ec.fieldContext_Alert_relatedUser(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Alert", field.Name)
+}
+
+func (ec *executionContext) childFields_AlertUser(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "userName":
+		return ec.fieldContext_AlertUser_userName(ctx, field)
+	case "domainName":
+		return ec.fieldContext_AlertUser_domainName(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AlertUser", field.Name)
+}
 
 func (ec *executionContext) childFields_EndpointQuota(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
@@ -969,6 +1496,8 @@ func (ec *executionContext) childFields_LogonUser(ctx context.Context, field gra
 		return ec.fieldContext_LogonUser_leastPrevalentMachineId(ctx, field)
 	case "logOnMachinesCount":
 		return ec.fieldContext_LogonUser_logOnMachinesCount(ctx, field)
+	case "machines":
+		return ec.fieldContext_LogonUser_machines(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type LogonUser", field.Name)
 }
@@ -1039,8 +1568,46 @@ func (ec *executionContext) childFields_Machine(ctx context.Context, field graph
 		return ec.fieldContext_Machine_vmMetadata(ctx, field)
 	case "logonUsers":
 		return ec.fieldContext_Machine_logonUsers(ctx, field)
+	case "alerts":
+		return ec.fieldContext_Machine_alerts(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Machine", field.Name)
+}
+
+func (ec *executionContext) childFields_MachineConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_MachineConnection_edges(ctx, field)
+	case "nodes":
+		return ec.fieldContext_MachineConnection_nodes(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_MachineConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MachineConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_MachineEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_MachineEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_MachineEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MachineEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "hasNextPage":
+		return ec.fieldContext_PageInfo_hasNextPage(ctx, field)
+	case "hasPreviousPage":
+		return ec.fieldContext_PageInfo_hasPreviousPage(ctx, field)
+	case "startCursor":
+		return ec.fieldContext_PageInfo_startCursor(ctx, field)
+	case "endCursor":
+		return ec.fieldContext_PageInfo_endCursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
 }
 
 func (ec *executionContext) childFields_QuotaWindow(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1187,6 +1754,20 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 
 // region    ***************************** args.gotpl *****************************
 
+func (ec *executionContext) field_Machine_alerts_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1212,6 +1793,36 @@ func (ec *executionContext) field_Query_machine_args(ctx context.Context, rawArg
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_machines_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "filter",
+		func(ctx context.Context, v any) (*model.MachineFilter, error) {
+			return ec.unmarshalOMachineFilter2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachineFilter(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["filter"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
 	return args, nil
 }
 
@@ -1288,6 +1899,521 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 // endregion ***************************** args.gotpl *****************************
 
 // region    **************************** field.gotpl *****************************
+
+func (ec *executionContext) _Alert_id(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Alert_incidentId(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_incidentId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.IncidentID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_incidentId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Alert_severity(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_severity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Severity, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AlertSeverity) graphql.Marshaler {
+			return ec.marshalOAlertSeverity2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐAlertSeverity(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_severity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "AlertSeverity")
+}
+
+func (ec *executionContext) _Alert_status(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AlertStatus) graphql.Marshaler {
+			return ec.marshalOAlertStatus2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐAlertStatus(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "AlertStatus")
+}
+
+func (ec *executionContext) _Alert_classification(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_classification(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Classification, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AlertClassification) graphql.Marshaler {
+			return ec.marshalOAlertClassification2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐAlertClassification(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_classification(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "AlertClassification")
+}
+
+func (ec *executionContext) _Alert_determination(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_determination(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Determination, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_determination(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "String")
+}
+
+func (ec *executionContext) _Alert_category(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_category(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Category, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_category(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "String")
+}
+
+func (ec *executionContext) _Alert_title(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_title(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Title, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_title(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "String")
+}
+
+func (ec *executionContext) _Alert_description(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_description(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Description, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "String")
+}
+
+func (ec *executionContext) _Alert_detectionSource(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_detectionSource(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DetectionSource, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_detectionSource(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "String")
+}
+
+func (ec *executionContext) _Alert_alertCreationTime(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_alertCreationTime(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AlertCreationTime, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalODateTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_alertCreationTime(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _Alert_firstEventTime(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_firstEventTime(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FirstEventTime, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalODateTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_firstEventTime(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _Alert_lastEventTime(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_lastEventTime(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastEventTime, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalODateTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_lastEventTime(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _Alert_lastUpdateTime(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_lastUpdateTime(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastUpdateTime, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalODateTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_lastUpdateTime(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _Alert_resolvedTime(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_resolvedTime(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResolvedTime, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalODateTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_resolvedTime(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _Alert_machineId(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_machineId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MachineID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_machineId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Alert_computerDnsName(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_computerDnsName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ComputerDNSName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_computerDnsName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "String")
+}
+
+func (ec *executionContext) _Alert_threatName(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_threatName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ThreatName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_threatName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "String")
+}
+
+func (ec *executionContext) _Alert_mitreTechniques(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_mitreTechniques(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MitreTechniques, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_mitreTechniques(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "String")
+}
+
+func (ec *executionContext) _Alert_relatedUser(ctx context.Context, field graphql.CollectedField, obj *model.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_relatedUser(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RelatedUser, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AlertUser) graphql.Marshaler {
+			return ec.marshalOAlertUser2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐAlertUser(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_relatedUser(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Alert",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AlertUser(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AlertUser_userName(ctx context.Context, field graphql.CollectedField, obj *model.AlertUser) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AlertUser_userName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UserName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AlertUser_userName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AlertUser", field, false, false, "String")
+}
+
+func (ec *executionContext) _AlertUser_domainName(ctx context.Context, field graphql.CollectedField, obj *model.AlertUser) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AlertUser_domainName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DomainName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AlertUser_domainName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AlertUser", field, false, false, "String")
+}
 
 func (ec *executionContext) _EndpointQuota_endpoint(ctx context.Context, field graphql.CollectedField, obj *model.EndpointQuota) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
@@ -1857,6 +2983,38 @@ func (ec *executionContext) _LogonUser_logOnMachinesCount(ctx context.Context, f
 }
 func (ec *executionContext) fieldContext_LogonUser_logOnMachinesCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("LogonUser", field, false, false, "Int")
+}
+
+func (ec *executionContext) _LogonUser_machines(ctx context.Context, field graphql.CollectedField, obj *model.LogonUser) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LogonUser_machines(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.LogonUser().Machines(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Machine) graphql.Marshaler {
+			return ec.marshalOMachine2ᚕᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachineᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_LogonUser_machines(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "LogonUser",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Machine(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Machine_id(ctx context.Context, field graphql.CollectedField, obj *model.Machine) (ret graphql.Marshaler) {
@@ -2599,7 +3757,7 @@ func (ec *executionContext) _Machine_logonUsers(ctx context.Context, field graph
 			return ec.fieldContext_Machine_logonUsers(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.LogonUsers, nil
+			return ec.Resolvers.Machine().LogonUsers(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.LogonUser) graphql.Marshaler {
@@ -2613,13 +3771,300 @@ func (ec *executionContext) fieldContext_Machine_logonUsers(_ context.Context, f
 	fc = &graphql.FieldContext{
 		Object:     "Machine",
 		Field:      field,
-		IsMethod:   false,
-		IsResolver: false,
+		IsMethod:   true,
+		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_LogonUser(ctx, field)
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Machine_alerts(ctx context.Context, field graphql.CollectedField, obj *model.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_alerts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Machine().Alerts(ctx, obj, fc.Args["first"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Alert) graphql.Marshaler {
+			return ec.marshalOAlert2ᚕᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐAlertᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_alerts(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Machine",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Alert(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Machine_alerts_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MachineConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.MachineConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MachineConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.MachineEdge) graphql.Marshaler {
+			return ec.marshalOMachineEdge2ᚕᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachineEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MachineConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MachineConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MachineEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MachineConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *model.MachineConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MachineConnection_nodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Nodes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Machine) graphql.Marshaler {
+			return ec.marshalOMachine2ᚕᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachineᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MachineConnection_nodes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MachineConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Machine(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MachineConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.MachineConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MachineConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalOPageInfo2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MachineConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MachineConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MachineEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.MachineEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MachineEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MachineEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MachineEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _MachineEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.MachineEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MachineEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Machine) graphql.Marshaler {
+			return ec.marshalNMachine2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachine(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MachineEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MachineEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Machine(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PageInfo_hasNextPage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HasNextPage, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PageInfo_hasNextPage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PageInfo_hasPreviousPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PageInfo_hasPreviousPage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HasPreviousPage, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PageInfo_hasPreviousPage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PageInfo_startCursor(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PageInfo_startCursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StartCursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PageInfo_startCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
+}
+
+func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PageInfo_endCursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EndCursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
 }
 
 func (ec *executionContext) _Query_machine(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -2660,6 +4105,50 @@ func (ec *executionContext) fieldContext_Query_machine(ctx context.Context, fiel
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_machine_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_machines(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_machines(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Machines(ctx, fc.Args["filter"].(*model.MachineFilter), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.MachineConnection) graphql.Marshaler {
+			return ec.marshalNMachineConnection2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachineConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_machines(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MachineConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_machines_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -4031,6 +5520,104 @@ func (ec *executionContext) fieldContext___Type_isOneOf(_ context.Context, field
 
 // region    **************************** input.gotpl *****************************
 
+func (ec *executionContext) unmarshalInputMachineFilter(ctx context.Context, obj any) (model.MachineFilter, error) {
+	var it model.MachineFilter
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"computerDnsNamePrefix", "healthStatus", "riskScore", "exposureLevel", "osPlatform", "machineTag", "lastSeenAfter", "lastSeenBefore", "deviceGroupId"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "computerDnsNamePrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("computerDnsNamePrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ComputerDNSNamePrefix = data
+		case "healthStatus":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("healthStatus"))
+			data, err := ec.unmarshalOHealthStatus2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐHealthStatus(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.HealthStatus = data
+		case "riskScore":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("riskScore"))
+			data, err := ec.unmarshalORiskScore2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐRiskScore(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RiskScore = data
+		case "exposureLevel":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("exposureLevel"))
+			data, err := ec.unmarshalOExposureLevel2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐExposureLevel(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExposureLevel = data
+		case "osPlatform":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("osPlatform"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OsPlatform = data
+		case "machineTag":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("machineTag"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MachineTag = data
+		case "lastSeenAfter":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("lastSeenAfter"))
+			data, err := ec.unmarshalODateTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LastSeenAfter = data
+		case "lastSeenBefore":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("lastSeenBefore"))
+			data, err := ec.unmarshalODateTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LastSeenBefore = data
+		case "deviceGroupId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("deviceGroupId"))
+			data, err := ec.unmarshalOID2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DeviceGroupID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalMachineFilter unmarshals raw into the MachineFilter input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalMachineFilter(ctx context.Context, raw any) (model.MachineFilter, error) {
+	var out model.MachineFilter
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "MachineFilter", raw, &out)
+	return out, err
+}
+
 // endregion **************************** input.gotpl *****************************
 
 // region    ************************** interface.gotpl ***************************
@@ -4038,6 +5625,172 @@ func (ec *executionContext) fieldContext___Type_isOneOf(_ context.Context, field
 // endregion ************************** interface.gotpl ***************************
 
 // region    **************************** object.gotpl ****************************
+
+var alertImplementors = []string{"Alert"}
+
+func (ec *executionContext) _Alert(ctx context.Context, sel ast.SelectionSet, obj *model.Alert) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, alertImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Alert")
+		case "id":
+			out.Values[i] = ec._Alert_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "incidentId":
+			out.Values[i] = ec._Alert_incidentId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "severity":
+			out.Values[i] = ec._Alert_severity(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._Alert_status(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "classification":
+			out.Values[i] = ec._Alert_classification(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "determination":
+			out.Values[i] = ec._Alert_determination(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "category":
+			out.Values[i] = ec._Alert_category(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "title":
+			out.Values[i] = ec._Alert_title(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "description":
+			out.Values[i] = ec._Alert_description(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "detectionSource":
+			out.Values[i] = ec._Alert_detectionSource(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "alertCreationTime":
+			out.Values[i] = ec._Alert_alertCreationTime(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "firstEventTime":
+			out.Values[i] = ec._Alert_firstEventTime(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "lastEventTime":
+			out.Values[i] = ec._Alert_lastEventTime(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "lastUpdateTime":
+			out.Values[i] = ec._Alert_lastUpdateTime(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "resolvedTime":
+			out.Values[i] = ec._Alert_resolvedTime(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "machineId":
+			out.Values[i] = ec._Alert_machineId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "computerDnsName":
+			out.Values[i] = ec._Alert_computerDnsName(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "threatName":
+			out.Values[i] = ec._Alert_threatName(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "mitreTechniques":
+			out.Values[i] = ec._Alert_mitreTechniques(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "relatedUser":
+			out.Values[i] = ec._Alert_relatedUser(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var alertUserImplementors = []string{"AlertUser"}
+
+func (ec *executionContext) _AlertUser(ctx context.Context, sel ast.SelectionSet, obj *model.AlertUser) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, alertUserImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AlertUser")
+		case "userName":
+			out.Values[i] = ec._AlertUser_userName(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "domainName":
+			out.Values[i] = ec._AlertUser_domainName(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
 
 var endpointQuotaImplementors = []string{"EndpointQuota"}
 
@@ -4169,63 +5922,69 @@ func (ec *executionContext) _LogonUser(ctx context.Context, sel ast.SelectionSet
 		case "id":
 			out.Values[i] = ec._LogonUser_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "accountName":
 			out.Values[i] = ec._LogonUser_accountName(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "accountDomain":
 			out.Values[i] = ec._LogonUser_accountDomain(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "accountSid":
 			out.Values[i] = ec._LogonUser_accountSid(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "firstSeen":
 			out.Values[i] = ec._LogonUser_firstSeen(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "lastSeen":
 			out.Values[i] = ec._LogonUser_lastSeen(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "logonTypes":
 			out.Values[i] = ec._LogonUser_logonTypes(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "isDomainAdmin":
 			out.Values[i] = ec._LogonUser_isDomainAdmin(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "isOnlyNetworkUser":
 			out.Values[i] = ec._LogonUser_isOnlyNetworkUser(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "mostPrevalentMachineId":
 			out.Values[i] = ec._LogonUser_mostPrevalentMachineId(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "leastPrevalentMachineId":
 			out.Values[i] = ec._LogonUser_leastPrevalentMachineId(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "logOnMachinesCount":
 			out.Values[i] = ec._LogonUser_logOnMachinesCount(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "machines":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._LogonUser_machines(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -4257,160 +6016,296 @@ func (ec *executionContext) _Machine(ctx context.Context, sel ast.SelectionSet, 
 		case "id":
 			out.Values[i] = ec._Machine_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "computerDnsName":
 			out.Values[i] = ec._Machine_computerDnsName(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "firstSeen":
 			out.Values[i] = ec._Machine_firstSeen(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "lastSeen":
 			out.Values[i] = ec._Machine_lastSeen(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "osPlatform":
 			out.Values[i] = ec._Machine_osPlatform(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "osVersion":
 			out.Values[i] = ec._Machine_osVersion(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "osProcessor":
 			out.Values[i] = ec._Machine_osProcessor(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "osArchitecture":
 			out.Values[i] = ec._Machine_osArchitecture(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "version":
 			out.Values[i] = ec._Machine_version(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "osBuild":
 			out.Values[i] = ec._Machine_osBuild(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "lastIpAddress":
 			out.Values[i] = ec._Machine_lastIpAddress(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "lastExternalIpAddress":
 			out.Values[i] = ec._Machine_lastExternalIpAddress(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "agentVersion":
 			out.Values[i] = ec._Machine_agentVersion(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "healthStatus":
 			out.Values[i] = ec._Machine_healthStatus(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "onboardingStatus":
 			out.Values[i] = ec._Machine_onboardingStatus(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "riskScore":
 			out.Values[i] = ec._Machine_riskScore(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "exposureLevel":
 			out.Values[i] = ec._Machine_exposureLevel(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "deviceValue":
 			out.Values[i] = ec._Machine_deviceValue(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "rbacGroupId":
 			out.Values[i] = ec._Machine_rbacGroupId(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "rbacGroupName":
 			out.Values[i] = ec._Machine_rbacGroupName(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "isAadJoined":
 			out.Values[i] = ec._Machine_isAadJoined(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "aadDeviceId":
 			out.Values[i] = ec._Machine_aadDeviceId(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "machineTags":
 			out.Values[i] = ec._Machine_machineTags(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "ipAddresses":
 			out.Values[i] = ec._Machine_ipAddresses(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "defenderAvStatus":
 			out.Values[i] = ec._Machine_defenderAvStatus(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "managedBy":
 			out.Values[i] = ec._Machine_managedBy(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "isPotentialDuplication":
 			out.Values[i] = ec._Machine_isPotentialDuplication(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "mergedIntoMachineId":
 			out.Values[i] = ec._Machine_mergedIntoMachineId(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "isExcluded":
 			out.Values[i] = ec._Machine_isExcluded(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "exclusionReason":
 			out.Values[i] = ec._Machine_exclusionReason(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "vmMetadata":
 			out.Values[i] = ec._Machine_vmMetadata(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "logonUsers":
-			out.Values[i] = ec._Machine_logonUsers(ctx, field, obj)
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Machine_logonUsers(ctx, field, obj)
+				})
+		case "alerts":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Machine_alerts(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var machineConnectionImplementors = []string{"MachineConnection"}
+
+func (ec *executionContext) _MachineConnection(ctx context.Context, sel ast.SelectionSet, obj *model.MachineConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, machineConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MachineConnection")
+		case "edges":
+			out.Values[i] = ec._MachineConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "nodes":
+			out.Values[i] = ec._MachineConnection_nodes(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._MachineConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var machineEdgeImplementors = []string{"MachineEdge"}
+
+func (ec *executionContext) _MachineEdge(ctx context.Context, sel ast.SelectionSet, obj *model.MachineEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, machineEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MachineEdge")
+		case "cursor":
+			out.Values[i] = ec._MachineEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._MachineEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var pageInfoImplementors = []string{"PageInfo"}
+
+func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet, obj *model.PageInfo) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pageInfoImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PageInfo")
+		case "hasNextPage":
+			out.Values[i] = ec._PageInfo_hasNextPage(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "hasPreviousPage":
+			out.Values[i] = ec._PageInfo_hasPreviousPage(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "startCursor":
+			out.Values[i] = ec._PageInfo_startCursor(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "endCursor":
+			out.Values[i] = ec._PageInfo_endCursor(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
@@ -4455,6 +6350,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_machine(ctx, field)
+				})
+		case "machines":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_machines(ctx, field)
 				})
 		case "quota":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -4951,6 +6852,14 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 
 // region    ***************************** type.gotpl *****************************
 
+func (ec *executionContext) marshalNAlert2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐAlert(ctx context.Context, sel ast.SelectionSet, v *model.Alert) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Alert!")
+		return graphql.Null
+	}
+	return ec._Alert(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -5045,6 +6954,30 @@ func (ec *executionContext) marshalNLogonUser2ᚖgithubᚗcomᚋmdegraphᚋmdegr
 		return graphql.Null
 	}
 	return ec._LogonUser(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMachine2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachine(ctx context.Context, sel ast.SelectionSet, v *model.Machine) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Machine!")
+		return graphql.Null
+	}
+	return ec._Machine(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMachineConnection2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachineConnection(ctx context.Context, sel ast.SelectionSet, v *model.MachineConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MachineConnection!")
+		return graphql.Null
+	}
+	return ec._MachineConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMachineEdge2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachineEdge(ctx context.Context, sel ast.SelectionSet, v *model.MachineEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MachineEdge!")
+		return graphql.Null
+	}
+	return ec._MachineEdge(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNQuotaWindow2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐQuotaWindow(ctx context.Context, sel ast.SelectionSet, v *model.QuotaWindow) graphql.Marshaler {
@@ -5240,6 +7173,80 @@ func (ec *executionContext) marshalN__TypeKind2string(ctx context.Context, sel a
 	return res
 }
 
+func (ec *executionContext) marshalOAlert2ᚕᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐAlertᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Alert) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAlert2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐAlert(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalOAlertClassification2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐAlertClassification(ctx context.Context, v any) (*model.AlertClassification, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.AlertClassification)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAlertClassification2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐAlertClassification(ctx context.Context, sel ast.SelectionSet, v *model.AlertClassification) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalOAlertSeverity2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐAlertSeverity(ctx context.Context, v any) (*model.AlertSeverity, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.AlertSeverity)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAlertSeverity2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐAlertSeverity(ctx context.Context, sel ast.SelectionSet, v *model.AlertSeverity) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalOAlertStatus2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐAlertStatus(ctx context.Context, v any) (*model.AlertStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.AlertStatus)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAlertStatus2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐAlertStatus(ctx context.Context, sel ast.SelectionSet, v *model.AlertStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) marshalOAlertUser2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐAlertUser(ctx context.Context, sel ast.SelectionSet, v *model.AlertUser) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._AlertUser(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -5410,11 +7417,57 @@ func (ec *executionContext) marshalOLogonUser2ᚕᚖgithubᚗcomᚋmdegraphᚋmd
 	return ret
 }
 
+func (ec *executionContext) marshalOMachine2ᚕᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachineᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Machine) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNMachine2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachine(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalOMachine2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachine(ctx context.Context, sel ast.SelectionSet, v *model.Machine) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
 	return ec._Machine(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOMachineEdge2ᚕᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachineEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.MachineEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNMachineEdge2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachineEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalOMachineFilter2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐMachineFilter(ctx context.Context, v any) (*model.MachineFilter, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputMachineFilter(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalOOnboardingStatus2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐOnboardingStatus(ctx context.Context, v any) (*model.OnboardingStatus, error) {
@@ -5431,6 +7484,13 @@ func (ec *executionContext) marshalOOnboardingStatus2ᚖgithubᚗcomᚋmdegraph�
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) marshalOPageInfo2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._PageInfo(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalORiskScore2ᚖgithubᚗcomᚋmdegraphᚋmdegraphᚋgraphᚋmodelᚐRiskScore(ctx context.Context, v any) (*model.RiskScore, error) {

@@ -3,6 +3,7 @@ package resolvers
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -61,6 +62,64 @@ func (r *Resolver) toMachine(ctx context.Context, m *defender.Machine) *model.Ma
 	return out
 }
 
+// toMachines maps a list of machines; their logonUsers and alerts are left to the field
+// resolvers.
+func (r *Resolver) toMachines(ctx context.Context, ms []defender.Machine) []*model.Machine {
+	out := make([]*model.Machine, len(ms))
+	for i := range ms {
+		out[i] = r.toMachine(ctx, &ms[i])
+	}
+	return out
+}
+
+func toLogonUsers(users []defender.User) []*model.LogonUser {
+	out := make([]*model.LogonUser, len(users))
+	for i, u := range users {
+		out[i] = toLogonUser(u)
+	}
+	return out
+}
+
+// toAlerts maps Defender's alerts; enum values the schema does not know become OTHER.
+func (r *Resolver) toAlerts(ctx context.Context, alerts []defender.Alert) []*model.Alert {
+	out := make([]*model.Alert, len(alerts))
+	for i := range alerts {
+		a := &alerts[i]
+		m := &model.Alert{
+			ID:                a.ID,
+			Severity:          enumOf(r, ctx, "alert.severity", a.Severity, model.AlertSeverityOther),
+			Status:            enumOf(r, ctx, "alert.status", a.Status, model.AlertStatusOther),
+			Classification:    enumOf(r, ctx, "alert.classification", a.Classification, model.AlertClassificationOther),
+			Determination:     a.Determination,
+			Category:          a.Category,
+			Title:             a.Title,
+			Description:       a.Description,
+			DetectionSource:   a.DetectionSource,
+			AlertCreationTime: timePtr(a.AlertCreationTime),
+			FirstEventTime:    timePtr(a.FirstEventTime),
+			LastEventTime:     timePtr(a.LastEventTime),
+			LastUpdateTime:    timePtr(a.LastUpdateTime),
+			ResolvedTime:      timePtr(a.ResolvedTime),
+			MachineID:         a.MachineID,
+			ComputerDNSName:   a.ComputerDNSName,
+			ThreatName:        a.ThreatName,
+			MitreTechniques:   a.MITRETechniques,
+		}
+		if m.MitreTechniques == nil {
+			m.MitreTechniques = []string{}
+		}
+		if a.IncidentID != nil {
+			id := strconv.FormatInt(int64(*a.IncidentID), 10)
+			m.IncidentID = &id
+		}
+		if u := a.RelatedUser; u != nil {
+			m.RelatedUser = &model.AlertUser{UserName: u.UserName, DomainName: u.DomainName}
+		}
+		out[i] = m
+	}
+	return out
+}
+
 func toLogonUser(u defender.User) *model.LogonUser {
 	return &model.LogonUser{
 		ID:                      u.ID,
@@ -108,13 +167,17 @@ type graphQLEnum interface {
 }
 
 // enumOf maps Defender's spelling of an enum value (CamelCase, "ImpairedCommunication") to the
-// schema's (IMPAIRED_COMMUNICATION); an unknown value becomes other, never an error, so that a
-// value Defender adds later cannot fail a response.
+// schema's (IMPAIRED_COMMUNICATION), or, when that is no value, the value upper-cased
+// (Defender's alert severity "UnSpecified" is UNSPECIFIED); an unknown value becomes other,
+// never an error, so that a value Defender adds later cannot fail a response.
 func enumOf[E graphQLEnum](r *Resolver, ctx context.Context, field string, v *string, other E) *E {
 	if v == nil || *v == "" {
 		return nil
 	}
 	e := E(upperSnake(*v))
+	if !e.IsValid() {
+		e = E(strings.ToUpper(*v))
+	}
 	if !e.IsValid() || e == other {
 		r.noteUnknownEnum(ctx, field, *v)
 		e = other

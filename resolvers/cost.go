@@ -8,6 +8,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/mdegraph/mdegraph/graph/model"
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/loaders"
 )
@@ -32,14 +33,23 @@ func (CostLimit) ExtensionName() string { return "UpstreamCallLimit" }
 // Validate accepts any schema.
 func (CostLimit) Validate(graphql.ExecutableSchema) error { return nil }
 
-// MutateOperationContext rejects an operation that is too expensive.
+// MutateOperationContext rejects an operation that is too expensive, and bounds the upstream
+// calls the request may start to Max (loaders.Loaders.LimitCalls): the estimate cannot count
+// the calls below lists whose length only the answers tell (Estimate.Unbounded), and the
+// bound refuses those past Max as they come, field by field, with QUERY_TOO_EXPENSIVE.
 func (c CostLimit) MutateOperationContext(ctx context.Context, opCtx *graphql.OperationContext) *gqlerror.Error {
-	n := UpstreamCalls(ctx, opCtx)
+	est := EstimateUpstreamCalls(ctx, opCtx)
+	loaders.For(ctx).LimitCalls(c.Max)
+	n := est.Calls
 	if n <= c.Max {
 		return nil
 	}
+	could := "could need"
+	if est.Unbounded {
+		could = "needs at least"
+	}
 	return &gqlerror.Error{
-		Message: fmt.Sprintf("this query could need %d calls to Defender, more than the %d allowed per query; ask for fewer distinct devices, or fewer fields", n, c.Max),
+		Message: fmt.Sprintf("this query %s %d calls to Defender, more than the %d allowed per query; ask for fewer distinct devices (a smaller first on machines), or fewer fields", could, n, c.Max),
 		Extensions: map[string]any{
 			"code":             CodeQueryTooExpensive,
 			"upstreamCalls":    n,
@@ -48,28 +58,47 @@ func (c CostLimit) MutateOperationContext(ctx context.Context, opCtx *graphql.Op
 	}
 }
 
-// UpstreamCalls estimates the most upstream calls the operation can make (retries aside), for
-// the request in ctx: an answer its loaders (package loaders) hold in their cache until the
-// request's deadline costs nothing, and a device named by its computer name counts as the
-// device id the cache resolves it to, if it does. Any other argument the resolver would call
-// Defender with is counted, however it is spelled (a string, an integer, a variable). The
-// device details of several device ids count as the list calls of defender.MaxIDsPerList
-// that fetch them together.
+// Estimate is what an operation will cost upstream, estimated before it runs.
+type Estimate struct {
+	// Calls is the most upstream calls the operation can make (retries aside), below every
+	// list whose length is known before the answers: a page's first, an answer in the cache.
+	Calls int
+	// Unbounded says the operation also asks for calls below lists whose length only the
+	// answers tell (a device's logon users, an account's machines, when not cached): Calls
+	// does not count them, and the request's call budget bounds them at execution.
+	Unbounded bool
+}
+
+// UpstreamCalls is EstimateUpstreamCalls(ctx, opCtx).Calls.
 func UpstreamCalls(ctx context.Context, opCtx *graphql.OperationContext) int {
+	return EstimateUpstreamCalls(ctx, opCtx).Calls
+}
+
+// EstimateUpstreamCalls estimates the upstream calls the operation can make, for the request
+// in ctx, one per distinct call: an answer its loaders (package loaders) hold in their cache
+// until the request's deadline costs nothing (and, for a list, tells which devices or accounts
+// are below it), and a device named by its computer name counts as the device id the cache
+// resolves it to, if it does. Any other argument the resolver would call Defender with is
+// counted, however it is spelled (a string, an integer, a variable). The device details of
+// several device ids count as the list calls of defender.MaxIDsPerList that fetch them
+// together; a page of Query.machines as one call, and its devices, whose ids are unknown
+// until it is fetched, as `first` devices each needing its own calls.
+func EstimateUpstreamCalls(ctx context.Context, opCtx *graphql.OperationContext) Estimate {
 	if opCtx.Operation == nil {
-		return 0
+		return Estimate{}
 	}
 	e := &estimate{ctx: ctx, opCtx: opCtx, loaders: loaders.For(ctx),
-		detailIDs: map[string]bool{}, detailNames: map[string]bool{}, users: map[string]bool{}}
+		detailIDs: map[string]bool{}, detailNames: map[string]bool{}, users: map[string]bool{},
+		alerts: map[string]bool{}, userMachines: map[string]bool{}, pages: map[string]bool{}, charged: map[charge]bool{}}
 	e.walk(opCtx.Operation.SelectionSet, "Query", nil)
-	n := len(e.detailNames) + len(e.users)
+	n := len(e.detailNames) + len(e.users) + len(e.alerts) + len(e.userMachines) + len(e.pages) + e.unknown
 	switch ids := len(e.detailIDs); {
 	case ids == 1:
 		n++
 	case ids > 1:
 		n += (ids + defender.MaxIDsPerList - 1) / defender.MaxIDsPerList
 	}
-	return n
+	return Estimate{Calls: n, Unbounded: e.unbounded}
 }
 
 // Arg reads the argument name of field f as gqlgen's generated code reads it for the
@@ -108,9 +137,15 @@ type fieldCost func(e *estimate, f graphql.CollectedField, parent any) any
 // Cached* methods), record the remaining calls in e, and say in the schema's description
 // what the field costs.
 var fieldCosts = map[string]fieldCost{
-	"Query.machine":      machineCost,
-	"Query.quota":        nil, // reads the limiter
-	"Machine.logonUsers": logonUsersCost,
+	"Query.machine":           machineCost,
+	"Query.machines":          machinesCost,
+	"Query.quota":             nil, // reads the limiter
+	"Machine.logonUsers":      logonUsersCost,
+	"Machine.alerts":          alertsCost,
+	"LogonUser.machines":      userMachinesCost,
+	"MachineConnection.edges": passDevices,
+	"MachineConnection.nodes": passDevices,
+	"MachineEdge.node":        passDevices,
 }
 
 // estimate is one operation's upstream calls, by kind, each distinct call once.
@@ -119,10 +154,75 @@ type estimate struct {
 	opCtx   *graphql.OperationContext
 	loaders *loaders.Loaders // nil without the loaders middleware: nothing is known cached
 
-	detailIDs   map[string]bool // device details by id, fetched together in list calls
-	detailNames map[string]bool // device details by computer name, one call each
-	users       map[string]bool // logon users, by device id or, until resolved, "name:" + name
+	detailIDs    map[string]bool // device details by id, fetched together in list calls
+	detailNames  map[string]bool // device details by computer name, one call each
+	users        map[string]bool // logon users, by device id or, until resolved, "name:" + name
+	alerts       map[string]bool // alerts, likewise
+	userMachines map[string]bool // an account's machines, by account name
+	pages        map[string]bool // pages of GET /api/machines, by loaders.PageQuery
+
+	// unknown counts the calls for devices whose ids are known only once a page is fetched:
+	// one per device of the page (first), for each kind of call below it; charged records
+	// which, so that a page's devices reached twice (edges { node } and nodes) count once.
+	unknown int
+	charged map[charge]bool
+	// unbounded: some calls sit below a list of unknown length (Estimate.Unbounded).
+	unbounded bool
 }
+
+// devices is what the estimate knows of a list of machines before the query runs: the ids
+// the cache tells, and up to more devices whose ids are unknown, or (unbounded) any number.
+type devices struct {
+	ids       []string
+	more      int
+	unbounded bool
+}
+
+// accounts is what the estimate knows of a list of logon users: the account names the cache
+// tells, or (unbounded) some it does not.
+type accounts struct {
+	names     []string
+	unbounded bool
+}
+
+// perDevice records a call of kind per device of parent (a *device or *devices) in calls, the
+// distinct calls of that kind, unless cached says the cache answers it. It returns the device
+// ids known, and whether there may be others.
+func (e *estimate) perDevice(parent any, kind string, calls map[string]bool, cached func(id string) bool) (ids []string, others bool) {
+	switch p := parent.(type) {
+	case *device:
+		if p.id == "" {
+			calls["name:"+p.ref.String()] = true
+			return nil, true
+		}
+		ids = []string{p.id}
+	case *devices:
+		if c := (charge{p, kind}); !e.charged[c] {
+			e.charged[c] = true
+			e.unknown += p.more
+		}
+		e.unbounded = e.unbounded || p.unbounded
+		ids, others = p.ids, p.more > 0 || p.unbounded
+	default:
+		return nil, false
+	}
+	for _, id := range ids {
+		if !cached(id) {
+			calls[id] = true
+		}
+	}
+	return ids, others
+}
+
+// charge is one kind of call ("logonUsers", "alerts") for a list's devices whose ids are
+// unknown.
+type charge struct {
+	list *devices
+	kind string
+}
+
+// passDevices hands a connection's devices to the fields below it.
+func passDevices(_ *estimate, _ graphql.CollectedField, parent any) any { return parent }
 
 // walk adds the costs of the fields selected on typeName (fragments, @skip and @include
 // applied), then of their own fields.
@@ -174,10 +274,7 @@ func machineCost(e *estimate, f graphql.CollectedField, _ any) any {
 			d.id = m.ID
 		}
 	}
-	var selected []string
-	for _, sf := range graphql.CollectFields(e.opCtx, f.Selections, []string{"Machine"}) {
-		selected = append(selected, sf.Name)
-	}
+	selected := evidenceNames(e.ctx, graphql.CollectFields(e.opCtx, f.Selections, []string{"Machine"}), e.opCtx.Variables)
 	if !NeedsDetails(selected, ref) {
 		return d
 	}
@@ -195,16 +292,166 @@ func machineCost(e *estimate, f graphql.CollectedField, _ any) any {
 
 // logonUsersCost is Machine.logonUsers's: one call per distinct device, unless cached. A
 // computer name the cache does not resolve counts once per name (two names of one device
-// count twice: the estimate stays a bound).
+// count twice: the estimate stays a bound). Its fields receive the *accounts: the names of the
+// cached answers, or unbounded.
 func logonUsersCost(e *estimate, _ graphql.CollectedField, parent any) any {
-	d, ok := parent.(*device)
-	switch {
-	case !ok:
-		return nil
-	case d.id == "":
-		e.users["name:"+d.ref.String()] = true
-	case !e.loaders.CachedLogonUsers(e.ctx, d.id):
-		e.users[d.id] = true
+	out := &accounts{}
+	ids, others := e.perDevice(parent, "logonUsers", e.users, func(id string) bool {
+		_, ok := e.loaders.CachedLogonUsers(e.ctx, id)
+		return ok
+	})
+	out.unbounded = others
+	for _, id := range ids {
+		users, ok := e.loaders.CachedLogonUsers(e.ctx, id)
+		if !ok {
+			out.unbounded = true
+		}
+		for _, u := range users {
+			out.names = append(out.names, u.AccountName)
+		}
 	}
+	return out
+}
+
+// alertsCost is Machine.alerts's: one call per distinct device, unless cached, whatever
+// `first` is; nothing when the resolver refuses `first`.
+func alertsCost(e *estimate, f graphql.CollectedField, parent any) any {
+	if !alertsAccepted(e.ctx, f, e.opCtx.Variables) {
+		return nil
+	}
+	e.perDevice(parent, "alerts", e.alerts, func(id string) bool { return e.loaders.CachedAlerts(e.ctx, id) })
 	return nil
+}
+
+// userMachinesCost is LogonUser.machines's: one call per distinct account name, unless cached;
+// below logon users the cache does not tell, any number (unbounded). Its fields receive the
+// *devices the cached answers list.
+func userMachinesCost(e *estimate, _ graphql.CollectedField, parent any) any {
+	p, ok := parent.(*accounts)
+	if !ok {
+		return nil
+	}
+	out := &devices{unbounded: p.unbounded}
+	e.unbounded = e.unbounded || p.unbounded
+	for _, n := range p.names {
+		name, err := defender.ParseAccountName(n)
+		if err != nil {
+			continue // the resolver refuses it before any call
+		}
+		ms, ok := e.loaders.CachedUserMachines(e.ctx, name)
+		if !ok {
+			e.userMachines[n] = true
+			out.unbounded = true
+			continue
+		}
+		for _, m := range ms {
+			out.ids = append(out.ids, m.ID)
+		}
+	}
+	return out
+}
+
+// machinesCost is Query.machines's: one call for the page, unless cached or nothing but
+// __typename is selected; nothing when the resolver refuses the arguments. Its fields receive
+// the *devices: the cached page's, or `first` devices whose ids are unknown.
+func machinesCost(e *estimate, f graphql.CollectedField, _ any) any {
+	vars := e.opCtx.Variables
+	first, err := Arg(e.ctx, f, vars, "first", unmarshalOptionalInt)
+	if err != nil {
+		return nil // gqlgen fails the field before the resolver runs
+	}
+	after, err := Arg(e.ctx, f, vars, "after", unmarshalOptionalString)
+	if err != nil {
+		return nil
+	}
+	if !selectsPage(graphql.CollectFields(e.opCtx, f.Selections, []string{"MachineConnection"})) {
+		return nil
+	}
+	filter, err := Arg(e.ctx, f, vars, "filter", unmarshalMachineFilter)
+	if err != nil {
+		// This reading of the filter and gqlgen's differ; count what any valid filter costs.
+		size := DefaultPageSize
+		if first != nil {
+			size = *first
+		}
+		e.unknown++
+		return &devices{more: max(min(size, maxListFirst), 0)}
+	}
+	p, err := pageOf(filter, first, after)
+	if err != nil {
+		return nil // the resolver refuses it before any call
+	}
+	if ms, ok := e.loaders.CachedMachinePage(e.ctx, p.query); ok {
+		out := &devices{}
+		for _, m := range ms[:min(len(ms), p.first)] {
+			out.ids = append(out.ids, m.ID)
+		}
+		return out
+	}
+	e.pages[fmt.Sprint(p.query)] = true
+	return &devices{more: p.first}
+}
+
+// unmarshalMachineFilter reads a MachineFilter argument as gqlgen's generated code does
+// (graph/generated.go, unmarshalInputMachineFilter), for the estimate.
+func unmarshalMachineFilter(v any) (*model.MachineFilter, error) {
+	if v == nil {
+		return nil, nil
+	}
+	fields, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("MachineFilter: want an object, got %T", v)
+	}
+	var f model.MachineFilter
+	var err error
+	for k, v := range fields {
+		switch k {
+		case "computerDnsNamePrefix":
+			f.ComputerDNSNamePrefix, err = optional(v, graphql.UnmarshalString)
+		case "osPlatform":
+			f.OsPlatform, err = optional(v, graphql.UnmarshalString)
+		case "machineTag":
+			f.MachineTag, err = optional(v, graphql.UnmarshalString)
+		case "deviceGroupId":
+			f.DeviceGroupID, err = optional(v, graphql.UnmarshalID)
+		case "lastSeenAfter":
+			f.LastSeenAfter, err = optional(v, graphql.UnmarshalTime)
+		case "lastSeenBefore":
+			f.LastSeenBefore, err = optional(v, graphql.UnmarshalTime)
+		case "healthStatus":
+			f.HealthStatus, err = optionalEnum[model.HealthStatus](v)
+		case "riskScore":
+			f.RiskScore, err = optionalEnum[model.RiskScore](v)
+		case "exposureLevel":
+			f.ExposureLevel, err = optionalEnum[model.ExposureLevel](v)
+		default:
+			err = fmt.Errorf("MachineFilter has no field %s", k)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &f, nil
+}
+
+// optional reads a nullable value with un.
+func optional[T any](v any, un func(any) (T, error)) (*T, error) {
+	if v == nil {
+		return nil, nil
+	}
+	t, err := un(v)
+	return &t, err
+}
+
+// optionalEnum reads a nullable enum value with its UnmarshalGQL.
+func optionalEnum[E any, P interface {
+	*E
+	UnmarshalGQL(any) error
+}](v any) (*E, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var e E
+	err := P(&e).UnmarshalGQL(v)
+	return &e, err
 }

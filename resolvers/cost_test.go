@@ -88,10 +88,45 @@ func (u *upstream) LogonUsers(_ context.Context, id string) ([]defender.User, er
 	return []defender.User{{ID: `contoso\u`, AccountName: "u"}}, nil
 }
 
+// The wider graph of the fake: every device has one alert, its logon user is account "u",
+// and "u" logged on to devices 0 to 4; the list holds the devices in order.
+var _ loaders.GraphSource = (*upstream)(nil)
+
+func (u *upstream) Alerts(_ context.Context, id string) ([]defender.Alert, error) {
+	u.record("alerts " + id)
+	if u.find(id) == nil {
+		return nil, notFound(id)
+	}
+	return []defender.Alert{{ID: "a-" + id}}, nil
+}
+
+func (u *upstream) UserMachines(_ context.Context, name defender.AccountName) ([]defender.Machine, error) {
+	u.record("usermachines " + name.String())
+	if name != "u" {
+		return []defender.Machine{}, nil
+	}
+	return u.list(0, 5), nil
+}
+
+func (u *upstream) ListMachines(_ context.Context, opts defender.ListOptions) ([]defender.Machine, error) {
+	u.record(fmt.Sprintf("page %d+%d", opts.Skip, opts.Top))
+	return u.list(opts.Skip, opts.Top), nil
+}
+
+// list is devices skip to skip+top-1, those that exist.
+func (u *upstream) list(skip, top int) []defender.Machine {
+	var out []defender.Machine
+	for i := skip; i < min(skip+top, u.n); i++ {
+		out = append(out, *u.find(deviceID(i)))
+	}
+	return out
+}
+
 // estimates keeps the estimate of each operation, taken where CostLimit takes it.
 type estimates struct {
-	mu   sync.Mutex
-	last int
+	mu        sync.Mutex
+	last      int
+	unbounded bool
 }
 
 func (*estimates) ExtensionName() string                   { return "RecordEstimate" }
@@ -99,7 +134,8 @@ func (*estimates) Validate(graphql.ExecutableSchema) error { return nil }
 func (e *estimates) MutateOperationContext(ctx context.Context, opCtx *graphql.OperationContext) *gqlerror.Error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.last = resolvers.UpstreamCalls(ctx, opCtx)
+	est := resolvers.EstimateUpstreamCalls(ctx, opCtx)
+	e.last, e.unbounded = est.Calls, est.Unbounded
 	return nil
 }
 
@@ -137,9 +173,11 @@ func newCostHarnessTimeout(t testing.TB, max int, timeout func() time.Duration) 
 }
 
 type costAnswer struct {
-	estimate int
-	calls    []string
-	codes    []string
+	estimate  int
+	unbounded bool
+	calls     []string
+	codes     []string
+	body      []byte
 }
 
 func (c *costHarness) run(t testing.TB, query string, vars map[string]any) costAnswer {
@@ -158,7 +196,7 @@ func (c *costHarness) run(t testing.TB, query string, vars map[string]any) costA
 	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
 		t.Fatalf("answer %s: %v", rec.Body, err)
 	}
-	a := costAnswer{estimate: c.est.last, calls: c.up.taken()}
+	a := costAnswer{estimate: c.est.last, unbounded: c.est.unbounded, calls: c.up.taken(), body: rec.Body.Bytes()}
 	for _, e := range resp.Errors {
 		code, _ := e.Extensions["code"].(string)
 		a.codes = append(a.codes, code)
@@ -166,14 +204,17 @@ func (c *costHarness) run(t testing.TB, query string, vars map[string]any) costA
 	return a
 }
 
-// aliases builds { m0: machine(id: <arg 0>) { fields } m1: ... }.
+// aliases builds query ($v: ID!, $n: ID!) { v: … n: … m0: machine(id: <arg 0>) { fields } m1: ... }.
 func aliases(args []string, fields string) string {
+	return "query ($v: ID!, $n: ID!) { v: machine(id: $v) { __typename } n: machine(id: $n) { __typename } " + machines(args, fields) + "}"
+}
+
+// machines is m0: machine(id: <arg 0>) { fields } m1: ...
+func machines(args []string, fields string) string {
 	var b strings.Builder
-	b.WriteString("query ($v: ID!, $n: ID!) { v: machine(id: $v) { __typename } n: machine(id: $n) { __typename } ")
 	for i, a := range args {
 		fmt.Fprintf(&b, "m%d: machine(id: %s) { %s } ", i, a, fields)
 	}
-	b.WriteString("}")
 	return b.String()
 }
 
@@ -220,14 +261,7 @@ func TestUpstreamCallsIDSpellings(t *testing.T) {
 			case tt.calls >= 0 && (len(a.calls) != tt.calls || a.estimate < tt.calls):
 				t.Errorf("estimate %d, calls %d (%v); want %d calls, and an estimate at least that", a.estimate, len(a.calls), a.calls, tt.calls)
 			}
-			for _, call := range a.calls {
-				_, arg, _ := strings.Cut(call, " ")
-				for ref := range strings.SplitSeq(arg, ",") {
-					if r, err := defender.ParseMachineRef(ref); err != nil || r.String() != ref {
-						t.Errorf("call %q: argument %q is not what the validator accepts (%v)", call, ref, err)
-					}
-				}
-			}
+			checkCallArguments(t, a.calls)
 		})
 	}
 	t.Run("the issue's twenty integers are refused over 5", func(t *testing.T) {
@@ -312,15 +346,25 @@ func TestUpstreamCallsNearExpiry(t *testing.T) {
 	}
 }
 
-// FuzzUpstreamCallsBound: whatever mix of ids, spellings, fields and cached answers, a query
-// never makes more upstream calls than its estimate, and never calls with an argument the
-// validator refuses.
+// FuzzUpstreamCallsBound: whatever mix of ids, spellings, fields, pages and cached answers, a
+// query never makes more upstream calls than its estimate when the estimate is a bound, never
+// more than the maximum per query whatever its answers hold, and never calls with an argument
+// the validator refuses.
 func FuzzUpstreamCallsBound(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7}, []byte{1, 2})
 	f.Add([]byte{9, 9, 9, 17, 33, 65, 129}, []byte{})
 	f.Add([]byte{2, 18, 34, 50, 66}, []byte{2, 66, 18})
+	f.Add([]byte{0, 53, 1, 2, 3, 4, 5, 6, 3}, []byte{0, 53, 1})
+	f.Add([]byte{0, 55, 1, 2, 3, 4, 5, 6, 5}, []byte{})
+	f.Add([]byte{0, 1, 54, 2, 3, 4, 5, 6, 7}, []byte{0, 1, 54, 2, 3, 4, 5, 6, 7})
+	f.Add([]byte{0, 56, 1}, []byte{})                   // alerts(first: 0): refused, so the details prove the device
+	f.Add([]byte{0, 59, 1, 2, 3}, []byte{0, 57, 1})     // three levels deep, the logon users warm
+	f.Add([]byte{0, 58, 1, 2, 3, 4, 5, 6, 2}, []byte{}) // and a page of two
 	refs := []string{deviceID(1), strings.ToUpper(deviceID(2)), "host-1", "HOST-3", "1000", deviceID(99), "nope", "", "a..b", "4"}
-	fieldSets := []string{"logonUsers { id }", "osPlatform", "id", "osPlatform logonUsers { id }", "__typename logonUsers { id }"}
+	fieldSets := []string{"logonUsers { id }", "osPlatform", "id", "osPlatform logonUsers { id }", "__typename logonUsers { id }",
+		"alerts { id }", "alerts(first: 0) { id }", "logonUsers { machines { id } }", "alerts(first: 1) { id } logonUsers { machines { alerts { id } } }",
+		"osPlatform alerts { id } logonUsers { machines { logonUsers { id } } }"}
+	const maxCalls = 12
 	build := func(spec []byte) (string, map[string]any) {
 		vars := map[string]any{"v": "host-2", "n": json.Number("5")}
 		var args []string
@@ -346,26 +390,49 @@ func FuzzUpstreamCallsBound(f *testing.F) {
 				fields = fieldSets[int(b)%len(fieldSets)]
 			}
 		}
-		return aliases(args, fields), vars
+		q := aliases(args, fields)
+		if len(spec) > 8 { // a page of devices too, with the same fields
+			q = strings.TrimSuffix(q, "}") + fmt.Sprintf("c: machines(first: %d) { nodes { %s } } }", int(spec[8]%8), fields)
+		}
+		return q, vars
 	}
 	f.Fuzz(func(t *testing.T, spec, warm []byte) {
-		c := newCostHarness(t, 1000)
+		c := newCostHarness(t, maxCalls)
 		if len(warm) > 0 {
 			q, vars := build(warm)
 			c.run(t, q, vars)
 		}
 		q, vars := build(spec)
 		a := c.run(t, q, vars)
-		if max(a.estimate, 0) < len(a.calls) { // -1: refused before the estimate
+		switch {
+		case a.estimate > maxCalls && len(a.calls) > 0:
+			t.Errorf("estimate %d over the maximum %d, yet %d calls: %v\nquery %s %v", a.estimate, maxCalls, len(a.calls), a.calls, q, vars)
+		case !a.unbounded && max(a.estimate, 0) < len(a.calls): // -1: refused before the estimate
 			t.Errorf("estimate %d, but %d calls: %v\nquery %s %v", a.estimate, len(a.calls), a.calls, q, vars)
+		case len(a.calls) > maxCalls:
+			t.Errorf("%d calls, more than the maximum %d: %v\nquery %s %v", len(a.calls), maxCalls, a.calls, q, vars)
 		}
-		for _, call := range a.calls {
-			_, arg, _ := strings.Cut(call, " ")
+		checkCallArguments(t, a.calls)
+	})
+}
+
+// checkCallArguments fails the test for a call with an argument the validators refuse.
+func checkCallArguments(t *testing.T, calls []string) {
+	t.Helper()
+	for _, call := range calls {
+		kind, arg, _ := strings.Cut(call, " ")
+		switch kind {
+		case "usermachines":
+			if n, err := defender.ParseAccountName(arg); err != nil || n.String() != arg {
+				t.Errorf("call %q: account name %q is not what the validator accepts (%v)", call, arg, err)
+			}
+		case "page":
+		default:
 			for ref := range strings.SplitSeq(arg, ",") {
 				if r, err := defender.ParseMachineRef(ref); err != nil || r.String() != ref {
 					t.Errorf("call %q: argument %q is not what the validator accepts (%v)", call, ref, err)
 				}
 			}
 		}
-	})
+	}
 }

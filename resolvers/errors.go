@@ -16,6 +16,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/mdegraph/mdegraph/internal/defender"
+	"github.com/mdegraph/mdegraph/internal/loaders"
 	"github.com/mdegraph/mdegraph/internal/quietlog"
 	"github.com/mdegraph/mdegraph/internal/quota"
 	"github.com/mdegraph/mdegraph/internal/upstreamauth"
@@ -53,11 +54,23 @@ const (
 	CodeUnauthenticated = "UNAUTHENTICATED"
 )
 
-// permissions names the application permission each endpoint family needs, for FORBIDDEN.
-var permissions = map[defender.Endpoint]string{
-	defender.EndpointMachine:    "Machine.Read.All",
-	defender.EndpointMachines:   "Machine.Read.All",
-	defender.EndpointLogonUsers: "User.Read.All",
+// permission is what Defender asks of the caller for one endpoint family: an application
+// permission (the service's own token) and a delegated one (on behalf of a person), from the
+// API's permission tables and ../shared/UPSTREAM.md.
+type permission struct {
+	app, delegated string
+	// note qualifies the application permission, when the documentation disagrees with itself.
+	note string
+}
+
+// permissions names what each endpoint family needs, for FORBIDDEN.
+var permissions = map[defender.Endpoint]permission{
+	defender.EndpointMachine:    {app: "Machine.Read.All", delegated: "Machine.Read"},
+	defender.EndpointMachines:   {app: "Machine.Read.All", delegated: "Machine.Read"},
+	defender.EndpointLogonUsers: {app: "User.Read.All", delegated: "User.Read.All"},
+	defender.EndpointAlerts:     {app: "Alert.Read.All", delegated: "Alert.Read"},
+	defender.EndpointUserMachines: {app: "Machine.ReadWrite.All", delegated: "Machine.Read",
+		note: " (older documentation: Machine.Read.All)"},
 }
 
 // ErrorPresenter maps every error gqlgen reports (a resolver's, or a malformed request's) to a
@@ -168,17 +181,22 @@ func classify(err error) (code, msg string, ext map[string]any) {
 		tokenErr    *upstreamauth.Error
 		unavailable *defender.UnavailableError
 		resp        *defender.ErrorResponse
-		noUsers     *LogonUsersNotFoundError
+		known       *KnownDeviceNotFoundError
+		budget      *loaders.BudgetError
 	)
 	switch {
-	case errors.As(err, &noUsers):
-		// The device is known (its details were just fetched), so the 404 is not "no such
+	case errors.As(err, &known):
+		// The device is known (another call just showed it), so the 404 is not "no such
 		// device": Defender sometimes answers 404 transiently (../shared/UPSTREAM.md, sharp edges).
 		ext = map[string]any{}
 		if errors.As(err, &resp) && resp.Target != "" {
 			ext["correlationId"] = resp.Target
 		}
-		return CodeUpstreamUnavailable, fmt.Sprintf("Defender knows device %s but answered 404 for its logon users (GET /api/machines/{id}/logonusers); such answers are sometimes transient: try again shortly", noUsers.DeviceID), ext
+		return CodeUpstreamUnavailable, fmt.Sprintf("Defender knows device %s but answered 404 for its %s (%s); such answers are sometimes transient: try again shortly",
+			known.DeviceID, known.part(), calls[string(known.Endpoint)]), ext
+	case errors.As(err, &budget):
+		return CodeQueryTooExpensive, fmt.Sprintf("this query already made the %d calls to Defender one query may make (MAX_UPSTREAM_CALLS_PER_QUERY), so this part was not fetched; ask for fewer devices or accounts (a smaller first), or ask for this part in a query of its own", budget.Max),
+			map[string]any{"maxUpstreamCalls": budget.Max}
 	case errors.As(err, &invalid):
 		return CodeBadUserInput, invalid.Error(), map[string]any{"field": invalid.Field}
 	case errors.As(err, &exceeded):
@@ -258,13 +276,17 @@ func limitedFamily(err error) string {
 	return "unknown"
 }
 
-// notFoundWording says what a 404 means, by the call that got it: machines.get and
-// machines.list look the device up, so it is unknown; logonusers may also have no record for a
-// device that exists. A short host name gets a hint, since Defender wants the full DNS name.
+// notFoundWording says what a 404 means, by the call that got it: machines.get,
+// machines.list and machines.alerts look the device up, so it is unknown; logonusers may also
+// have no record for a device that exists. A short host name gets a hint, since Defender wants
+// the full DNS name.
 func notFoundWording(resp *defender.ErrorResponse) string {
 	msg := "Defender has no such device"
-	if resp.Endpoint == defender.EndpointLogonUsers {
+	switch resp.Endpoint {
+	case defender.EndpointLogonUsers:
 		msg = "Defender has no logon-user record for this device, or no such device"
+	case defender.EndpointUserMachines: // Defender documents 200 with an empty list instead
+		msg = "Defender answered 404 for the account's machines"
 	}
 	if resp.Machine.IsShortName() {
 		msg = fmt.Sprintf("Defender has no device named %s; Defender looks devices up by their full DNS name (e.g. %s.contoso.local), not a short host name", resp.Machine, resp.Machine)
@@ -287,8 +309,10 @@ func classifyResponse(resp *defender.ErrorResponse) (code, msg string, ext map[s
 		return CodeUpstreamUnauth, "Defender refused this service's token (401); an administrator must check the app registration and MDE_SCOPE", ext
 	case s == http.StatusForbidden:
 		perm := permissions[resp.Endpoint]
-		ext["permission"] = perm
-		return CodeForbidden, fmt.Sprintf("Defender refused the call (403): the app registration needs the WindowsDefenderATP application permission %s, with admin consent", perm), ext
+		ext["permission"] = perm.app
+		ext["delegatedPermission"] = perm.delegated
+		return CodeForbidden, fmt.Sprintf("Defender refused the call (403): the app registration needs the WindowsDefenderATP application permission %s%s, or, for calls on behalf of a person, the delegated permission %s (and the person Defender's \"View Data\" role), with admin consent",
+			perm.app, perm.note, perm.delegated), ext
 	case s == http.StatusBadRequest:
 		return CodeBadUserInput, "Defender rejected the request: " + resp.Message, ext
 	case s >= 500:

@@ -135,16 +135,25 @@ func TestStaleAnswersListedByPath(t *testing.T) {
 	})
 }
 
-func TestLogonUsersNotFoundError(t *testing.T) {
+func TestKnownDeviceNotFoundError(t *testing.T) {
 	t.Parallel()
-	nf := &defender.ErrorResponse{Endpoint: defender.EndpointLogonUsers, StatusCode: 404, Target: "corr-1"}
-	err := error(&LogonUsersNotFoundError{DeviceID: testDevice, Err: nf})
-	var got *LogonUsersNotFoundError
-	var resp *defender.ErrorResponse
-	if !errors.As(err, &got) || !errors.As(err, &resp) || resp.Target != "corr-1" {
-		t.Errorf("errors.As: want both the LogonUsersNotFoundError and the 404 it wraps")
-	}
-	if !strings.Contains(err.Error(), testDevice) || !strings.Contains(err.Error(), "404") {
-		t.Errorf("Error() = %q, want the device and the 404", err.Error())
+	for _, tt := range []struct {
+		ep       defender.Endpoint
+		wantPart string
+	}{{defender.EndpointLogonUsers, "logon users"}, {defender.EndpointAlerts, "alerts"}} {
+		nf := &defender.ErrorResponse{Endpoint: tt.ep, StatusCode: 404, Target: "corr-1"}
+		err := error(&KnownDeviceNotFoundError{DeviceID: testDevice, Endpoint: tt.ep, Err: nf})
+		var got *KnownDeviceNotFoundError
+		var resp *defender.ErrorResponse
+		if !errors.As(err, &got) || !errors.As(err, &resp) || resp.Target != "corr-1" {
+			t.Errorf("errors.As: want both the KnownDeviceNotFoundError and the 404 it wraps")
+		}
+		if !strings.Contains(err.Error(), testDevice) || !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), tt.wantPart) {
+			t.Errorf("Error() = %q, want the device, the 404 and %q", err.Error(), tt.wantPart)
+		}
+		code, msg, ext := classify(err)
+		if code != CodeUpstreamUnavailable || ext["correlationId"] != "corr-1" || !strings.Contains(msg, tt.wantPart) || !strings.Contains(msg, "GET /api/machines/{id}/") {
+			t.Errorf("classify = %s %q %v; want UPSTREAM_UNAVAILABLE naming the %s call, with its correlation id", code, msg, ext, tt.wantPart)
+		}
 	}
 }

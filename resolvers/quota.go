@@ -11,9 +11,11 @@ import (
 
 // calls names the upstream call each endpoint family counts.
 var calls = map[string]string{
-	string(defender.EndpointMachine):    "GET /api/machines/{id}",
-	string(defender.EndpointMachines):   "GET /api/machines",
-	string(defender.EndpointLogonUsers): "GET /api/machines/{id}/logonusers",
+	string(defender.EndpointMachine):      "GET /api/machines/{id}",
+	string(defender.EndpointMachines):     "GET /api/machines",
+	string(defender.EndpointLogonUsers):   "GET /api/machines/{id}/logonusers",
+	string(defender.EndpointAlerts):       "GET /api/machines/{id}/alerts",
+	string(defender.EndpointUserMachines): "GET /api/users/{accountName}/machines",
 }
 
 // quotaStatus reports every endpoint family's quota as q has it now (none when q is nil); the

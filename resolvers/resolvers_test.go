@@ -39,6 +39,10 @@ func TestNeedsDetails(t *testing.T) {
 		{[]string{"__typename"}, id, true},
 		{[]string{"osPlatform"}, id, true},
 		{nil, id, true},
+		{[]string{"alerts"}, id, false}, // alerts answers 404 for an unknown device too
+		{[]string{"id", "alerts", "logonUsers"}, id, false},
+		{[]string{"alerts"}, name, true},
+		{[]string{"alerts", "osPlatform"}, id, true},
 	}
 	for _, tt := range tests {
 		if got := NeedsDetails(tt.selected, tt.ref); got != tt.want {
@@ -133,7 +137,8 @@ func TestClassify(t *testing.T) {
 		{"on-behalf-of: no caller token", &upstreamauth.Error{Kind: upstreamauth.Refused, Err: upstreamauth.ErrNoCallerToken, Refusal: upstreamauth.RefusedCallerToken}, CodeUnauthenticated, nil, "on your behalf; sign in again"},
 		{"on-behalf-of: the service's secret", &upstreamauth.Error{Kind: upstreamauth.Refused, StatusCode: 401, Code: "invalid_client"}, CodeUpstreamUnauth, nil, "MDE_CLIENT_SECRET"},
 		{"token endpoint 503", &upstreamauth.Error{Kind: upstreamauth.Unavailable, StatusCode: 503, Code: "temporarily_unavailable"}, CodeUpstreamUnavailable, nil, "Entra ID"},
-		{"token endpoint 429", &upstreamauth.Error{Kind: upstreamauth.Throttled, StatusCode: 429, RetryAt: time.Now().Add(29*time.Second + 500*time.Millisecond)}, CodeRateLimited, map[string]any{"retryAfter": 30}, "retry in 30 s"},
+		// RetryAt 30 s away when the table is built: up to a second later, rounding up still says 30.
+		{"token endpoint 429", &upstreamauth.Error{Kind: upstreamauth.Throttled, StatusCode: 429, RetryAt: time.Now().Add(30 * time.Second)}, CodeRateLimited, map[string]any{"retryAfter": 30}, "retry in 30 s"},
 		{"a fresh token rejected", fmt.Errorf("%w; and no new token: %w", &defender.ErrorResponse{Endpoint: defender.EndpointMachine, StatusCode: 401, Target: "corr-401"}, &upstreamauth.Error{Kind: upstreamauth.Rejected}),
 			CodeUpstreamUnauth, map[string]any{"correlationId": "corr-401"}, "MDE_SCOPE"},
 		{"401 and the token refused", fmt.Errorf("%w; and no new token: %w", &defender.ErrorResponse{Endpoint: defender.EndpointMachine, StatusCode: 401, Target: "corr-401"}, &upstreamauth.Error{Kind: upstreamauth.Refused, Code: "invalid_client"}),

@@ -16,6 +16,10 @@ func (r *queryResolver) Machine(ctx context.Context, id string) (*model.Machine,
 	return r.machine(ctx, id)
 }
 
+func (r *queryResolver) Machines(ctx context.Context, filter *model.MachineFilter, first *int, after *string) (*model.MachineConnection, error) {
+	return r.machines(ctx, filter, first, after)
+}
+
 func (r *queryResolver) Quota(ctx context.Context) ([]*model.EndpointQuota, error) {
 	return OperationQuota(ctx, r.Resolver.Quota), nil
 }

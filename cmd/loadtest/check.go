@@ -19,8 +19,10 @@ type expected struct {
 	id      string
 	known   bool
 	details bool
+	shape   shape
 	dnsName string // with details
 	users   []wantUser
+	alerts  []wantAlert
 }
 
 type wantUser struct {
@@ -29,16 +31,29 @@ type wantUser struct {
 	logonTypes      []string
 	lastSeen        time.Time
 	lastSeenRaw     string
+	machines        []wantMachine // with shape.userMachines
 }
 
-// expectationFor reads what the simulator holds for device id.
-func expectationFor(ref *simulator.Simulator, id string, details bool) expected {
-	e := expected{id: id, details: details}
+type wantMachine struct{ id, dnsName string }
+
+type wantAlert struct {
+	id, title, severity string // severity as the schema spells it: HIGH
+	techniques          []string
+}
+
+// expectationFor reads what the simulator holds for device id, for a query of shape sh.
+func expectationFor(ref *simulator.Simulator, id string, details bool, sh shape) expected {
+	e := expected{id: id, details: details, shape: sh}
 	m, ok := ref.Machine(id)
 	if !ok {
 		return e
 	}
 	e.known, e.dnsName = true, m.ComputerDNSName
+	alerts, _ := ref.Alerts(id)
+	for _, a := range alerts {
+		// The simulator writes Defender's severities (High, UnSpecified); the schema upper-cases them.
+		e.alerts = append(e.alerts, wantAlert{id: a.ID, title: a.Title, severity: strings.ToUpper(a.Severity), techniques: a.MITRETechniques})
+	}
 	users, _ := ref.LogonUsers(id)
 	for _, u := range users {
 		// The simulator writes user timestamps in whole seconds with a Z: RFC 3339.
@@ -52,8 +67,12 @@ func expectationFor(ref *simulator.Simulator, id string, details bool) expected 
 				types = append(types, t)
 			}
 		}
-		e.users = append(e.users, wantUser{id: u.ID, accountName: u.AccountName, isDomainAdmin: u.IsDomainAdmin,
-			logonTypes: types, lastSeen: last, lastSeenRaw: u.LastSeen})
+		w := wantUser{id: u.ID, accountName: u.AccountName, isDomainAdmin: u.IsDomainAdmin,
+			logonTypes: types, lastSeen: last, lastSeenRaw: u.LastSeen}
+		for _, um := range ref.UserMachines(u.AccountName) {
+			w.machines = append(w.machines, wantMachine{id: um.ID, dnsName: um.ComputerDNSName})
+		}
+		e.users = append(e.users, w)
 	}
 	return e
 }
@@ -111,21 +130,32 @@ type gqlAnswer struct {
 }
 
 // The parts of the machine the load test asks for, each from its own upstream call: the
-// details (computerDnsName, with -details) and the logon users. An error or an
-// extensions.stale entry names its part by its path: ["machine"] is the details, ["machine",
-// "logonUsers"] the logon users.
+// details (computerDnsName, with -details), the logon users, each user's machines and the
+// alerts. An error or an extensions.stale entry names its part by its path: ["machine"] is
+// the details, ["machine", "logonUsers"] the logon users, ["machine", "logonUsers", i,
+// "machines"] user i's machines (part "machines:i"), ["machine", "alerts"] the alerts.
 const (
 	partDetails = "details"
 	partUsers   = "logonUsers"
+	partAlerts  = "alerts"
 )
 
 // partOf names the part a path points into ("" for a path that names none).
 func partOf(path []any) string {
+	if len(path) == 0 || path[0] != "machine" {
+		return ""
+	}
 	switch {
-	case len(path) == 1 && path[0] == "machine":
+	case len(path) == 1:
 		return partDetails
-	case len(path) >= 2 && path[0] == "machine" && path[1] == "logonUsers":
+	case len(path) >= 4 && path[1] == "logonUsers" && path[3] == "machines":
+		if i, ok := path[2].(json.Number); ok {
+			return "machines:" + i.String()
+		}
+	case path[1] == "logonUsers":
 		return partUsers
+	case path[1] == "alerts":
+		return partAlerts
 	}
 	return ""
 }
@@ -135,16 +165,30 @@ var staleReasons = []string{"RATE_LIMITED", "UPSTREAM_UNAVAILABLE"}
 
 // gotMachine is the selection the load test asks for; any other field in the answer is wrong.
 type gotMachine struct {
-	ComputerDNSName *string    `json:"computerDnsName"`
-	LogonUsers      *[]gotUser `json:"logonUsers"`
+	ComputerDNSName *string     `json:"computerDnsName"`
+	LogonUsers      *[]gotUser  `json:"logonUsers"`
+	Alerts          *[]gotAlert `json:"alerts"`
 }
 
 type gotUser struct {
-	ID            *string  `json:"id"`
-	AccountName   *string  `json:"accountName"`
-	IsDomainAdmin *bool    `json:"isDomainAdmin"`
-	LogonTypes    []string `json:"logonTypes"`
-	LastSeen      *string  `json:"lastSeen"`
+	ID            *string           `json:"id"`
+	AccountName   *string           `json:"accountName"`
+	IsDomainAdmin *bool             `json:"isDomainAdmin"`
+	LogonTypes    []string          `json:"logonTypes"`
+	LastSeen      *string           `json:"lastSeen"`
+	Machines      *[]gotUserMachine `json:"machines"`
+}
+
+type gotUserMachine struct {
+	ID              *string `json:"id"`
+	ComputerDNSName *string `json:"computerDnsName"`
+}
+
+type gotAlert struct {
+	ID              *string  `json:"id"`
+	Title           *string  `json:"title"`
+	Severity        *string  `json:"severity"`
+	MitreTechniques []string `json:"mitreTechniques"`
 }
 
 // check judges one HTTP answer to the query for want. A stale answer is correct only when
@@ -263,7 +307,8 @@ func wantCodes(want expected) string {
 }
 
 // compareMachine returns what differs between the answer and the simulator's data, "" if
-// nothing. A part an error covers (failed) must be null; every other part must be there.
+// nothing. A part an error covers (failed) must be null; every other part asked must be there,
+// and every part not asked absent.
 func compareMachine(raw json.RawMessage, want expected, failed map[string]bool) string {
 	var m gotMachine
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -271,47 +316,125 @@ func compareMachine(raw json.RawMessage, want expected, failed map[string]bool) 
 	if err := dec.Decode(&m); err != nil {
 		return fmt.Sprintf("machine %s: %v", clip(raw), err)
 	}
+	sh := want.shape
+	asked, lost := 0, 0
+	for part, isAsked := range map[string]bool{partDetails: want.details, partUsers: sh.users, partAlerts: sh.alerts} {
+		if isAsked {
+			asked++
+		}
+		if isAsked && failed[part] {
+			lost++
+		}
+	}
 	switch {
+	case asked > 0 && lost == asked:
+		return "every part failed, yet the machine is not null"
 	case failed[partDetails] && (!want.details || m.ComputerDNSName != nil):
 		return fmt.Sprintf("an error for the details, yet computerDnsName is %s (details asked: %v)", strOrNull(m.ComputerDNSName), want.details)
-	case failed[partUsers] && m.LogonUsers != nil:
-		return "an error for logonUsers, yet they are there"
-	case failed[partUsers] && failed[partDetails]:
-		return "every part failed, yet the machine is not null"
-	case failed[partUsers]:
-		return ""
 	case want.details && !failed[partDetails] && (m.ComputerDNSName == nil || *m.ComputerDNSName != want.dnsName):
 		return fmt.Sprintf("computerDnsName %s, want %q", strOrNull(m.ComputerDNSName), want.dnsName)
 	case !want.details && m.ComputerDNSName != nil:
 		return "computerDnsName answered but not asked for"
+	}
+	if reason := compareAlerts(m.Alerts, want, failed[partAlerts]); reason != "" {
+		return reason
+	}
+	switch {
+	case !sh.users && m.LogonUsers != nil:
+		return "logonUsers answered but not asked for"
+	case !sh.users:
+		return ""
+	case failed[partUsers] && m.LogonUsers != nil:
+		return "an error for logonUsers, yet they are there"
+	case failed[partUsers]:
+		return ""
 	case m.LogonUsers == nil:
 		return "logonUsers missing or null without an error"
 	case len(*m.LogonUsers) != len(want.users):
 		return fmt.Sprintf("%d logon users, want %d", len(*m.LogonUsers), len(want.users))
 	}
 	for i, g := range *m.LogonUsers {
-		w := want.users[i]
-		if g.ID == nil || *g.ID != w.id {
-			return fmt.Sprintf("user %d: id %s, want %q (order must match Defender's)", i, strOrNull(g.ID), w.id)
+		if reason := compareUser(g, want.users[i], sh, failed[fmt.Sprintf("machines:%d", i)]); reason != "" {
+			return reason
 		}
-		if g.AccountName == nil || *g.AccountName != w.accountName {
-			return fmt.Sprintf("user %s: accountName %s, want %q", w.id, strOrNull(g.AccountName), w.accountName)
+	}
+	return ""
+}
+
+// compareUser returns what differs between logon user g and w.
+func compareUser(g gotUser, w wantUser, sh shape, machinesFailed bool) string {
+	if g.ID == nil || *g.ID != w.id {
+		return fmt.Sprintf("user: id %s, want %q (order must match Defender's)", strOrNull(g.ID), w.id)
+	}
+	if g.AccountName == nil || *g.AccountName != w.accountName {
+		return fmt.Sprintf("user %s: accountName %s, want %q", w.id, strOrNull(g.AccountName), w.accountName)
+	}
+	if g.IsDomainAdmin == nil || *g.IsDomainAdmin != w.isDomainAdmin {
+		got := "null"
+		if g.IsDomainAdmin != nil {
+			got = fmt.Sprint(*g.IsDomainAdmin)
 		}
-		if g.IsDomainAdmin == nil || *g.IsDomainAdmin != w.isDomainAdmin {
-			got := "null"
-			if g.IsDomainAdmin != nil {
-				got = fmt.Sprint(*g.IsDomainAdmin)
-			}
-			return fmt.Sprintf("user %s: isDomainAdmin %s, want %v", w.id, got, w.isDomainAdmin)
+		return fmt.Sprintf("user %s: isDomainAdmin %s, want %v", w.id, got, w.isDomainAdmin)
+	}
+	if !slices.Equal(g.LogonTypes, w.logonTypes) || g.LogonTypes == nil {
+		return fmt.Sprintf("user %s: logonTypes %q, want %q", w.id, g.LogonTypes, w.logonTypes)
+	}
+	if g.LastSeen == nil {
+		return fmt.Sprintf("user %s: lastSeen null, want %s", w.id, w.lastSeenRaw)
+	}
+	if t, err := time.Parse(time.RFC3339Nano, *g.LastSeen); err != nil || !t.Equal(w.lastSeen) {
+		return fmt.Sprintf("user %s: lastSeen %q, want %s", w.id, *g.LastSeen, w.lastSeenRaw)
+	}
+	switch {
+	case !sh.userMachines && g.Machines != nil:
+		return fmt.Sprintf("user %s: machines answered but not asked for", w.id)
+	case !sh.userMachines:
+		return ""
+	case machinesFailed && g.Machines != nil:
+		return fmt.Sprintf("user %s: an error for its machines, yet they are there", w.id)
+	case machinesFailed:
+		return ""
+	case g.Machines == nil:
+		return fmt.Sprintf("user %s: machines missing or null without an error", w.id)
+	case len(*g.Machines) != len(w.machines):
+		return fmt.Sprintf("user %s: %d machines, want %d", w.id, len(*g.Machines), len(w.machines))
+	}
+	for j, gm := range *g.Machines {
+		wm := w.machines[j]
+		if gm.ID == nil || *gm.ID != wm.id || gm.ComputerDNSName == nil || *gm.ComputerDNSName != wm.dnsName {
+			return fmt.Sprintf("user %s: machine %d is %s %s, want %s %s (order must match Defender's)", w.id, j, strOrNull(gm.ID), strOrNull(gm.ComputerDNSName), wm.id, wm.dnsName)
 		}
-		if !slices.Equal(g.LogonTypes, w.logonTypes) || g.LogonTypes == nil {
-			return fmt.Sprintf("user %s: logonTypes %q, want %q", w.id, g.LogonTypes, w.logonTypes)
-		}
-		if g.LastSeen == nil {
-			return fmt.Sprintf("user %s: lastSeen null, want %s", w.id, w.lastSeenRaw)
-		}
-		if t, err := time.Parse(time.RFC3339Nano, *g.LastSeen); err != nil || !t.Equal(w.lastSeen) {
-			return fmt.Sprintf("user %s: lastSeen %q, want %s", w.id, *g.LastSeen, w.lastSeenRaw)
+	}
+	return ""
+}
+
+// compareAlerts returns what differs between the alerts answered and want's.
+func compareAlerts(got *[]gotAlert, want expected, failed bool) string {
+	switch {
+	case !want.shape.alerts && got != nil:
+		return "alerts answered but not asked for"
+	case !want.shape.alerts:
+		return ""
+	case failed && got != nil:
+		return "an error for the alerts, yet they are there"
+	case failed:
+		return ""
+	case got == nil:
+		return "alerts missing or null without an error"
+	case len(*got) != len(want.alerts):
+		return fmt.Sprintf("%d alerts, want %d", len(*got), len(want.alerts))
+	}
+	for i, g := range *got {
+		w := want.alerts[i]
+		switch {
+		case g.ID == nil || *g.ID != w.id:
+			return fmt.Sprintf("alert %d: id %s, want %q (order must match Defender's)", i, strOrNull(g.ID), w.id)
+		case g.Title == nil || *g.Title != w.title:
+			return fmt.Sprintf("alert %s: title %s, want %q", w.id, strOrNull(g.Title), w.title)
+		case g.Severity == nil || *g.Severity != w.severity:
+			return fmt.Sprintf("alert %s: severity %s, want %q", w.id, strOrNull(g.Severity), w.severity)
+		case g.MitreTechniques == nil || !slices.Equal(g.MitreTechniques, w.techniques) && len(g.MitreTechniques)+len(w.techniques) > 0:
+			return fmt.Sprintf("alert %s: mitreTechniques %q, want %q", w.id, g.MitreTechniques, w.techniques)
 		}
 	}
 	return ""

@@ -17,8 +17,25 @@ func answerFor(t *testing.T, want expected, edit func(users []map[string]any, ma
 	for i, u := range want.users {
 		users[i] = map[string]any{"id": u.id, "accountName": u.accountName, "isDomainAdmin": u.isDomainAdmin,
 			"logonTypes": u.logonTypes, "lastSeen": u.lastSeen.Format(time.RFC3339Nano)}
+		if want.shape.userMachines {
+			ms := []map[string]any{}
+			for _, m := range u.machines {
+				ms = append(ms, map[string]any{"id": m.id, "computerDnsName": m.dnsName})
+			}
+			users[i]["machines"] = ms
+		}
 	}
-	machine := map[string]any{"logonUsers": users}
+	machine := map[string]any{}
+	if want.shape.users {
+		machine["logonUsers"] = users
+	}
+	if want.shape.alerts {
+		alerts := []map[string]any{}
+		for _, a := range want.alerts {
+			alerts = append(alerts, map[string]any{"id": a.id, "title": a.title, "severity": a.severity, "mitreTechniques": append([]string{}, a.techniques...)})
+		}
+		machine["alerts"] = alerts
+	}
 	if want.details {
 		machine["computerDnsName"] = want.dnsName
 	}
@@ -39,9 +56,15 @@ func errorAnswer(ext string) []byte {
 func TestCheck(t *testing.T) {
 	t.Parallel()
 	sim := simulator.New(simulator.Options{Devices: 5})
-	known := expectationFor(sim, sim.ExampleMachineID(), false)
-	withDetails := expectationFor(sim, sim.ExampleMachineID(), true)
-	unknown := expectationFor(sim, unknownID(1, 0), false)
+	known := expectationFor(sim, sim.ExampleMachineID(), false, shapes["logonusers"])
+	withDetails := expectationFor(sim, sim.ExampleMachineID(), true, shapes["logonusers"])
+	unknown := expectationFor(sim, unknownID(1, 0), false, shapes["logonusers"])
+	graph := expectationFor(sim, sim.ExampleMachineID(), false, shapes["graph"])
+	alertsOnly := expectationFor(sim, sim.ExampleMachineID(), false, shapes["alerts"])
+	unknownAlerts := expectationFor(sim, unknownID(1, 0), false, shapes["alerts"])
+	if len(graph.alerts) < 2 || len(graph.users[0].machines) < 2 {
+		t.Fatalf("fixture: the example device must have alerts (%d) and a user with several machines (%d)", len(graph.alerts), len(graph.users[0].machines))
+	}
 	if !known.known || len(known.users) < 2 || unknown.known {
 		t.Fatalf("fixture: the example device must be known with several users (%d), the unknown id unknown", len(known.users))
 	}
@@ -145,6 +168,44 @@ func TestCheck(t *testing.T) {
 			body: withExtensions(t, withErrors(t, answerFor(t, withDetails, func(_ []map[string]any, m map[string]any) { m["logonUsers"] = nil }),
 				`[{"message":"m","path":["machine","logonUsers"],"extensions":{"code":"UPSTREAM_UNAVAILABLE"}}]`),
 				`{"stale":[{"path":["machine","logonUsers"],"ageSeconds":1,"reason":"RATE_LIMITED"}]}`)},
+
+		// The graph: each user's machines and the device's alerts.
+		{name: "graph correct", body: answerFor(t, graph, nil), want: graph, outcome: correct},
+		{name: "alerts only correct", body: answerFor(t, alertsOnly, nil), want: alertsOnly, outcome: correct},
+		{name: "alerts of an unknown device", body: []byte(`{"errors":[{"message":"m","path":["machine","alerts"],"extensions":{"code":"NOT_FOUND"}}],"data":{"machine":null}}`),
+			want: unknownAlerts, outcome: correct},
+		{name: "a user's machine missing", want: graph, outcome: wrong, reason: "machines, want",
+			body: answerFor(t, graph, func(us []map[string]any, _ map[string]any) {
+				us[0]["machines"] = us[0]["machines"].([]map[string]any)[1:]
+			})},
+		{name: "a user's machines out of order", want: graph, outcome: wrong, reason: "order",
+			body: answerFor(t, graph, func(us []map[string]any, _ map[string]any) {
+				ms := us[0]["machines"].([]map[string]any)
+				ms[0], ms[1] = ms[1], ms[0]
+			})},
+		{name: "alerts out of order", want: graph, outcome: wrong, reason: "order",
+			body: answerFor(t, graph, func(_ []map[string]any, m map[string]any) {
+				as := m["alerts"].([]map[string]any)
+				as[0], as[1] = as[1], as[0]
+			})},
+		{name: "an alert's severity wrong", want: graph, outcome: wrong, reason: "severity",
+			body: answerFor(t, graph, func(_ []map[string]any, m map[string]any) { m["alerts"].([]map[string]any)[0]["severity"] = "OTHER" })},
+		{name: "alerts not asked for", want: known, outcome: wrong, reason: "not asked",
+			body: answerFor(t, known, func(_ []map[string]any, m map[string]any) { m["alerts"] = []any{} })},
+		{name: "a user's machines failed", want: graph, outcome: partial, retryAfter: 4,
+			body: withErrors(t, answerFor(t, graph, func(us []map[string]any, _ map[string]any) { us[1]["machines"] = nil }),
+				`[{"message":"m","path":["machine","logonUsers",1,"machines"],"extensions":{"code":"RATE_LIMITED","retryAfter":4}}]`)},
+		{name: "a user's machines null, the error at another user's", want: graph, outcome: wrong, reason: "yet they are there",
+			body: withErrors(t, answerFor(t, graph, func(us []map[string]any, _ map[string]any) { us[1]["machines"] = nil }),
+				`[{"message":"m","path":["machine","logonUsers",0,"machines"],"extensions":{"code":"UPSTREAM_UNAVAILABLE"}}]`)},
+		{name: "alerts failed, users there", want: graph, outcome: partial,
+			body: withErrors(t, answerFor(t, graph, func(_ []map[string]any, m map[string]any) { m["alerts"] = nil }),
+				`[{"message":"m","path":["machine","alerts"],"extensions":{"code":"UPSTREAM_UNAVAILABLE"}}]`)},
+		{name: "alerts and users failed, machine there", want: graph, outcome: wrong, reason: "every part failed",
+			body: withErrors(t, answerFor(t, graph, func(_ []map[string]any, m map[string]any) { m["alerts"], m["logonUsers"] = nil, nil }),
+				`[{"message":"m","path":["machine","alerts"],"extensions":{"code":"UPSTREAM_UNAVAILABLE"}},{"message":"m","path":["machine","logonUsers"],"extensions":{"code":"UPSTREAM_UNAVAILABLE"}}]`)},
+		{name: "a user's machines stale", want: graph, outcome: stale, staleAge: 3, staleReasons: []string{"RATE_LIMITED"},
+			body: withExtensions(t, answerFor(t, graph, nil), `{"stale":[{"path":["machine","logonUsers",2,"machines"],"ageSeconds":3,"reason":"RATE_LIMITED"}]}`)},
 
 		{name: "HTTP 500", status: 500, body: []byte(`oops`), want: known, outcome: wrong, reason: "HTTP 500"},
 		{name: "not JSON", body: []byte(`<html>`), want: known, outcome: wrong, reason: "not a JSON"},

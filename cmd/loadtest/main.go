@@ -6,6 +6,7 @@
 //	go run ./cmd/loadtest -cache-ttl 0            # only in-flight sharing saves calls
 //	go run ./cmd/loadtest -m 400                  # more distinct devices than a minute's quota
 //	go run ./cmd/loadtest -m 400 -cache-ttl 0     # ... and nothing fresh reused: stale answers stand in
+//	go run ./cmd/loadtest -shape graph -m 50      # each user's machines and the device's alerts too
 //	go run ./cmd/loadtest -url http://127.0.0.1:8080/query   # a running service (demo data set)
 //
 // By default the service runs in-process exactly as "go run ." builds it in demo mode

@@ -33,6 +33,33 @@ func TestRunInProcess(t *testing.T) {
 		"logonusers calls per distinct id 1.00", "429 answers 0")
 }
 
+// TestRunGraphShape: each user's machines and the device's alerts, checked against the
+// simulator's data, one call per distinct account name and device.
+func TestRunGraphShape(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	args := append([]string{"-shape", "graph", "-details"}, tiny...)
+	if err := run(t.Context(), args, noEnv, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	wantInReport(t, stdout.String(), "verdict PASS", "wrong 0", "shape graph (logon users, each user's machines, alerts)",
+		"calls per distinct key")
+	for _, e := range []string{"logonusers", "machine-alerts", "user-machines"} {
+		found := false
+		for line := range strings.Lines(stdout.String()) {
+			if f := strings.Fields(line); len(f) > 0 && f[0] == e && strings.Contains(line, "distinct keys") {
+				found = true
+				if !strings.Contains(line, "1.00 per key, at most 1 for one") {
+					t.Errorf("%s: %s; want one call per distinct key", e, strings.TrimSpace(line))
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no calls per distinct key for %s:\n%s", e, stdout.String())
+		}
+	}
+}
+
 // TestRunDetectsUpstream429s makes the service believe in a larger quota than the simulator
 // grants: the upstream answers 429, and the run must fail for it.
 func TestRunDetectsUpstream429s(t *testing.T) {
@@ -101,6 +128,8 @@ func TestOptions(t *testing.T) {
 		{args: []string{"-url", "localhost:8080"}, wantErr: "-url"},
 		{args: []string{"-metrics-url", "http://x/metrics"}, wantErr: "goes with -url"},
 		{args: []string{"extra"}, wantErr: "unexpected argument"},
+		{args: []string{"-shape", "graph"}},
+		{args: []string{"-shape", "everything"}, wantErr: "-shape"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

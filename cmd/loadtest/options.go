@@ -24,6 +24,7 @@ type options struct {
 	zipf     float64
 	seed     uint64
 	details  bool
+	shape    shape
 	timeout  time.Duration
 	progress time.Duration
 
@@ -75,8 +76,8 @@ func (e envFlag) Set(s string) error {
 
 const usageHeader = `Usage: go run ./cmd/loadtest [flags]
 
-Sends -q GraphQL queries from -c concurrent clients, each asking for the logon users of one of
--m device ids picked with a Zipf popularity, checks every answer against the simulator's data,
+Sends -q GraphQL queries from -c concurrent clients, each asking for the logon users (or, with
+-shape, their machines and the device's alerts) of one of -m device ids picked with a Zipf popularity, checks every answer against the simulator's data,
 and reports latency, throughput and the upstream calls the service made. It exits non-zero if
 any answer was wrong, if the upstream answered 429, or if any endpoint received more calls in a
 60 s window than its limit.
@@ -105,6 +106,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.zipf, "zipf", 1.1, "Zipf skew s of the ids' popularity (must be > 1)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the workload: which ids are unknown, their popularity, the query order")
 	fs.BoolVar(&o.details, "details", false, "also select a machine detail field (computerDnsName): one more upstream call per device")
+	shapeName := fs.String("shape", "logonusers", "what each query asks of its device: "+shapeNames()+
+		" (users-machines adds each logon user's machines, one call per distinct account name; alerts asks the device's alerts instead of its users; graph asks both)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "per-query deadline; an answer later than this is wrong")
 	fs.DurationVar(&o.progress, "progress", 3*time.Second, "interval of the progress line on stderr (0: none)")
 	fs.StringVar(&o.cacheTTL, "cache-ttl", "", "the in-process service's CACHE_TTL, a `duration`; 0 disables the cache (default: -env, the environment, or the service's 60s)")
@@ -122,6 +125,11 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	sh, ok := shapes[*shapeName]
+	if !ok {
+		return options{}, fmt.Errorf("-shape %q: want one of %s", *shapeName, shapeNames())
+	}
+	o.shape = sh
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	if err := o.validate(given); err != nil {

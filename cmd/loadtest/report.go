@@ -38,6 +38,7 @@ type report struct {
 	// In-process: the simulator's own counts.
 	stats      map[simulator.Endpoint]simulator.EndpointStats
 	logonCalls map[string]int
+	keyCalls   map[simulator.Endpoint]map[string]int // calls per key, by endpoint
 
 	// The service's metrics, this run's increase; nil with metricsNote saying why.
 	metrics     series
@@ -92,12 +93,17 @@ func newReport(o options, t *target, w workload, run runResult) *report {
 	if t.sim != nil {
 		r.stats = t.sim.Stats()
 		r.logonCalls = t.sim.LogonUserCallCounts()
+		r.keyCalls = map[simulator.Endpoint]map[string]int{}
+		for _, e := range apiEndpoints {
+			r.keyCalls[e] = t.sim.KeyCalls(e)
+		}
 	}
 	return r
 }
 
 // apiEndpoints are the simulator's rate-limited endpoints, in report order.
-var apiEndpoints = []simulator.Endpoint{simulator.EndpointLogonUsers, simulator.EndpointGetMachine, simulator.EndpointListMachines}
+var apiEndpoints = []simulator.Endpoint{simulator.EndpointLogonUsers, simulator.EndpointGetMachine, simulator.EndpointListMachines,
+	simulator.EndpointMachineAlerts, simulator.EndpointUserMachines}
 
 // upstream429s counts the 429 answers Defender gave; ok is false when it cannot be known.
 func (r *report) upstream429s() (n int, ok bool) {
@@ -166,6 +172,7 @@ func (r *report) write(out io.Writer) {
 	}
 	line("  workload\t%d clients, %d queries, %d ids (%d known, %d unknown), zipf s=%v, seed %d, details %s, timeout %s",
 		o.clients, o.queries, o.ids, r.w.known, o.ids-r.w.known, o.zipf, o.seed, details, o.timeout)
+	line("  shape\t%s", o.shape.describe())
 	if c := r.t.cfg; c != nil {
 		line("  service\tCACHE_TTL=%s NOT_FOUND_TTL=%s STALE_TTL=%s MDE_LIMIT_PER_MINUTE=%d MDE_LIMIT_PER_HOUR=%d QUOTA_MAX_WAIT=%s REQUEST_TIMEOUT=%s MAX_UPSTREAM_CALLS_PER_QUERY=%d",
 			c.CacheTTL, c.NotFoundTTL, c.StaleTTL, c.LimitPerMinute, c.LimitPerHour, c.QuotaMaxWait, c.RequestTimeout, c.MaxUpstreamCalls)
@@ -254,6 +261,7 @@ func (r *report) writeUpstream(line func(string, ...any)) {
 		line("  logonusers calls per distinct id\t%.2f\t(%d calls / %d distinct ids asked)", float64(calls)/float64(len(r.asked)), calls, len(r.asked))
 		line("  logonusers calls per query\t%.3f\t(%d calls / %d queries)", float64(calls)/float64(max(r.sent, 1)), calls, r.sent)
 	}
+	r.writePerKey(line)
 	if r.logonCalls != nil {
 		most, stray := 0, 0
 		for id, n := range r.logonCalls {
@@ -266,6 +274,50 @@ func (r *report) writeUpstream(line func(string, ...any)) {
 		if stray > 0 {
 			line("  logonusers calls for ids never asked\t%d", stray)
 		}
+	}
+}
+
+// writePerKey writes, for each endpoint, the upstream calls per distinct key (device id,
+// account name, page) as the simulator counted them, and the distinct keys the asked devices
+// hold: one call per distinct key is the target, whatever the number of queries.
+func (r *report) writePerKey(line func(string, ...any)) {
+	if r.keyCalls == nil {
+		line("  calls per distinct key\tknown in-process only")
+		return
+	}
+	ids, appearances, names := 0, 0, map[string]bool{}
+	for _, tg := range r.w.targets {
+		if !r.asked[tg.id] {
+			continue
+		}
+		ids++
+		appearances += len(tg.users)
+		for _, u := range tg.users {
+			names[strings.ToLower(u.accountName)] = true
+		}
+	}
+	wantKeys := map[simulator.Endpoint]string{
+		simulator.EndpointLogonUsers:    fmt.Sprintf("%d distinct device ids asked", ids),
+		simulator.EndpointMachineAlerts: fmt.Sprintf("%d distinct device ids asked", ids),
+		simulator.EndpointUserMachines: fmt.Sprintf("%d distinct account names among their %d logon users (one call per distinct name, not per appearance)",
+			len(names), appearances),
+	}
+	line("  calls per distinct key\t(the simulator's count, by device id, account name or page)")
+	for _, e := range apiEndpoints {
+		calls := r.keyCalls[e]
+		if len(calls) == 0 {
+			continue
+		}
+		total, most := 0, 0
+		for _, n := range calls {
+			total += n
+			most = max(most, n)
+		}
+		note := ""
+		if w, ok := wantKeys[e]; ok {
+			note = "; " + w
+		}
+		line("    %s\t%d calls, %d distinct keys: %.2f per key, at most %d for one%s", e, total, len(calls), float64(total)/float64(len(calls)), most, note)
 	}
 }
 

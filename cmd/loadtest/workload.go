@@ -11,12 +11,6 @@ import (
 	"github.com/mdegraph/mdegraph/internal/simulator"
 )
 
-// The query every client sends; -details adds a detail field, which costs a machine call.
-const (
-	usersQuery   = `query($id: ID!) { machine(id: $id) { logonUsers { id accountName isDomainAdmin logonTypes lastSeen } } }`
-	detailsQuery = `query($id: ID!) { machine(id: $id) { computerDnsName logonUsers { id accountName isDomainAdmin logonTypes lastSeen } } }`
-)
-
 // workload is a run's fixed plan, the same for every run with the same flags: the ids ranked
 // by popularity, and the id each query asks for. Clients take queries in plan order, so only
 // the interleaving varies between runs, never what is asked.
@@ -40,14 +34,14 @@ func newWorkload(ref *simulator.Simulator, o options) (workload, error) {
 	}
 	w := workload{known: nKnown, targets: make([]expected, 0, o.ids)}
 	for _, m := range machines[:nKnown] {
-		w.targets = append(w.targets, expectationFor(ref, m.ID, o.details))
+		w.targets = append(w.targets, expectationFor(ref, m.ID, o.details, o.shape))
 	}
 	for i := 0; len(w.targets) < o.ids; i++ {
 		id := unknownID(o.seed, i)
 		if _, ok := ref.Machine(id); ok {
 			continue // astronomically unlikely, but then it is not unknown
 		}
-		w.targets = append(w.targets, expected{id: id, details: o.details})
+		w.targets = append(w.targets, expected{id: id, details: o.details, shape: o.shape})
 	}
 	rng := rand.New(rand.NewPCG(o.seed, o.seed^0x6c6f6164_74657374))
 	rng.Shuffle(len(w.targets), func(i, j int) { w.targets[i], w.targets[j] = w.targets[j], w.targets[i] })
@@ -59,10 +53,7 @@ func newWorkload(ref *simulator.Simulator, o options) (workload, error) {
 	for i := range w.plan {
 		w.plan[i] = int(zipf.Uint64())
 	}
-	q := usersQuery
-	if o.details {
-		q = detailsQuery
-	}
+	q := o.shape.query(o.details)
 	w.bodies = make([][]byte, len(w.targets))
 	for j, t := range w.targets {
 		b, err := json.Marshal(map[string]any{"query": q, "variables": map[string]string{"id": t.id}})

@@ -10,6 +10,58 @@ import (
 	"time"
 )
 
+// A detection Defender for Endpoint raised on a device: one entry of Defender's GET /api/machines/{id}/alerts answer (Defender's Alert resource). Its fields come with that answer and cost nothing more.
+type Alert struct {
+	// Defender's alert id, e.g. `da637472900382838869_1364969609`.
+	ID string `json:"id"`
+	// The incident the alert belongs to (Defender's incident id, a 64-bit number written as a string).
+	IncidentID *string `json:"incidentId"`
+	// How severe Defender rates the alert.
+	Severity *AlertSeverity `json:"severity"`
+	// Where the alert stands in its triage.
+	Status *AlertStatus `json:"status"`
+	// The analyst's verdict, once the alert is classified; null before.
+	Classification *AlertClassification `json:"classification"`
+	// What the analyst found, in Defender's words (for instance Malware, SecurityTesting, NotMalicious, Other): a list Microsoft revises, so it is given as Defender sends it; null until set.
+	Determination *string `json:"determination"`
+	// The kind of activity, e.g. CredentialAccess, Execution, Persistence.
+	Category *string `json:"category"`
+	// The alert's title, e.g. `Credential dumping activity observed`.
+	Title *string `json:"title"`
+	// What Defender saw, in a sentence or two.
+	Description *string `json:"description"`
+	// What detected it, e.g. WindowsDefenderAtp (EDR), WindowsDefenderAv (antivirus), CustomDetection.
+	DetectionSource *string `json:"detectionSource"`
+	// When Defender raised the alert.
+	AlertCreationTime *time.Time `json:"alertCreationTime"`
+	// When the first event behind the alert happened on the device.
+	FirstEventTime *time.Time `json:"firstEventTime"`
+	// When the last event behind the alert happened on the device.
+	LastEventTime *time.Time `json:"lastEventTime"`
+	// When the alert last changed.
+	LastUpdateTime *time.Time `json:"lastUpdateTime"`
+	// When the alert was resolved; null while it is not.
+	ResolvedTime *time.Time `json:"resolvedTime"`
+	// The device the alert is about.
+	MachineID *string `json:"machineId"`
+	// The device's computer DNS name, as the alert recorded it.
+	ComputerDNSName *string `json:"computerDnsName"`
+	// The threat's name, for antivirus detections (e.g. `HackTool:Win32/Mimikatz.D`).
+	ThreatName *string `json:"threatName"`
+	// MITRE ATT&CK technique ids of the activity, e.g. T1003.001; empty when Defender names none.
+	MitreTechniques []string `json:"mitreTechniques"`
+	// The account the alert is about, when there is one.
+	RelatedUser *AlertUser `json:"relatedUser"`
+}
+
+// The account an alert is about, from the alert's own answer (no call of its own). Defender writes the domain in upper case (a NetBIOS name, `CONTOSO`) where logon users have it in lower case: compare them ignoring case.
+type AlertUser struct {
+	// The account name without its domain.
+	UserName *string `json:"userName"`
+	// The account's domain.
+	DomainName *string `json:"domainName"`
+}
+
 // The rate limit of one upstream endpoint family, as this service spends it. Defender allows each endpoint a number of calls in any sliding minute and in any sliding hour, for the whole application; this service never goes past either. Every answer carries the same object for each family in `extensions.quota`, keyed by `endpoint`.
 type EndpointQuota struct {
 	// The endpoint family, e.g. `machines.logonusers`.
@@ -72,7 +124,7 @@ type LogonUser struct {
 
 // A device onboarded to (or discovered by) Microsoft Defender for Endpoint: Defender's Machine entity.
 //
-// Every field but `id` is nullable, because each comes from an upstream call that can fail on its own: the detail fields all come from one call (GET /api/machines/{id}), `logonUsers` from another. When one call fails, the fields it would have given are null, the others keep their values, and one error says why, with the path of the field the call would have given: the machine itself for the detail fields, `logonUsers` for the logon users. A detail field is also null when Defender leaves it empty; an error at the machine's path tells the two apart.
+// Every field but `id` is nullable, because each comes from an upstream call that can fail on its own: the detail fields all come from one call (GET /api/machines/{id}, or the list answer that gave the device: `Query.machines`, `LogonUser.machines`), `logonUsers` and `alerts` from one call each. When one call fails, the fields it would have given are null, the others keep their values, and one error says why, with the path of the field the call would have given: the machine itself for the detail fields, `logonUsers` or `alerts` for theirs. A detail field is also null when Defender leaves it empty; an error at the machine's path tells the two apart.
 type Machine struct {
 	// The device id: 40 lower-case hex digits, stable for the life of the device in Defender.
 	ID string `json:"id"`
@@ -138,8 +190,68 @@ type Machine struct {
 	VMMetadata *VMMetadata `json:"vmMetadata"`
 	// Users Defender has seen logging on to the device (GET /api/machines/{id}/logonusers), as Defender returns them; empty when Defender reports none. Costs one upstream call per device, shared by every query that asks.
 	//
-	// Null, with one error at this field's path, when that call failed while the device is shown to exist (its details were fetched): the device's other fields keep their values. (It used to be non-null, so that one failing call erased the whole machine.)
+	// Null, with one error at this field's path, when that call failed while the device is shown to exist (its details were fetched, a list held it): the device's other fields keep their values. (It used to be non-null, so that one failing call erased the whole machine.)
 	LogonUsers []*LogonUser `json:"logonUsers"`
+	// The alerts Defender raised on the device (GET /api/machines/{id}/alerts), in Defender's order; empty when there are none. Costs one upstream call per device, whatever `first` is, shared by every field and query that asks.
+	//
+	// Null, with one error at this field's path, when that call failed while the device is shown to exist: the device's other fields keep their values.
+	Alerts []*Alert `json:"alerts"`
+	// Query.machine fetched the logonUsers and alerts it selects into LogonUsers and Alerts (all alerts; nil where the call failed, its error already reported)
+	Prefetched bool `json:"-"`
+}
+
+// A page of devices (a Relay connection). Each page is one upstream call (GET /api/machines with `$top` and `$skip`), cached and shared like any answer; its devices' detail fields come with it and cost nothing more.
+//
+// `edges`, `nodes` and `pageInfo` are null, with one error at the connection's path, when that call failed (quota spent, Defender failing) or an argument was refused (BAD_USER_INPUT); the rest of the answer stays. (Relay's `pageInfo` is non-null; here it is nullable so that one failed call cannot erase the whole answer.)
+type MachineConnection struct {
+	// The devices of this page, each with its cursor.
+	Edges []*MachineEdge `json:"edges"`
+	// The devices of this page, without cursors.
+	Nodes []*Machine `json:"nodes"`
+	// Where this page is in the list.
+	PageInfo *PageInfo `json:"pageInfo"`
+}
+
+// One device of a page, and the cursor that points at it; both come with the page's call.
+type MachineEdge struct {
+	// An opaque cursor: pass it as `after` for the devices that follow this one (with the same filter).
+	Cursor string `json:"cursor"`
+	// The device.
+	Node *Machine `json:"node"`
+}
+
+// Which devices `Query.machines` lists (the filter changes no cost: a page is one call whatever it holds). Each field given narrows the list (the conditions are joined with `and`); leave out what should not. Translated into Defender's OData `$filter` with only the properties Defender documents as filterable; text is quoted, never pasted, so no value can add a condition. A value Defender cannot take (a control character, `OTHER`, an empty string) fails with BAD_USER_INPUT before any upstream call.
+type MachineFilter struct {
+	// Devices whose computer DNS name starts with this, ignoring case (`startswith(computerDnsName,'…')`), e.g. `desk-`.
+	ComputerDNSNamePrefix *string `json:"computerDnsNamePrefix"`
+	// Devices with this sensor health.
+	HealthStatus *HealthStatus `json:"healthStatus"`
+	// Devices with this risk score.
+	RiskScore *RiskScore `json:"riskScore"`
+	// Devices with this exposure level.
+	ExposureLevel *ExposureLevel `json:"exposureLevel"`
+	// Devices of this operating system platform, in Defender's spelling: Windows10, Windows11, WindowsServer2022, Linux, macOS, …
+	OsPlatform *string `json:"osPlatform"`
+	// Devices carrying this tag (`machineTags/any(t: t eq '…')`).
+	MachineTag *string `json:"machineTag"`
+	// Devices last seen after this instant.
+	LastSeenAfter *time.Time `json:"lastSeenAfter"`
+	// Devices last seen before this instant.
+	LastSeenBefore *time.Time `json:"lastSeenBefore"`
+	// Devices of this device group (Defender's rbacGroupId, a number).
+	DeviceGroupID *string `json:"deviceGroupId"`
+}
+
+// Where a page is in a list (Relay's PageInfo); it comes with the page's call.
+type PageInfo struct {
+	// Whether more devices follow: the service asks Defender for one device more than `first`, so this is known for sure, with no further call.
+	HasNextPage bool `json:"hasNextPage"`
+	// Whether devices come before this page (it starts after a cursor).
+	HasPreviousPage bool `json:"hasPreviousPage"`
+	// The cursor of the page's first device; null for an empty page.
+	StartCursor *string `json:"startCursor"`
+	// The cursor of the page's last device, to pass as `after` for the next page; null for an empty page.
+	EndCursor *string `json:"endCursor"`
 }
 
 // The entry point. mdegraph answers from Microsoft Defender for Endpoint's REST API, calling it as few times as it can: identical calls are shared, answers are cached briefly, and calls are spread to stay inside Defender's quota (see `quota`).
@@ -168,6 +280,207 @@ type VMMetadata struct {
 	ResourceID *string `json:"resourceId"`
 	// The cloud subscription id.
 	SubscriptionID *string `json:"subscriptionId"`
+}
+
+// An analyst's verdict on an alert. OTHER stands for a value Defender added later.
+type AlertClassification string
+
+const (
+	// A real threat.
+	AlertClassificationTruePositive AlertClassification = "TRUE_POSITIVE"
+	// Real, and expected: security testing, a line-of-business application, confirmed activity.
+	AlertClassificationInformationalExpectedActivity AlertClassification = "INFORMATIONAL_EXPECTED_ACTIVITY"
+	// Not a threat.
+	AlertClassificationFalsePositive AlertClassification = "FALSE_POSITIVE"
+	// A value this service does not know yet.
+	AlertClassificationOther AlertClassification = "OTHER"
+)
+
+var AllAlertClassification = []AlertClassification{
+	AlertClassificationTruePositive,
+	AlertClassificationInformationalExpectedActivity,
+	AlertClassificationFalsePositive,
+	AlertClassificationOther,
+}
+
+func (e AlertClassification) IsValid() bool {
+	switch e {
+	case AlertClassificationTruePositive, AlertClassificationInformationalExpectedActivity, AlertClassificationFalsePositive, AlertClassificationOther:
+		return true
+	}
+	return false
+}
+
+func (e AlertClassification) String() string {
+	return string(e)
+}
+
+func (e *AlertClassification) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = AlertClassification(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid AlertClassification", str)
+	}
+	return nil
+}
+
+func (e AlertClassification) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *AlertClassification) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e AlertClassification) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// How severe Defender rates an alert. OTHER stands for a value Defender added after this service was built; the service logs it.
+type AlertSeverity string
+
+const (
+	// Defender gave no severity.
+	AlertSeverityUnspecified AlertSeverity = "UNSPECIFIED"
+	// Informational.
+	AlertSeverityInformational AlertSeverity = "INFORMATIONAL"
+	// Low severity.
+	AlertSeverityLow AlertSeverity = "LOW"
+	// Medium severity.
+	AlertSeverityMedium AlertSeverity = "MEDIUM"
+	// High severity.
+	AlertSeverityHigh AlertSeverity = "HIGH"
+	// A value this service does not know yet.
+	AlertSeverityOther AlertSeverity = "OTHER"
+)
+
+var AllAlertSeverity = []AlertSeverity{
+	AlertSeverityUnspecified,
+	AlertSeverityInformational,
+	AlertSeverityLow,
+	AlertSeverityMedium,
+	AlertSeverityHigh,
+	AlertSeverityOther,
+}
+
+func (e AlertSeverity) IsValid() bool {
+	switch e {
+	case AlertSeverityUnspecified, AlertSeverityInformational, AlertSeverityLow, AlertSeverityMedium, AlertSeverityHigh, AlertSeverityOther:
+		return true
+	}
+	return false
+}
+
+func (e AlertSeverity) String() string {
+	return string(e)
+}
+
+func (e *AlertSeverity) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = AlertSeverity(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid AlertSeverity", str)
+	}
+	return nil
+}
+
+func (e AlertSeverity) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *AlertSeverity) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e AlertSeverity) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// Where an alert stands in its triage. OTHER stands for a value Defender added later.
+type AlertStatus string
+
+const (
+	// Defender does not say.
+	AlertStatusUnknown AlertStatus = "UNKNOWN"
+	// Not triaged yet.
+	AlertStatusNew AlertStatus = "NEW"
+	// An analyst is on it.
+	AlertStatusInProgress AlertStatus = "IN_PROGRESS"
+	// Closed.
+	AlertStatusResolved AlertStatus = "RESOLVED"
+	// A value this service does not know yet.
+	AlertStatusOther AlertStatus = "OTHER"
+)
+
+var AllAlertStatus = []AlertStatus{
+	AlertStatusUnknown,
+	AlertStatusNew,
+	AlertStatusInProgress,
+	AlertStatusResolved,
+	AlertStatusOther,
+}
+
+func (e AlertStatus) IsValid() bool {
+	switch e {
+	case AlertStatusUnknown, AlertStatusNew, AlertStatusInProgress, AlertStatusResolved, AlertStatusOther:
+		return true
+	}
+	return false
+}
+
+func (e AlertStatus) String() string {
+	return string(e)
+}
+
+func (e *AlertStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = AlertStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid AlertStatus", str)
+	}
+	return nil
+}
+
+func (e AlertStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *AlertStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e AlertStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 // The value an administrator assigned to a device. OTHER stands for a value Defender added later.

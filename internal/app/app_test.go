@@ -364,8 +364,8 @@ func TestQuotaField(t *testing.T) {
 	if err := json.Unmarshal(r.Data["quota"], &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3 {
-		t.Fatalf("got %d endpoint families, want 3: %+v", len(got), got)
+	if len(got) != len(defender.Endpoints) {
+		t.Fatalf("got %d endpoint families, want %d: %+v", len(got), len(defender.Endpoints), got)
 	}
 	for _, q := range got {
 		used := 0

@@ -35,7 +35,8 @@ func aliasQuery(format string, n int) string {
 // query on the same handler (one device's logon users from a warm cache, as
 // BenchmarkQueryWarmCache): ns/op and B/op of each, in one run, so that their ratio can be
 // quoted. at-limits is about the costliest query the default limits admit: 100 aliases of
-// quota with all their fields (1,500 fields, 3 endpoint families each), answered in full.
+// quota with all their fields (1,500 fields, one entry per endpoint family each), answered in
+// full.
 func BenchmarkHostileBody(b *testing.B) {
 	s := newBenchApp(b)
 	ordinary := postOf(`query($id: ID!) { machine(id: $id) { `+benchUsersFields+` } }`, true)(s)

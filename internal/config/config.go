@@ -164,7 +164,7 @@ var Settings = []Setting{
 	{"CACHE_TTL", "60s", "how long upstream answers are reused; 0 disables the cache"},
 	{"NOT_FOUND_TTL", "10s", "how long an upstream 404 is reused (at most CACHE_TTL)"},
 	{"STALE_TTL", "1h", "when no fresh answer can be had (quota spent, Defender failing or unreachable), the last good one younger than this is served, marked in extensions.stale; 0 turns this off"},
-	{"MAX_UPSTREAM_CALLS_PER_QUERY", "50", "a query that could need more upstream calls is rejected before any call"},
+	{"MAX_UPSTREAM_CALLS_PER_QUERY", "50", "a query that could need more upstream calls is rejected before any call; calls only the answers reveal (each logon user's machines) are refused past it, field by field, with QUERY_TOO_EXPENSIVE"},
 	{"REQUEST_TIMEOUT", "30s", "longest one GraphQL request may take"},
 	{"MAX_BODY_BYTES", "65536", "a POST body of more bytes is refused (413) before it is decoded"},
 	{"MAX_QUERY_TOKENS", "5000", "a query of more lexical tokens (names, punctuation, values, comments) is refused before it is parsed"},

@@ -1,5 +1,5 @@
-// Package defender is a client for the Microsoft Defender for Endpoint REST API: the few
-// endpoints mdegraph serves, typed errors decoded from Defender's error bodies, every call
+// Package defender is a client for the Microsoft Defender for Endpoint REST API: the
+// endpoints mdegraph serves (machines, a device's logon users and alerts, a user's machines), typed errors decoded from Defender's error bodies, every call
 // passed through a rate limiter, and bounded retries that spend quota like any call. The
 // bearer token is obtained before a call takes its quota, so a sign-in failure spends none; a
 // token the API refuses (401) before its expiry is replaced and the call retried once.
@@ -35,10 +35,14 @@ const (
 	EndpointMachines Endpoint = "machines.list"
 	// EndpointLogonUsers is GET /api/machines/{id}/logonusers.
 	EndpointLogonUsers Endpoint = "machines.logonusers"
+	// EndpointAlerts is GET /api/machines/{id}/alerts.
+	EndpointAlerts Endpoint = "machines.alerts"
+	// EndpointUserMachines is GET /api/users/{accountName}/machines.
+	EndpointUserMachines Endpoint = "users.machines"
 )
 
 // Endpoints lists every endpoint family the client calls.
-var Endpoints = []Endpoint{EndpointMachine, EndpointMachines, EndpointLogonUsers}
+var Endpoints = []Endpoint{EndpointMachine, EndpointMachines, EndpointLogonUsers, EndpointAlerts, EndpointUserMachines}
 
 // Limiter gates every upstream call of an endpoint family (quota.Set implements it). Take
 // returns when a call may go out, with the time its slot was granted, or an error (for
@@ -123,6 +127,8 @@ type Client struct {
 
 	// Machines is the machines area of the API.
 	Machines *MachinesService
+	// Users is the users area of the API.
+	Users *UsersService
 }
 
 // Response describes the outcome of one client method call.
@@ -183,6 +189,7 @@ func New(opts Options) (*Client, error) {
 	hc = &traced
 	c := &Client{base: base, hc: hc, tokens: opts.Tokens, limiter: opts.Limiter, opts: opts, logger: opts.Logger}
 	c.Machines = &MachinesService{client: c}
+	c.Users = &UsersService{client: c}
 	return c, nil
 }
 

@@ -77,6 +77,47 @@ type User struct {
 	LogOnMachinesCount      *FlexInt `json:"logOnMachinesCount"`
 }
 
+// Alert is one entry of GET /api/machines/{id}/alerts: a detection Defender raised on the device
+// (Defender's Alert resource, defender-endpoint/api/alerts.md). Fields the API documents as
+// nullable are pointers; fields it may add later are ignored. Severity, Status and
+// Classification are enumerations Defender may extend.
+type Alert struct {
+	ID         string   `json:"id"`
+	IncidentID *FlexInt `json:"incidentId"`
+	// Severity is UnSpecified, Informational, Low, Medium or High.
+	Severity *string `json:"severity"`
+	// Status is Unknown, New, InProgress or Resolved.
+	Status *string `json:"status"`
+	// Classification is TruePositive, InformationalExpectedActivity or FalsePositive; null
+	// until an analyst classifies the alert.
+	Classification *string `json:"classification"`
+	// Determination is the analyst's finding (Malware, SecurityTesting, NotMalicious, Other,
+	// ...), a list Microsoft revises; null until set.
+	Determination     *string  `json:"determination"`
+	Category          *string  `json:"category"`
+	Title             *string  `json:"title"`
+	Description       *string  `json:"description"`
+	DetectionSource   *string  `json:"detectionSource"`
+	AlertCreationTime *Time    `json:"alertCreationTime"`
+	FirstEventTime    *Time    `json:"firstEventTime"`
+	LastEventTime     *Time    `json:"lastEventTime"`
+	LastUpdateTime    *Time    `json:"lastUpdateTime"`
+	ResolvedTime      *Time    `json:"resolvedTime"`
+	MachineID         *string  `json:"machineId"`
+	ComputerDNSName   *string  `json:"computerDnsName"`
+	ThreatName        *string  `json:"threatName"`
+	MITRETechniques   []string `json:"mitreTechniques"`
+	// RelatedUser is the account the alert is about, when there is one.
+	RelatedUser *RelatedUser `json:"relatedUser"`
+}
+
+// RelatedUser is the account an Alert is about. Live alerts write the domain in upper case
+// (a NetBIOS name) where logon users have it in lower case: compare them case-insensitively.
+type RelatedUser struct {
+	UserName   *string `json:"userName"`
+	DomainName *string `json:"domainName"`
+}
+
 // LogonTypeList splits the upstream's logonTypes string ("Interactive, Network") into its parts.
 // Separators seen or plausible (comma, semicolon, whitespace around them) are all accepted.
 func (u User) LogonTypeList() []string {

@@ -3,6 +3,8 @@ package defender
 import (
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // MachineRef is what the API accepts where it says {id} for a machine: a device id (40 hex
@@ -106,3 +108,45 @@ func dnsNameProblem(s string) string {
 	}
 	return ""
 }
+
+// AccountName is an account's name without its domain (jdoe, not contoso\jdoe nor
+// jdoe@contoso.com): what GET /api/users/{accountName}/machines takes.
+type AccountName string
+
+// maxAccountName bounds an account name in bytes: Windows' own limits are far lower (20
+// characters for a SAM account name, 64 for a UPN's name part), other platforms' are not.
+const maxAccountName = 256
+
+// ParseAccountName validates s before it can reach an upstream URL. Account names may hold
+// spaces, apostrophes and letters of any script ("sql service", "o'brien", "jürgen"); they are
+// sent path-escaped, exactly as given. Refused, as an *InvalidInputError: the empty name, more
+// than 256 bytes, invalid UTF-8, control characters, '/' and names made of dots only (they
+// would change the URL's path), and a domain or a UPN ('\' or '@'), which Defender does not
+// match: it wants the bare name (../shared/UPSTREAM.md).
+func ParseAccountName(s string) (AccountName, error) {
+	refuse := func(reason string) (AccountName, error) {
+		return "", &InvalidInputError{Field: "accountName", Value: s, Reason: reason}
+	}
+	switch {
+	case strings.TrimSpace(s) == "":
+		return refuse("must not be empty")
+	case len(s) > maxAccountName:
+		return refuse(fmt.Sprintf("is %d bytes long; an account name is at most %d", len(s), maxAccountName))
+	case !utf8.ValidString(s):
+		return refuse("is not valid UTF-8")
+	case strings.Trim(s, ".") == "":
+		return refuse("is made of dots only")
+	case strings.ContainsRune(s, '\\'):
+		return refuse(`holds a domain (domain\name): give the account name alone, e.g. jdoe`)
+	case strings.ContainsRune(s, '@'):
+		return refuse("looks like a UPN (name@domain): give the account name alone, e.g. jdoe")
+	case strings.ContainsRune(s, '/'):
+		return refuse("holds '/', which no account name does")
+	case strings.ContainsFunc(s, unicode.IsControl):
+		return refuse("holds a control character")
+	}
+	return AccountName(s), nil
+}
+
+// String returns the name.
+func (n AccountName) String() string { return string(n) }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -26,10 +28,40 @@ type Source interface {
 	LogonUsers(ctx context.Context, id string) ([]defender.User, error)
 }
 
-// FromClient adapts a defender client to Source.
+// GraphSource is the upstream of the wider graph around a device: the list of machines, an
+// account's machines, a device's alerts. defender.Client's adapter (FromClient) implements it;
+// a Source that does not answers those calls with an error.
+type GraphSource interface {
+	// ListMachines returns one page of GET /api/machines (an empty page for Defender's 404,
+	// "no recent machines").
+	ListMachines(ctx context.Context, opts defender.ListOptions) ([]defender.Machine, error)
+	// UserMachines returns the devices the account logged on to.
+	UserMachines(ctx context.Context, name defender.AccountName) ([]defender.Machine, error)
+	// Alerts returns the alerts of the device id.
+	Alerts(ctx context.Context, id string) ([]defender.Alert, error)
+}
+
+// FromClient adapts a defender client to Source; the Source also implements GraphSource.
 func FromClient(c *defender.Client) Source { return clientSource{c} }
 
 type clientSource struct{ c *defender.Client }
+
+var _ GraphSource = clientSource{}
+
+func (s clientSource) ListMachines(ctx context.Context, opts defender.ListOptions) ([]defender.Machine, error) {
+	ms, _, err := s.c.Machines.List(ctx, opts)
+	return ms, err
+}
+
+func (s clientSource) UserMachines(ctx context.Context, name defender.AccountName) ([]defender.Machine, error) {
+	ms, _, err := s.c.Users.Machines(ctx, name.String())
+	return ms, err
+}
+
+func (s clientSource) Alerts(ctx context.Context, id string) ([]defender.Alert, error) {
+	as, _, err := s.c.Machines.Alerts(ctx, id)
+	return as, err
+}
 
 func (s clientSource) GetMachine(ctx context.Context, ref string) (*defender.Machine, error) {
 	m, _, err := s.c.Machines.Get(ctx, ref)
@@ -83,14 +115,21 @@ type Options struct {
 	// hosts, a failing token endpoint); 0 serves nothing stale. Such answers carry a Stale.
 	// It counts from the upstream's answer, so it adds nothing unless it exceeds CacheTTL.
 	StaleTTL time.Duration
-	// Machines and LogonUsers cache the two kinds of answer; nil means an in-memory cache of
-	// 100000 entries each.
-	Machines   Cache[*defender.Machine]
-	LogonUsers Cache[[]defender.User]
-	// MachineCalls and LogonUserCalls share the calls in progress for the two kinds of
-	// answer; nil means an in-process Flight each.
-	MachineCalls   Sharing[*defender.Machine]
-	LogonUserCalls Sharing[[]defender.User]
+	// Machines, LogonUsers, Alerts, UserMachines and MachinePages cache each kind of answer
+	// (a device's details; its logon users; its alerts; an account's machines; a page of
+	// GET /api/machines); nil means an in-memory cache of 100000 entries each.
+	Machines     Cache[*defender.Machine]
+	LogonUsers   Cache[[]defender.User]
+	Alerts       Cache[[]defender.Alert]
+	UserMachines Cache[[]defender.Machine]
+	MachinePages Cache[[]defender.Machine]
+	// MachineCalls, LogonUserCalls, AlertCalls, UserMachineCalls and PageCalls share the calls
+	// in progress for each kind of answer; nil means an in-process Flight each.
+	MachineCalls     Sharing[*defender.Machine]
+	LogonUserCalls   Sharing[[]defender.User]
+	AlertCalls       Sharing[[]defender.Alert]
+	UserMachineCalls Sharing[[]defender.Machine]
+	PageCalls        Sharing[[]defender.Machine]
 	// BatchWait is how long a request's dataloaders collect keys before fetching them
 	// (default DefaultBatchWait).
 	BatchWait time.Duration
@@ -109,16 +148,21 @@ type Options struct {
 type Fetcher struct {
 	opts      Options
 	staleLogs *quietlog.Repeats // one warning a minute per endpoint and reason
+
+	// The kinds of answer fetched one key per call.
+	users        *kind[[]defender.User]
+	alerts       *kind[[]defender.Alert]
+	userMachines *kind[[]defender.Machine]
+	pages        *kind[[]defender.Machine]
 }
 
 // NewFetcher returns a Fetcher for opts.
 func NewFetcher(opts Options) *Fetcher {
-	if opts.Machines == nil {
-		opts.Machines = NewMemoryCache[*defender.Machine](100_000)
-	}
-	if opts.LogonUsers == nil {
-		opts.LogonUsers = NewMemoryCache[[]defender.User](100_000)
-	}
+	orCache(&opts.Machines)
+	orCache(&opts.LogonUsers)
+	orCache(&opts.Alerts)
+	orCache(&opts.UserMachines)
+	orCache(&opts.MachinePages)
 	if opts.BatchWait <= 0 {
 		opts.BatchWait = DefaultBatchWait
 	}
@@ -133,14 +177,56 @@ func NewFetcher(opts Options) *Fetcher {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.MachineCalls == nil {
-		opts.MachineCalls = NewFlight[*defender.Machine](opts.CallTimeout)
-	}
-	if opts.LogonUserCalls == nil {
-		opts.LogonUserCalls = NewFlight[[]defender.User](opts.CallTimeout)
-	}
-	return &Fetcher{opts: opts, staleLogs: quietlog.New(time.Minute)}
+	orFlight(&opts.MachineCalls, opts.CallTimeout)
+	orFlight(&opts.LogonUserCalls, opts.CallTimeout)
+	orFlight(&opts.AlertCalls, opts.CallTimeout)
+	orFlight(&opts.UserMachineCalls, opts.CallTimeout)
+	orFlight(&opts.PageCalls, opts.CallTimeout)
+	f := &Fetcher{opts: opts, staleLogs: quietlog.New(time.Minute)}
+	graph, _ := opts.Source.(GraphSource)
+	f.users = &kind[[]defender.User]{ep: defender.EndpointLogonUsers, cache: opts.LogonUsers, calls: opts.LogonUserCalls,
+		fetch: opts.Source.LogonUsers}
+	f.alerts = &kind[[]defender.Alert]{ep: defender.EndpointAlerts, cache: opts.Alerts, calls: opts.AlertCalls,
+		fetch: func(ctx context.Context, id string) ([]defender.Alert, error) {
+			if graph == nil {
+				return nil, errNoGraphSource
+			}
+			return graph.Alerts(ctx, id)
+		}}
+	f.userMachines = &kind[[]defender.Machine]{ep: defender.EndpointUserMachines, cache: opts.UserMachines, calls: opts.UserMachineCalls,
+		fetch: func(ctx context.Context, name string) ([]defender.Machine, error) {
+			if graph == nil {
+				return nil, errNoGraphSource
+			}
+			return graph.UserMachines(ctx, defender.AccountName(name))
+		},
+		after: f.storeMachines}
+	f.pages = &kind[[]defender.Machine]{ep: defender.EndpointMachines, cache: opts.MachinePages, calls: opts.PageCalls,
+		fetch: func(ctx context.Context, key string) ([]defender.Machine, error) {
+			if graph == nil {
+				return nil, errNoGraphSource
+			}
+			return graph.ListMachines(ctx, parsePageKey(key).ListOptions())
+		},
+		after: f.storeMachines}
+	return f
 }
+
+func orCache[V any](c *Cache[V]) {
+	if *c == nil {
+		*c = NewMemoryCache[V](100_000)
+	}
+}
+
+func orFlight[V any](s *Sharing[V], timeout time.Duration) {
+	if *s == nil {
+		*s = NewFlight[V](timeout)
+	}
+}
+
+// errNoGraphSource answers the calls of the wider graph when Options.Source does not serve
+// them (a test's fake, say).
+var errNoGraphSource = errors.New("loaders: the upstream source does not implement GraphSource")
 
 type identityKey struct{}
 
@@ -169,7 +255,7 @@ func notFound(endpoint defender.Endpoint, ref string) error {
 // Machines returns one result per ref, in order. refs are normalised machine refs (device ids
 // or computer names, see defender.ParseMachineRef); repeated refs are answered once.
 func (f *Fetcher) Machines(ctx context.Context, refs []string) []Result[*defender.Machine] {
-	b := newBatch(ctx, f, defender.EndpointMachine, refs, f.opts.Machines, f.opts.MachineCalls)
+	b := newBatch(ctx, f, defender.EndpointMachine, refs, f.opts.Machines, f.opts.MachineCalls, machineCalls)
 	var ids, names []string
 	for _, ref := range b.missing {
 		if defender.MachineRef(ref).IsDeviceID() {
@@ -243,9 +329,29 @@ func (f *Fetcher) listMachines(ctx context.Context, ids []string) (map[string]Re
 	return out, nil
 }
 
+// machineCalls is how many calls Machines makes for refs when nothing is cached or shared:
+// one list call per MaxIDsPerList device ids (a lone id has a call of its own), one per name.
+func machineCalls(refs []string) int {
+	ids := 0
+	for _, ref := range refs {
+		if defender.MachineRef(ref).IsDeviceID() {
+			ids++
+		}
+	}
+	return len(refs) - ids + (ids+defender.MaxIDsPerList-1)/defender.MaxIDsPerList
+}
+
 // storeMachine caches m under its id.
 func (f *Fetcher) storeMachine(ctx context.Context, m *defender.Machine) {
 	store(ctx, f, f.opts.Machines, cacheKey(ctx, defender.EndpointMachine, m.ID), m)
+}
+
+// storeMachines caches every machine of a list answer under its id, so that their details
+// cost nothing more.
+func (f *Fetcher) storeMachines(ctx context.Context, ms []defender.Machine) {
+	for i := range ms {
+		f.storeMachine(ctx, &ms[i])
+	}
 }
 
 // store keeps v, the upstream's answer for key: fresh for CacheTTL, and kept as a stale
@@ -271,24 +377,91 @@ func settleError[V any](ctx context.Context, f *Fetcher, cache Cache[V], key str
 	return false
 }
 
-// LogonUsers returns the logon users of each device id, in order.
-func (f *Fetcher) LogonUsers(ctx context.Context, ids []string) []Result[[]defender.User] {
-	b := newBatch(ctx, f, defender.EndpointLogonUsers, ids, f.opts.LogonUsers, f.opts.LogonUserCalls)
-	for _, id := range b.missing {
-		k := cacheKey(ctx, defender.EndpointLogonUsers, id)
-		b.start([]string{id}, func(cctx context.Context) (map[string]Result[[]defender.User], error) {
-			users, err := f.opts.Source.LogonUsers(cctx, id)
+// kind is a kind of answer fetched one key per upstream call: its endpoint family, its cache
+// and calls in progress, the call itself, and what else an answer tells (after, optional).
+type kind[V any] struct {
+	ep    defender.Endpoint
+	cache Cache[V]
+	calls Sharing[V]
+	fetch func(ctx context.Context, key string) (V, error)
+	after func(ctx context.Context, v V)
+}
+
+// each returns k's answer for every key, in order: cached, joined or fetched, one call per
+// distinct key.
+func each[V any](ctx context.Context, f *Fetcher, k *kind[V], keys []string) []Result[V] {
+	b := newBatch(ctx, f, k.ep, keys, k.cache, k.calls, oneCallEach)
+	for _, key := range b.missing {
+		ck := cacheKey(ctx, k.ep, key)
+		b.start([]string{key}, func(cctx context.Context) (map[string]Result[V], error) {
+			v, err := k.fetch(cctx, key)
 			if err != nil {
-				if settled := settleError(cctx, f, f.opts.LogonUsers, k, err); settled {
-					return map[string]Result[[]defender.User]{k: {Err: err}}, nil
+				if settled := settleError(cctx, f, k.cache, ck, err); settled {
+					return map[string]Result[V]{ck: {Err: err}}, nil
 				}
 				return nil, err
 			}
-			store(cctx, f, f.opts.LogonUsers, k, users)
-			return map[string]Result[[]defender.User]{k: {Value: users}}, nil
+			store(cctx, f, k.cache, ck, v)
+			if k.after != nil {
+				k.after(cctx, v)
+			}
+			return map[string]Result[V]{ck: {Value: v}}, nil
 		})
 	}
 	return b.wait()
+}
+
+// oneCallEach is the calls a kind makes for keys: one each.
+func oneCallEach(keys []string) int { return len(keys) }
+
+// LogonUsers returns the logon users of each device id, in order.
+func (f *Fetcher) LogonUsers(ctx context.Context, ids []string) []Result[[]defender.User] {
+	return each(ctx, f, f.users, ids)
+}
+
+// Alerts returns the alerts of each device id, in order (GET /api/machines/{id}/alerts).
+func (f *Fetcher) Alerts(ctx context.Context, ids []string) []Result[[]defender.Alert] {
+	return each(ctx, f, f.alerts, ids)
+}
+
+// UserMachines returns the machines of each account name, in order (GET
+// /api/users/{name}/machines); the machines fill the machine cache.
+func (f *Fetcher) UserMachines(ctx context.Context, names []defender.AccountName) []Result[[]defender.Machine] {
+	keys := make([]string, len(names))
+	for i, n := range names {
+		keys[i] = n.String()
+	}
+	return each(ctx, f, f.userMachines, keys)
+}
+
+// MachinePage returns one page of GET /api/machines; its machines fill the machine cache.
+func (f *Fetcher) MachinePage(ctx context.Context, q PageQuery) Result[[]defender.Machine] {
+	return each(ctx, f, f.pages, []string{q.key()})[0]
+}
+
+// PageQuery is one page of GET /api/machines: an OData $filter (defender.MachineFilter's),
+// $top and $skip.
+type PageQuery struct {
+	Filter    string
+	Top, Skip int
+}
+
+// ListOptions is q as the client takes it.
+func (q PageQuery) ListOptions() defender.ListOptions {
+	return defender.ListOptions{Filter: q.Filter, Top: q.Top, Skip: q.Skip}
+}
+
+// key is q as a cache key: "top,skip,filter".
+func (q PageQuery) key() string { return fmt.Sprintf("%d,%d,%s", q.Top, q.Skip, q.Filter) }
+
+// parsePageKey reads a key written by PageQuery.key.
+func parsePageKey(key string) PageQuery {
+	top, rest, _ := strings.Cut(key, ",")
+	skip, filter, _ := strings.Cut(rest, ",")
+	q := PageQuery{Filter: filter}
+	q.Top, _ = strconv.Atoi(top)
+	q.Skip, _ = strconv.Atoi(skip)
+	return q
 }
 
 // cached returns the fresh cached answer for ref, counting the call it saves.
@@ -322,12 +495,16 @@ type batch[V any] struct {
 	calls int        // calls started
 }
 
-func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs []string, cache Cache[V], calls Sharing[V]) *batch[V] {
+// newBatch prepares a Fetcher call for refs: repeats dropped, cached answers taken, calls in
+// flight joined. cost says how many upstream calls a set of refs takes when none is cached or
+// shared: the request's call budget (LimitCalls) is taken for the refs not cached before they
+// are joined, refs past it are answered with a *BudgetError and never joined, and what sharing
+// saved is given back.
+func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs []string, cache Cache[V], calls Sharing[V], cost func([]string) int) *batch[V] {
 	ctx, span := startLoad(ctx, ep)
 	b := &batch[V]{ctx: ctx, f: f, ep: ep, cache: cache, refs: refs, span: span,
 		keyOf: make(map[string]string, len(refs)), byKey: make(map[string]Result[V], len(refs))}
-	var want []string
-	refOf := make(map[string]string, len(refs))
+	var wantRefs []string
 	for _, ref := range refs {
 		if _, dup := b.keyOf[ref]; dup {
 			continue
@@ -338,8 +515,20 @@ func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs
 			b.byKey[k] = r
 			continue
 		}
-		want = append(want, k)
-		refOf[k] = ref
+		wantRefs = append(wantRefs, ref)
+	}
+	budget := budgetFrom(ctx)
+	if n := budget.take(wantRefs, cost); n < len(wantRefs) {
+		for _, ref := range wantRefs[n:] {
+			b.byKey[b.keyOf[ref]] = Result[V]{Err: budget.refusal(ep)}
+		}
+		wantRefs = wantRefs[:n]
+	}
+	want := make([]string, len(wantRefs))
+	refOf := make(map[string]string, len(wantRefs))
+	for i, ref := range wantRefs {
+		want[i] = b.keyOf[ref]
+		refOf[want[i]] = ref
 	}
 	shared, missing := calls.Join(want)
 	if n := len(want) - len(missing); n > 0 {
@@ -348,8 +537,18 @@ func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs
 	b.traceJoined(len(want) - len(missing))
 	b.shared = shared
 	for _, k := range missing {
-		b.missing = append(b.missing, refOf[k])
+		ref := refOf[k]
+		// A call that ended between the look in the cache above and Join stored its answer
+		// before it left the calls in progress: look again, rather than call twice.
+		if r, ok := cached(ctx, f, ep, cache, ref); ok {
+			b.shared.Start(ctx, []string{k}, func(context.Context) (map[string]Result[V], error) {
+				return map[string]Result[V]{k: r}, nil
+			})
+			continue
+		}
+		b.missing = append(b.missing, ref)
 	}
+	budget.giveBack(cost(wantRefs) - cost(b.missing))
 	return b
 }
 

@@ -30,13 +30,16 @@ type ctxKey struct{}
 
 // Loaders are one request's dataloaders.
 type Loaders struct {
-	fetcher  *Fetcher
-	machines *dataloader.Loader[string, served[*defender.Machine]]
-	users    *dataloader.Loader[string, served[[]defender.User]]
+	fetcher      *Fetcher
+	machines     *dataloader.Loader[string, served[*defender.Machine]]
+	users        *dataloader.Loader[string, served[[]defender.User]]
+	alerts       *dataloader.Loader[string, served[[]defender.Alert]]
+	userMachines *dataloader.Loader[string, served[[]defender.Machine]]
 
-	mu    sync.Mutex
-	seen  map[string]bool // endpoint+key already asked for in this request
-	known map[string]bool // device ids a fresh machine answer showed to exist in this request
+	mu     sync.Mutex
+	seen   map[string]bool // endpoint+key already asked for in this request
+	known  map[string]bool // device ids a fresh answer showed to exist in this request
+	budget *callBudget     // nil: no bound (see LimitCalls)
 }
 
 // served is a dataloader's value: the answer, and whether it is stale.
@@ -48,13 +51,29 @@ type served[V any] struct {
 // New returns fresh loaders for one request, answering from f.
 func New(f *Fetcher) *Loaders {
 	l := &Loaders{fetcher: f, seen: make(map[string]bool), known: make(map[string]bool)}
-	l.machines = dataloader.NewBatchedLoader(l.loadMachines,
-		dataloader.WithWait[string, served[*defender.Machine]](f.opts.BatchWait),
-		dataloader.WithInputCapacity[string, served[*defender.Machine]](batchInput))
-	l.users = dataloader.NewBatchedLoader(l.loadUsers,
-		dataloader.WithWait[string, served[[]defender.User]](f.opts.BatchWait),
-		dataloader.WithInputCapacity[string, served[[]defender.User]](batchInput))
+	l.machines = newLoader(l, func(ctx context.Context, refs []string) []Result[*defender.Machine] {
+		return f.Machines(ctx, refs)
+	})
+	l.users = newLoader(l, func(ctx context.Context, ids []string) []Result[[]defender.User] {
+		return f.LogonUsers(ctx, ids)
+	})
+	l.alerts = newLoader(l, func(ctx context.Context, ids []string) []Result[[]defender.Alert] {
+		return f.Alerts(ctx, ids)
+	})
+	l.userMachines = newLoader(l, func(ctx context.Context, names []string) []Result[[]defender.Machine] {
+		return each(ctx, f, f.userMachines, names)
+	})
 	return l
+}
+
+// newLoader is a request's dataloader over fetch, with the request's call budget.
+func newLoader[V any](l *Loaders, fetch func(ctx context.Context, keys []string) []Result[V]) *dataloader.Loader[string, served[V]] {
+	batch := func(ctx context.Context, keys []string) []*dataloader.Result[served[V]] {
+		return toDataloader(fetch(l.withBudget(ctx), keys))
+	}
+	return dataloader.NewBatchedLoader(batch,
+		dataloader.WithWait[string, served[V]](l.fetcher.opts.BatchWait),
+		dataloader.WithInputCapacity[string, served[V]](batchInput))
 }
 
 // Middleware gives every request its own Loaders, the identity upstream calls are made as
@@ -99,21 +118,74 @@ func (l *Loaders) Machine(ctx context.Context, ref defender.MachineRef) (m *defe
 }
 
 // LogonUsers returns the users logged on to the device id, from the cache at once when it
-// has them fresh. stale is not nil when the answer is a stale one.
+// has them fresh. stale is not nil when the answer is a stale one. A fresh answer shows the
+// device exists (Known).
 func (l *Loaders) LogonUsers(ctx context.Context, id string) (users []defender.User, stale *Stale, err error) {
 	if l == nil {
 		return nil, nil, errNoLoaders
 	}
-	if r, ok := cached(ctx, l.fetcher, defender.EndpointLogonUsers, l.fetcher.opts.LogonUsers, id); ok {
+	return loadAbout(ctx, l, l.fetcher.users, l.users, id)
+}
+
+// Alerts returns the alerts of the device id, like LogonUsers.
+func (l *Loaders) Alerts(ctx context.Context, id string) (alerts []defender.Alert, stale *Stale, err error) {
+	if l == nil {
+		return nil, nil, errNoLoaders
+	}
+	return loadAbout(ctx, l, l.fetcher.alerts, l.alerts, id)
+}
+
+// loadAbout is load for an answer about the device id: both Defender calls that give one
+// answer 404 for an unknown device, so a fresh answer shows the device exists.
+func loadAbout[V any](ctx context.Context, l *Loaders, k *kind[V], dl *dataloader.Loader[string, served[V]], id string) (V, *Stale, error) {
+	v, stale, err := load(ctx, l, k, dl, id)
+	l.noteKnownID(id, stale, err)
+	return v, stale, err
+}
+
+// UserMachines returns the machines the account logged on to: one upstream call per distinct
+// name, shared by every field of the request that asks (and by concurrent requests), cached
+// like any answer. The machines fill the machine cache, and a fresh answer shows they exist.
+func (l *Loaders) UserMachines(ctx context.Context, name defender.AccountName) (ms []defender.Machine, stale *Stale, err error) {
+	if l == nil {
+		return nil, nil, errNoLoaders
+	}
+	ms, stale, err = load(ctx, l, l.fetcher.userMachines, l.userMachines, name.String())
+	l.noteKnownList(ms, stale, err)
+	return ms, stale, err
+}
+
+// MachinePage returns one page of GET /api/machines, like UserMachines. Identical pages asked
+// by several fields of the request, or by concurrent requests, are one call.
+func (l *Loaders) MachinePage(ctx context.Context, q PageQuery) (ms []defender.Machine, stale *Stale, err error) {
+	if l == nil {
+		return nil, nil, errNoLoaders
+	}
+	key := q.key()
+	if r, ok := cached(ctx, l.fetcher, defender.EndpointMachines, l.fetcher.opts.MachinePages, key); ok {
+		l.noteKnownList(r.Value, nil, r.Err)
 		return r.Value, nil, r.Err
 	}
-	l.noteRepeat(defender.EndpointLogonUsers, id)
-	s, err := l.users.Load(ctx, id)()
+	l.noteRepeat(defender.EndpointMachines, key)
+	r := l.fetcher.MachinePage(l.withBudget(ctx), q)
+	l.noteKnownList(r.Value, r.Stale, r.Err)
+	return r.Value, r.Stale, r.Err
+}
+
+// load answers key of kind k from the cache when it is fresh there, from the request's
+// dataloader dl otherwise; l is not nil.
+func load[V any](ctx context.Context, l *Loaders, k *kind[V], dl *dataloader.Loader[string, served[V]], key string) (V, *Stale, error) {
+	if r, ok := cached(ctx, l.fetcher, k.ep, k.cache, key); ok {
+		return r.Value, nil, r.Err
+	}
+	l.noteRepeat(k.ep, key)
+	s, err := dl.Load(ctx, key)()
 	return s.value, s.stale, err
 }
 
-// Known reports whether the device id is known to exist: a fresh machine answer showed it,
-// in this request or in the cache. It makes no upstream call and spends nothing. A stale
+// Known reports whether the device id is known to exist: a fresh answer showed it, in this
+// request (its details, a list that holds it, its logon users or alerts) or in the machine
+// cache. It makes no upstream call and spends nothing. A stale
 // answer proves nothing: the device may have gone since.
 func (l *Loaders) Known(ctx context.Context, id string) bool {
 	if l == nil {
@@ -139,6 +211,29 @@ func (l *Loaders) noteKnown(m *defender.Machine, stale *Stale) {
 	l.mu.Unlock()
 }
 
+// noteKnownID remembers that a fresh answer about the device id (its logon users, its
+// alerts: both 404 for an unknown device) showed it to exist.
+func (l *Loaders) noteKnownID(id string, stale *Stale, err error) {
+	if l == nil || err != nil || stale != nil {
+		return
+	}
+	l.mu.Lock()
+	l.known[id] = true
+	l.mu.Unlock()
+}
+
+// noteKnownList remembers the machines of a fresh list answer.
+func (l *Loaders) noteKnownList(ms []defender.Machine, stale *Stale, err error) {
+	if l == nil || err != nil || stale != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := range ms {
+		l.known[ms[i].ID] = true
+	}
+}
+
 // noteRepeat counts a key asked for again in the same request: the dataloader's own cache
 // answers it, saving a call.
 func (l *Loaders) noteRepeat(ep defender.Endpoint, key string) {
@@ -150,14 +245,6 @@ func (l *Loaders) noteRepeat(ep defender.Endpoint, key string) {
 	if repeat {
 		l.fetcher.opts.Observer.Saved(ep, SavedByBatching, 1)
 	}
-}
-
-func (l *Loaders) loadMachines(ctx context.Context, refs []string) []*dataloader.Result[served[*defender.Machine]] {
-	return toDataloader(l.fetcher.Machines(ctx, refs))
-}
-
-func (l *Loaders) loadUsers(ctx context.Context, ids []string) []*dataloader.Result[served[[]defender.User]] {
-	return toDataloader(l.fetcher.LogonUsers(ctx, ids))
 }
 
 func toDataloader[V any](rs []Result[V]) []*dataloader.Result[served[V]] {

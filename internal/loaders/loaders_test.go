@@ -156,7 +156,8 @@ func TestLoadersWithoutMiddleware(t *testing.T) {
 }
 
 // TestLoadersKnown: a device is known when a fresh machine answer showed it, in the request or
-// in the cache; a stale answer, a 404 or a logonusers answer alone prove nothing.
+// in the cache, or a fresh answer about it in the request (its logon users: Defender answers
+// 404 for an unknown device); a stale answer and a 404 prove nothing.
 func TestLoadersKnown(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -171,13 +172,17 @@ func TestLoadersKnown(t *testing.T) {
 		}
 		l.Machine(ctx, defender.MachineRef(unknown))
 		l.LogonUsers(ctx, deviceID(1))
-		for id, want := range map[string]bool{deviceID(0): true, unknown: false, deviceID(1): false, deviceID(2): false} {
+		l.LogonUsers(ctx, unknown)
+		for id, want := range map[string]bool{deviceID(0): true, unknown: false, deviceID(1): true, deviceID(2): false} {
 			if got := l.Known(ctx, id); got != want {
 				t.Errorf("same request: Known(%s) = %v, want %v", id, got, want)
 			}
 		}
 		if !New(f).Known(ctx, deviceID(0)) {
 			t.Error("next request: the fresh cached answer does not make the device known")
+		}
+		if New(f).Known(ctx, deviceID(1)) {
+			t.Error("next request: a logon-users answer of another request makes the device known")
 		}
 		if New(f).Known(WithIdentity(ctx, "user:bob"), deviceID(0)) {
 			t.Error("another identity knows the device from this one's answer")

@@ -69,11 +69,48 @@ func (l *Loaders) CachedMachine(ctx context.Context, ref defender.MachineRef) (m
 }
 
 // CachedLogonUsers reports whether the logon users of the device id would be answered from
-// the cache for the rest of the request (a 404 included).
-func (l *Loaders) CachedLogonUsers(ctx context.Context, id string) bool {
+// the cache for the rest of the request (a 404 included, with users nil).
+func (l *Loaders) CachedLogonUsers(ctx context.Context, id string) (users []defender.User, ok bool) {
+	if l == nil {
+		return nil, false
+	}
+	return peekKind(ctx, l.fetcher.users, id)
+}
+
+// CachedAlerts reports whether the alerts of the device id would be answered from the cache
+// for the rest of the request (a 404 included).
+func (l *Loaders) CachedAlerts(ctx context.Context, id string) bool {
 	if l == nil {
 		return false
 	}
-	_, ok := peek(ctx, l.fetcher.opts.LogonUsers, defender.EndpointLogonUsers, id)
+	_, ok := peekKind(ctx, l.fetcher.alerts, id)
 	return ok
+}
+
+// CachedUserMachines reports whether the machines of the account would be answered from the
+// cache for the rest of the request, and if so which.
+func (l *Loaders) CachedUserMachines(ctx context.Context, name defender.AccountName) ([]defender.Machine, bool) {
+	if l == nil {
+		return nil, false
+	}
+	return peekKind(ctx, l.fetcher.userMachines, name.String())
+}
+
+// CachedMachinePage reports whether the page would be answered from the cache for the rest
+// of the request, and if so with which machines.
+func (l *Loaders) CachedMachinePage(ctx context.Context, q PageQuery) ([]defender.Machine, bool) {
+	if l == nil {
+		return nil, false
+	}
+	return peekKind(ctx, l.fetcher.pages, q.key())
+}
+
+// peekKind is peek for a kind of answer: its value, nil for a cached 404.
+func peekKind[V any](ctx context.Context, k *kind[V], key string) (V, bool) {
+	var zero V
+	e, ok := peek(ctx, k.cache, k.ep, key)
+	if !ok || e.NotFound {
+		return zero, ok
+	}
+	return e.Value, true
 }

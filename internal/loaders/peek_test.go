@@ -56,7 +56,7 @@ func TestCachedAnswers(t *testing.T) {
 			if ok != tt.wantOK || ok && (m == nil) != (tt.wantID == "") || m != nil && m.ID != tt.wantID {
 				t.Errorf("%s: CachedMachine = %v, %v; want ok %v, id %q", tt.name, m, ok, tt.wantOK, tt.wantID)
 			}
-			if got := l.CachedLogonUsers(tt.ctx, tt.ref); got != tt.wantUsers {
+			if _, got := l.CachedLogonUsers(tt.ctx, tt.ref); got != tt.wantUsers {
 				t.Errorf("%s: CachedLogonUsers = %v, want %v", tt.name, got, tt.wantUsers)
 			}
 		}
@@ -71,7 +71,8 @@ func TestCachedAnswers(t *testing.T) {
 			t.Error("a cache that cannot say when an entry expires reported it cached")
 		}
 		var none *Loaders
-		if _, ok := none.CachedMachine(until(time.Second), defender.MachineRef(id)); ok || none.CachedLogonUsers(until(time.Second), id) {
+		_, users := none.CachedLogonUsers(until(time.Second), id)
+		if _, ok := none.CachedMachine(until(time.Second), defender.MachineRef(id)); ok || users || none.CachedAlerts(until(time.Second), id) {
 			t.Error("nil Loaders reported something cached")
 		}
 	})

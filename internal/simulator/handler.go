@@ -204,9 +204,7 @@ func (s *Simulator) serveAPI(r *http.Request, rt routed) response {
 			fmt.Sprintf("The requested resource does not support http method '%s'.", clip(r.Method))).
 			with("Allow", http.MethodGet)
 	}
-	if rt.endpoint == EndpointLogonUsers {
-		s.countLogonCall(rt.id)
-	}
+	s.countKeyCall(rt.endpoint, rt.id, r.URL.RawQuery)
 	st := s.state(rt.endpoint)
 	if f, ok := st.takeFault(); ok {
 		return injected(f, injectedAPIError)

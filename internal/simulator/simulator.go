@@ -150,8 +150,8 @@ type Simulator struct {
 	authorityMu sync.Mutex
 	authority   string // Options.Authority or SetAuthority's; "" derives it from the request
 
-	logonMu    sync.Mutex
-	logonCalls map[string]int // lower-cased path id → calls to logonusers
+	keyMu    sync.Mutex
+	keyCalls map[Endpoint]map[string]int // per endpoint: lower-cased key → calls (see KeyCalls)
 }
 
 // New builds a Simulator. Its data set depends only on opts.Seed and opts.Devices.
@@ -192,15 +192,15 @@ func New(opts Options) *Simulator {
 		tenant = DemoTenantID
 	}
 	s := &Simulator{
-		opts:       opts,
-		now:        opts.Now,
-		log:        opts.Logger,
-		data:       generate(opts.Seed, devices, tenant),
-		authority:  strings.TrimSuffix(opts.Authority, "/"),
-		tokens:     tokenStore{tokens: map[string]issuedToken{}},
-		endpoints:  map[Endpoint]*endpointState{},
-		denied:     map[string]bool{},
-		logonCalls: map[string]int{},
+		opts:      opts,
+		now:       opts.Now,
+		log:       opts.Logger,
+		data:      generate(opts.Seed, devices, tenant),
+		authority: strings.TrimSuffix(opts.Authority, "/"),
+		tokens:    tokenStore{tokens: map[string]issuedToken{}},
+		endpoints: map[Endpoint]*endpointState{},
+		denied:    map[string]bool{},
+		keyCalls:  map[Endpoint]map[string]int{},
 	}
 	if s.now == nil {
 		s.now = time.Now

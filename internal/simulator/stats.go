@@ -107,35 +107,53 @@ func (s *Simulator) Stats() map[Endpoint]EndpointStats {
 	return out
 }
 
-// ResetStats zeroes the statistics and the logonusers call counts. The rate limits keep their
-// memory of recent calls: resetting a counter must not hand out a fresh quota.
+// ResetStats zeroes the statistics and the calls per key. The rate limits keep their memory of
+// recent calls: resetting a counter must not hand out a fresh quota.
 func (s *Simulator) ResetStats() {
 	for _, st := range s.endpoints {
 		st.reset()
 	}
-	s.logonMu.Lock()
-	defer s.logonMu.Unlock()
-	clear(s.logonCalls)
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
+	clear(s.keyCalls)
 }
 
 // LogonUserCalls is how many calls GET /api/machines/{id}/logonusers received for this id
 // (compared case-insensitively), whatever their answer, since start or ResetStats. A caller that
 // batches and caches properly makes one per distinct device.
 func (s *Simulator) LogonUserCalls(id string) int {
-	s.logonMu.Lock()
-	defer s.logonMu.Unlock()
-	return s.logonCalls[strings.ToLower(id)]
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
+	return s.keyCalls[EndpointLogonUsers][strings.ToLower(id)]
 }
 
 // LogonUserCallCounts returns a copy of LogonUserCalls for every id called.
-func (s *Simulator) LogonUserCallCounts() map[string]int {
-	s.logonMu.Lock()
-	defer s.logonMu.Unlock()
-	return maps.Clone(s.logonCalls)
+func (s *Simulator) LogonUserCallCounts() map[string]int { return s.KeyCalls(EndpointLogonUsers) }
+
+// KeyCalls returns how many calls each key of an API endpoint received, whatever their answer,
+// since start or ResetStats: by the path's id or account name (lower-cased) for
+// EndpointGetMachine, EndpointLogonUsers, EndpointMachineAlerts and EndpointUserMachines, by the
+// raw query string (the page: $filter, $top, $skip) for EndpointListMachines. A caller that
+// batches, shares and caches properly makes one call per distinct key.
+func (s *Simulator) KeyCalls(e Endpoint) map[string]int {
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
+	out := maps.Clone(s.keyCalls[e])
+	if out == nil {
+		out = map[string]int{}
+	}
+	return out
 }
 
-func (s *Simulator) countLogonCall(id string) {
-	s.logonMu.Lock()
-	defer s.logonMu.Unlock()
-	s.logonCalls[strings.ToLower(id)]++
+func (s *Simulator) countKeyCall(e Endpoint, id, rawQuery string) {
+	key := strings.ToLower(id)
+	if e == EndpointListMachines {
+		key = rawQuery
+	}
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
+	if s.keyCalls[e] == nil {
+		s.keyCalls[e] = map[string]int{}
+	}
+	s.keyCalls[e][key]++
 }

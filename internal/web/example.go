@@ -19,16 +19,20 @@ type exampleConfig struct {
 
 // Example returns a handler serving the example frontend for GET and HEAD,
 // with SecurityHeaders applied: a plain HTML form that looks a device up with
-// fetch and renders its logged-on users. Like Playground it answers only at
-// the path it is mounted on, and loads its assets from Static.
+// fetch and renders its logged-on users, their other devices and its alerts.
+// Like Playground it answers only at the path it is mounted on, and loads its
+// assets from Static.
 //
 // The page gives the elements a browser test drives stable ids, each also
 // set as data-testid: #device-id (input), #lookup (button), #message (shown
-// for every failure, with data-kind and data-code), #device, #device-name and
-// #users (the table; one tbody row per user, #no-users when there are none,
-// #users-unavailable when they could not be fetched), and the "stale (N s
-// old)" badges #device-stale and #users-stale, shown for the parts
-// extensions.stale lists. The body's data-state is "idle", "loading", "ok",
+// for every failure, with data-kind and data-code), #device, #device-name,
+// #users (the table; one tbody row per user, whose last cell,
+// data-testid="user-machines", names the other devices the account logs on
+// to; #no-users when there are none, #users-unavailable when they could not
+// be fetched), #alerts (one row per alert, data-testid="alert-row";
+// #no-alerts, #alerts-unavailable), and the "stale (N s old)" badges
+// #device-stale, #users-stale and #alerts-stale (and one per user's devices),
+// shown for the parts extensions.stale lists. The body's data-state is "idle", "loading", "ok",
 // "partial" (a device with a part missing, #message saying why) or "error".
 func Example(opts ExampleOptions) http.Handler {
 	cfg := exampleConfig{Endpoint: orDefault(opts.Endpoint, "/query")}

@@ -22,7 +22,7 @@ func examplePage(t *testing.T, opts ExampleOptions) string {
 func TestExamplePageElements(t *testing.T) {
 	t.Parallel()
 	page := examplePage(t, ExampleOptions{DeviceID: "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"})
-	for _, id := range []string{"lookup-form", "device-id", "lookup", "authorization", "message", "device", "device-name", "users", "no-users", "users-unavailable", "device-stale", "users-stale"} {
+	for _, id := range []string{"lookup-form", "device-id", "lookup", "authorization", "message", "device", "device-name", "users", "no-users", "users-unavailable", "device-stale", "users-stale", "alerts", "no-alerts", "alerts-unavailable", "alerts-stale"} {
 		t.Run(id, func(t *testing.T) {
 			t.Parallel()
 			if got := strings.Count(page, ` id="`+id+`"`); got != 1 {
@@ -45,7 +45,8 @@ func TestExamplePageElements(t *testing.T) {
 			t.Errorf("page lacks %s", want)
 		}
 	}
-	for _, col := range []string{"Account", "Domain", "Domain admin", "Network-only", "Logon types", "First seen", "Last seen"} {
+	for _, col := range []string{"Account", "Domain", "Domain admin", "Network-only", "Logon types", "First seen", "Last seen", "Other devices",
+		"Severity", "Title", "Status", "MITRE techniques", "Raised"} {
 		if !strings.Contains(page, `<th scope="col">`+col+`</th>`) {
 			t.Errorf("users table lacks column %q", col)
 		}

@@ -17,11 +17,16 @@ var templateFS embed.FS
 var templates = template.Must(template.ParseFS(templateFS, "templates/*.html"))
 
 // DefaultQuery is the query the playground opens with when
-// PlaygroundOptions.Query is empty: one device and its logged-on users, the
-// question the service exists to answer.
-const DefaultQuery = `# One Defender device and its logged-on users.
+// PlaygroundOptions.Query is empty: one device, who logged on to it, which
+// other devices each of those accounts logs on to, and the device's alerts:
+// the graph the service exists to answer, within the default limits (about
+// ten upstream calls for the demo device; MAX_UPSTREAM_CALLS_PER_QUERY is 50).
+const DefaultQuery = `# One Defender device, who logged on to it, which other devices each of
+# those accounts logs on to, and the alerts the device raised.
 # $id: a 40-hex device id or a computer DNS name.
-# Selecting only logonUsers costs one Defender call; detail fields cost one more.
+# Costs in Defender calls: the details 1, logonUsers 1, alerts 1, and each
+# account's machines 1 per distinct account name (shared by every device
+# the account appears under, and cached). Run it twice: the second costs 0.
 query Machine($id: ID!) {
   machine(id: $id) {
     id
@@ -39,6 +44,20 @@ query Machine($id: ID!) {
       logonTypes
       firstSeen
       lastSeen
+      machines {
+        id
+        computerDnsName
+        osPlatform
+      }
+    }
+    alerts(first: 10) {
+      id
+      title
+      severity
+      status
+      category
+      mitreTechniques
+      alertCreationTime
     }
   }
 }

@@ -87,7 +87,7 @@ func TestPlaygroundConfig(t *testing.T) {
 
 func TestPlaygroundDefaultQueryUsesID(t *testing.T) {
 	t.Parallel()
-	for _, want := range []string{"($id: ID!)", "machine(id: $id)", "logonUsers", "isOnlyNetworkUser", "logonTypes"} {
+	for _, want := range []string{"($id: ID!)", "machine(id: $id)", "logonUsers", "isOnlyNetworkUser", "logonTypes", "machines {", "alerts(first: 10)", "mitreTechniques"} {
 		if !strings.Contains(DefaultQuery, want) {
 			t.Errorf("DefaultQuery lacks %q", want)
 		}

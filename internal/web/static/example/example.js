@@ -7,9 +7,15 @@
 // The page's Content-Security-Policy forbids inline scripts, so the server
 // passes its settings in <script type="application/json" id="mdegraph-config">.
 //
+// One query asks for the whole graph around the device: its details, its
+// logon users, the other devices each of those accounts logs on to (one
+// Defender call per distinct account, however many devices it appears on),
+// and its alerts.
+//
 // Answers can be partial and can be stale. Partial: a device comes with
-// errors when one of its parts could not be fetched (its logon users, say);
-// each error's path says which part, and that part is null. Stale: when
+// errors when one of its parts could not be fetched (its alerts, or one
+// user's other devices, say); each error's path says which part, and that
+// part is null. Stale: when
 // Defender cannot give a fresh answer (quota spent, Defender down), mdegraph
 // serves the last good one and lists it in extensions.stale, with its age;
 // the page shows a "stale (N s old)" badge on that part.
@@ -34,9 +40,24 @@
       logonTypes
       firstSeen
       lastSeen
+      machines {
+        id
+        computerDnsName
+      }
+    }
+    alerts(first: 20) {
+      id
+      title
+      severity
+      status
+      mitreTechniques
+      alertCreationTime
     }
   }
 }`;
+
+  // How many of a user's other devices a row names; the rest are counted.
+  const MAX_DEVICES_SHOWN = 5;
 
   // How often a RATE_LIMITED answer is retried by itself before the page
   // leaves the next try to the user.
@@ -61,6 +82,10 @@
   const usersUnavailable = $('users-unavailable');
   const deviceStale = $('device-stale');
   const usersStale = $('users-stale');
+  const alerts = $('alerts').tBodies[0];
+  const noAlerts = $('no-alerts');
+  const alertsUnavailable = $('alerts-unavailable');
+  const alertsStale = $('alerts-stale');
 
   let inFlight = null; // AbortController of the lookup under way
   let countdown = null; // interval timer of a rate-limit countdown
@@ -138,7 +163,7 @@
     if (errors.length > 0 && machine) {
       // A partial answer: the device is there, and each error's path names
       // the part that could not be fetched (that part is null).
-      partial(errors);
+      partial(errors, machine);
     } else if (errors.length > 0) {
       showError(id, errors, retryAfter);
     } else if (!machine) {
@@ -148,14 +173,33 @@
     }
   }
 
+  // partOf names the part of the device an error or extensions.stale path
+  // points at: ['machine'] its details, ['machine', 'logonUsers'] its users,
+  // ['machine', 'logonUsers', i, 'machines'] user i's other devices,
+  // ['machine', 'alerts'] its alerts.
+  function partOf(path) {
+    if (!Array.isArray(path) || path.length < 2) return { kind: 'details' };
+    if (path[1] === 'alerts') return { kind: 'alerts' };
+    if (path[1] === 'logonUsers' && path.length >= 4 && path[3] === 'machines') return { kind: 'user-machines', index: path[2] };
+    return { kind: 'users' };
+  }
+
   // showStale puts a "stale (N s old)" badge on each part of the device
-  // that extensions.stale lists: [alias] is the device's details,
-  // [alias, field] its logon users.
+  // that extensions.stale lists.
   function showStale(extensions) {
     const stale = extensions && Array.isArray(extensions.stale) ? extensions.stale : [];
     for (const s of stale) {
       if (!s || !Array.isArray(s.path)) continue;
-      const badge = s.path.length > 1 ? usersStale : deviceStale;
+      const part = partOf(s.path);
+      let badge = { details: deviceStale, users: usersStale, alerts: alertsStale }[part.kind];
+      if (part.kind === 'user-machines') {
+        const cell = users.rows[part.index] && users.rows[part.index].querySelector('[data-testid="user-machines"]');
+        if (!cell) continue;
+        badge = document.createElement('span');
+        badge.className = 'stale';
+        badge.dataset.testid = 'user-machines-stale';
+        cell.append(badge);
+      }
       const age = Number.isFinite(s.ageSeconds) ? s.ageSeconds : '?';
       badge.textContent = `stale (${age} s old)`;
       badge.title = `Defender could not give a fresh answer (${s.reason}); this is the last good one, ${age} s old.`;
@@ -165,15 +209,21 @@
   }
 
   // partial says which parts of a device could not be fetched, and why.
-  function partial(errors) {
+  function partial(errors, machine) {
     const lines = errors.map((e) => {
-      const path = Array.isArray(e.path) ? e.path : [];
-      const part = path.length > 1 ? 'The logged-on users' : "The device's details";
+      const part = partOf(e.path);
+      const user = part.kind === 'user-machines' && Array.isArray(machine.logonUsers) ? machine.logonUsers[part.index] : null;
+      const what = {
+        details: "The device's details",
+        users: 'The logged-on users',
+        alerts: 'The alerts',
+        'user-machines': `The other devices of ${user ? user.accountName : 'a user'}`,
+      }[part.kind];
       const ext = e.extensions || {};
       const why = ext.code === 'RATE_LIMITED' && Number.isFinite(Number(ext.retryAfter))
         ? `Defender's rate limit is reached; retry in ${Math.max(1, Math.ceil(Number(ext.retryAfter)))} s`
         : String(e.message || 'unknown error');
-      return `${part} could not be fetched: ${why}.`;
+      return `${what} could not be fetched: ${why}.`;
     });
     const first = errors[0].extensions || {};
     setState('partial');
@@ -262,13 +312,57 @@
     // null: the logon users could not be fetched (an error says why);
     // []: Defender reports none.
     const list = Array.isArray(m.logonUsers) ? m.logonUsers : [];
-    users.replaceChildren(...list.map(userRow));
+    users.replaceChildren(...list.map((u) => userRow(u, m.id)));
     usersUnavailable.hidden = m.logonUsers !== null;
     noUsers.hidden = m.logonUsers === null || list.length > 0;
+
+    // null: the alerts could not be fetched; []: Defender reports none.
+    const alertList = Array.isArray(m.alerts) ? m.alerts : [];
+    alerts.replaceChildren(...alertList.map(alertRow));
+    alertsUnavailable.hidden = m.alerts !== null;
+    noAlerts.hidden = m.alerts === null || alertList.length > 0;
     device.hidden = false;
   }
 
-  function userRow(u) {
+  // otherDevices is the cell naming the devices an account logs on to,
+  // besides this one: the first few by name, the rest counted.
+  function otherDevices(u, deviceID) {
+    const cell = document.createElement('td');
+    cell.dataset.testid = 'user-machines';
+    if (!Array.isArray(u.machines)) {
+      cell.textContent = 'could not be fetched';
+      cell.dataset.unavailable = 'true';
+      return cell;
+    }
+    const others = u.machines.filter((d) => d.id !== deviceID);
+    cell.dataset.count = String(others.length);
+    if (others.length === 0) {
+      cell.textContent = 'none';
+      return cell;
+    }
+    const names = others.map((d) => d.computerDnsName || d.id);
+    const shown = names.slice(0, MAX_DEVICES_SHOWN).join(', ');
+    const more = names.length - MAX_DEVICES_SHOWN;
+    cell.textContent = more > 0 ? `${shown} and ${more} more` : shown;
+    cell.title = names.join('\n');
+    return cell;
+  }
+
+  function alertRow(a) {
+    const tr = document.createElement('tr');
+    tr.dataset.testid = 'alert-row';
+    tr.dataset.id = String(a.id);
+    const techniques = Array.isArray(a.mitreTechniques) && a.mitreTechniques.length > 0 ? a.mitreTechniques.join(', ') : '—';
+    for (const content of [text(a.severity), text(a.title), text(a.status), techniques, time(a.alertCreationTime)]) {
+      const td = document.createElement('td');
+      if (typeof content === 'string') td.textContent = content;
+      else td.append(content);
+      tr.append(td);
+    }
+    return tr;
+  }
+
+  function userRow(u, deviceID) {
     const tr = document.createElement('tr');
     tr.dataset.testid = 'user-row';
     const cells = [
@@ -286,6 +380,7 @@
       else td.append(content);
       tr.append(td);
     }
+    tr.append(otherDevices(u, deviceID));
     return tr;
   }
 
@@ -310,7 +405,10 @@
     users.replaceChildren();
     noUsers.hidden = true;
     usersUnavailable.hidden = true;
-    for (const badge of [deviceStale, usersStale]) {
+    alerts.replaceChildren();
+    noAlerts.hidden = true;
+    alertsUnavailable.hidden = true;
+    for (const badge of [deviceStale, usersStale, alertsStale]) {
       badge.hidden = true;
       badge.textContent = '';
       delete badge.dataset.reason;
