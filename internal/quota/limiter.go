@@ -340,6 +340,21 @@ func (l *Limiter) Refund(at time.Time) {
 	l.settle(now)
 }
 
+// Record counts a grant made elsewhere at at (by a limiter shared between replicas, while it
+// could be reached), so that the windows hold it like one of this Limiter's own. A time before
+// the latest grant counts as that grant's time: the log stays in order, and the windows only
+// stricter. Waiters in line move back, as behind any grant.
+func (l *Limiter) Record(at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.grant(latest(at, l.log.back(1)), nil)
+	if len(l.queue) > 0 {
+		now := time.Now()
+		l.reproject(0, now, false)
+		l.settle(now)
+	}
+}
+
 // Pause stops all grants before until, as after an upstream 429 with
 // Retry-After. Queued waiters are pushed back, keeping their order; those
 // pushed past their maxWait or deadline leave at once with a *ExceededError.
