@@ -3,7 +3,6 @@ package redisstore
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -330,38 +329,23 @@ func (l *Limiter) Status() []quota.FamilyStatus {
 }
 
 func (l *Limiter) status(ctx context.Context, families []string) ([]quota.FamilyStatus, error) {
-	c := l.store.conn()
-	if c == nil {
-		return nil, errUnreachable
-	}
-	ctx, span := tracer.Start(ctx, "redis limiter.status")
-	defer span.End()
-	start := time.Now()
-	// One pipeline of EVALSHA, one per family (each family is its own slot); a script Redis
-	// does not know yet is sent again with EVAL. (rueidis's ExecMulti would SCRIPT LOAD on
-	// every call.)
-	cmds := make(rueidis.Commands, len(families))
+	execs := make([]rueidis.LuaExec, len(families))
 	for i, f := range families {
-		keys := l.keys(f)
-		cmds[i] = c.B().Evalsha().Sha1(limiterSHA).Numkeys(int64(len(keys))).Key(keys...).Arg("status", l.winArg).Build()
+		execs[i] = rueidis.LuaExec{Keys: l.keys(f), Args: []string{"status", l.winArg}}
 	}
-	results := c.DoMulti(ctx, cmds...)
-	for i, res := range results {
-		if re, ok := rueidis.IsRedisErr(res.Error()); ok && re.IsNoScript() {
-			results[i] = limiterScript.Exec(ctx, c, l.keys(families[i]), []string{"status", l.winArg})
-		}
+	results, err := l.store.runMulti(ctx, "limiter.status", limiterScript, limiterSHA, execs)
+	if err != nil {
+		return nil, err
 	}
 	arrived := time.Now()
 	out := make([]quota.FamilyStatus, len(families))
-	var errs []error
 	for i, res := range results {
 		v, err := res.AsIntSlice()
 		if err == nil && len(v) != 4+len(l.windows) {
 			err = fmt.Errorf("redisstore: limiter status answered %v", v)
 		}
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return nil, err
 		}
 		now := v[0]
 		local := func(us int64) time.Time { return arrived.Add(time.Duration(us-now) * time.Microsecond) }
@@ -375,11 +359,5 @@ func (l *Limiter) status(ctx context.Context, families []string) ([]quota.Family
 		}
 		out[i] = quota.FamilyStatus{Family: families[i], Status: s}
 	}
-	err := errors.Join(errs...)
-	failed := redisFailure(err)
-	l.store.opts.Observer.RoundTrip("limiter.status", time.Since(start), failed)
-	if failed != nil {
-		l.store.fail(err)
-	}
-	return out, err
+	return out, nil
 }

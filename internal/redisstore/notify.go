@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -32,25 +33,33 @@ func (s *Store) listen(ctx context.Context) {
 	}
 }
 
-// await registers interest in notifications for key: the channel receives one value (and
-// keeps at most one) each time key is published. Call the returned function to unregister.
-func (s *Store) await(key string) (<-chan struct{}, func()) {
+// await registers interest in notifications for keys: the channel receives a value (and
+// keeps at most one) each time one of them is published. Call the returned function to
+// unregister.
+func (s *Store) await(keys []string) (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	s.mu.Lock()
-	m := s.waiters[key]
-	if m == nil {
-		m = make(map[chan struct{}]struct{})
-		s.waiters[key] = m
-	}
-	m[ch] = struct{}{}
-	s.mu.Unlock()
-	return ch, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		delete(s.waiters[key], ch)
-		if len(s.waiters[key]) == 0 {
-			delete(s.waiters, key)
+	for _, k := range keys {
+		m := s.waiters[k]
+		if m == nil {
+			m = make(map[chan struct{}]struct{})
+			s.waiters[k] = m
 		}
+		m[ch] = struct{}{}
+	}
+	s.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			for _, k := range keys {
+				delete(s.waiters[k], ch)
+				if len(s.waiters[k]) == 0 {
+					delete(s.waiters, k)
+				}
+			}
+		})
 	}
 }
 

@@ -241,13 +241,13 @@ func (s *Store) watch(ctx context.Context) {
 			continue
 		}
 		if s.degraded.Load() {
+			s.setDegraded(false, nil)
 			s.mu.Lock()
 			fs := s.onRecover
 			s.mu.Unlock()
 			for _, f := range fs {
 				f(ctx)
 			}
-			s.setDegraded(false, nil)
 		}
 	}
 }
@@ -332,6 +332,46 @@ func (s *Store) run(ctx context.Context, op string, script *rueidis.Lua, keys, a
 		return res, err
 	}
 	return res, nil
+}
+
+// runMulti sends script once per exec in one pipeline (EVALSHA, then EVAL for a script Redis
+// does not know yet: rueidis's ExecMulti would SCRIPT LOAD on every call), with a span and a
+// round-trip observation. The execs may be in different cluster slots. err is set when Redis
+// failed, and then degrades the Store.
+func (s *Store) runMulti(ctx context.Context, op string, script *rueidis.Lua, sha string, execs []rueidis.LuaExec) ([]rueidis.RedisResult, error) {
+	c := s.conn()
+	if c == nil {
+		return nil, errUnreachable
+	}
+	parent := ctx
+	ctx, span := tracer.Start(ctx, "redis "+op, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("db.system.name", "redis"), attribute.String("db.operation.name", "EVALSHA"),
+			attribute.String("mdegraph.redis.script", op), attribute.Int("db.operation.batch.size", len(execs))))
+	defer span.End()
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	start := time.Now()
+	cmds := make(rueidis.Commands, len(execs))
+	for i, e := range execs {
+		cmds[i] = c.B().Evalsha().Sha1(sha).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()
+	}
+	results := c.DoMulti(ctx, cmds...)
+	var failed error
+	for i, res := range results {
+		if re, ok := rueidis.IsRedisErr(res.Error()); ok && re.IsNoScript() {
+			results[i] = script.Exec(ctx, c, execs[i].Keys, execs[i].Args)
+		}
+		if err := failure(parent, results[i].Error()); err != nil && failed == nil {
+			failed = err
+		}
+	}
+	s.opts.Observer.RoundTrip(op, time.Since(start), failed)
+	if failed != nil {
+		span.RecordError(failed)
+		span.SetStatus(codes.Error, failed.Error())
+		s.fail(failed)
+	}
+	return results, failed
 }
 
 // do sends one command with a round-trip observation; like run, a failure that is Redis's

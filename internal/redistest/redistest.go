@@ -129,7 +129,7 @@ func ping(addr string) error {
 	if _, err := c.Read(buf); err != nil {
 		return err
 	}
-	if string(buf) != "+PONG\r\n" {
+	if string(buf) != "+PONG\r\n" && string(buf) != "-NOAUTH" { // "-NOAUTH": up, with a password
 		return fmt.Errorf("PING answered %q", buf)
 	}
 	return nil
