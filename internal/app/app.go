@@ -70,8 +70,8 @@ type App struct {
 	Simulator *simulator.Simulator
 	// ExampleDevice prefills the playground and the example page ("" outside demo mode).
 	ExampleDevice string
-	// Quota is the upstream limiter.
-	Quota *quota.Set
+	// Quota is the upstream limiter: in process, or shared through Redis (REDIS_URL).
+	Quota Quota
 
 	close            func()
 	credentialsCheck chan struct{}
@@ -91,6 +91,9 @@ type Options struct {
 	// QuotaWindows, when not empty, replace the windows made of MDE_LIMIT_PER_MINUTE and
 	// MDE_LIMIT_PER_HOUR (tests use windows of a second, to see queues fill and drain).
 	QuotaWindows []quota.Window
+	// Upstream, when not nil in demo mode, is the simulator to use instead of a new one:
+	// replicas in tests and the load test share one upstream, as they share Defender.
+	Upstream *simulator.Simulator
 }
 
 // DefenderLimitPerMinute and DefenderLimitPerHour are the limits Defender publishes for each
@@ -127,16 +130,29 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if len(opts.QuotaWindows) > 0 {
 		windows = opts.QuotaWindows
 	}
-	a.Quota = quota.NewSet(cfg.QuotaMaxWait, windows...)
-	for _, e := range defender.Endpoints {
-		a.Quota.Limiter(string(e)) // so that Query.quota and the gauges list every family from the start
-	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
+	var sh *shared
+	readyNote := func() string { return "" }
+	if cfg.Redis.URL != "" {
+		if sh, err = openShared(ctx, cfg, windows, logger, metrics.NewRedis(reg)); err != nil {
+			a.Close()
+			return nil, err
+		}
+		sh.limiter.OnWait = m.ObserveWait
+		a.Quota, readyNote = sh.limiter, sh.readyNote(cfg.Redis.Replicas)
+		closeUpstream := a.close
+		a.close = func() { sh.store.Close(); closeUpstream() }
+	} else {
+		set := quota.NewSet(cfg.QuotaMaxWait, windows...)
+		for _, e := range defender.Endpoints {
+			set.Limiter(string(e)) // so that Query.quota and the gauges list every family from the start
+		}
+		set.OnWait = m.ObserveWait
+		a.Quota = set
+	}
 	reg.MustRegister(metrics.NewQuotaCollector(a.Quota))
-	a.Quota.OnWait = m.ObserveWait
 
 	tokens := upstreamauth.TokenSource(ctx, creds)
 	tokens.Observe = m.ObserveTokenRequest
@@ -155,7 +171,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		a.Close()
 		return nil, err
 	}
-	fetcher := loaders.NewFetcher(loaders.Options{
+	loaderOpts := loaders.Options{
 		Source:      loaders.FromClient(client),
 		CacheTTL:    cfg.CacheTTL,
 		NotFoundTTL: cfg.NotFoundTTL,
@@ -164,7 +180,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		BatchWait:   opts.BatchWait,
 		Observer:    m,
 		Logger:      logger,
-	})
+	}
+	if sh != nil {
+		sh.loaders(&loaderOpts)
+	}
+	fetcher := loaders.NewFetcher(loaderOpts)
 	var callerLimit func(http.Handler) http.Handler // CALLER_LIMIT_PER_MINUTE, before anything is read
 	if cfg.CallerLimitPerMinute > 0 {
 		callerLimit = callerlimit.New(callerlimit.Options{
@@ -197,7 +217,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	a.Example = web.Example(web.ExampleOptions{Endpoint: "/query", DeviceID: a.ExampleDevice})
 	a.Static = web.Static()
 	a.Health = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	a.Ready = a.Drain.Ready(readiness(tokens, logger))
+	a.Ready = a.Drain.Ready(readiness(tokens, logger, readyNote))
 	a.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 
 	if cfg.Demo {
@@ -236,7 +256,10 @@ func (a *App) upstream(ctx context.Context, cfg config.Config, logger *slog.Logg
 	if simOpts.Logger == nil {
 		simOpts.Logger = logger.With("component", "simulator")
 	}
-	sim := simulator.New(simOpts)
+	sim := opts.Upstream
+	if sim == nil {
+		sim = simulator.New(simOpts)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return upstreamauth.ClientCredentials{}, fmt.Errorf("demo mode: start the simulator: %w", err)
@@ -284,8 +307,9 @@ type tokenGetter interface {
 
 // readiness answers 200 once the service can get a token for Defender; it spends no API quota.
 // A failure is the token source's remembered one within upstreamauth.FailureTTL, so frequent probes do
-// not hammer the token endpoint.
-func readiness(tokens tokenGetter, logger *slog.Logger) http.Handler {
+// not hammer the token endpoint. note adds to "ready" what a probe's reader should know (Redis
+// unreachable).
+func readiness(tokens tokenGetter, logger *slog.Logger, note func() string) http.Handler {
 	repeats := quietlog.New(time.Minute) // a probe every few seconds must not flood the log
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := tokens.TokenContext(r.Context()); err != nil {
@@ -294,7 +318,7 @@ func readiness(tokens tokenGetter, logger *slog.Logger) http.Handler {
 			http.Error(w, "not ready: cannot get a token for Defender (see the service log)", http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		fmt.Fprintln(w, "ready"+note())
 	})
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/querylimit"
+	"github.com/mdegraph/mdegraph/internal/redisstore"
 )
 
 // Config is the validated configuration.
@@ -73,9 +74,29 @@ type Config struct {
 	// DemoLatency is added to every simulated upstream call in demo mode.
 	DemoLatency time.Duration
 
+	// Redis, when URL is set, shares the quota, pauses, cache and calls in flight between
+	// replicas (REDIS_*, REPLICAS).
+	Redis Redis
+
 	// Warnings are settings accepted but adjusted (NOT_FOUND_TTL above CACHE_TTL): one line
 	// each, naming the variable, for the startup log.
 	Warnings []string
+}
+
+// Redis is the shared state's configuration.
+type Redis struct {
+	// URL is REDIS_URL (it may carry a password); empty keeps everything in process.
+	URL Secret
+	// Prefix starts every key (REDIS_PREFIX).
+	Prefix string
+	// Timeout bounds dialing and each command (REDIS_TIMEOUT).
+	Timeout time.Duration
+	// FallbackLocal starts degraded when Redis is unreachable at start (REDIS_FALLBACK=local)
+	// instead of failing.
+	FallbackLocal bool
+	// Replicas is how many replicas share the Redis (REPLICAS): while it is unreachable each
+	// keeps to the limits divided by it.
+	Replicas int
 }
 
 // Setting documents one configuration variable; Settings drives the flags, the environment
@@ -109,6 +130,7 @@ var types = map[string]string{
 	"MAX_BODY_BYTES": "bytes", "MAX_QUERY_TOKENS": "count", "MAX_QUERY_ALIASES": "count", "MAX_QUERY_DEPTH": "count",
 	"MAX_QUERY_FIELDS": "count", "MAX_QUERY_DIRECTIVES": "count", "INTROSPECTION": "auto|true|false",
 	"SHUTDOWN_GRACE": "duration", "STALE_TTL": "duration",
+	"REDIS_URL": "url", "REDIS_PREFIX": "prefix", "REDIS_TIMEOUT": "duration", "REDIS_FALLBACK": "fail|local", "REPLICAS": "count",
 }
 
 // value is a setting's flag: a string, parsed with the others after the environment is read.
@@ -150,6 +172,11 @@ var Settings = []Setting{
 	{"LOG_LEVEL", "info", "debug, info, warn or error (debug logs one line per upstream call)"},
 	{"LOG_FORMAT", "text", "text or json"},
 	{"DEMO_LATENCY", "0s", "latency the embedded simulator adds to each call in demo mode"},
+	{"REDIS_URL", "", "redis:// or rediss:// (TLS) URL, [user:password@]host:port[/db], of a Redis the replicas share: one quota, one 429 pause, one cache, one set of calls in flight; empty keeps them in memory, per replica (a restart forgets them)"},
+	{"REDIS_PREFIX", "mdegraph", "prefix of every Redis key and channel, so that several deployments can share one Redis"},
+	{"REDIS_TIMEOUT", "1s", "longest a connection to Redis or one command may take"},
+	{"REDIS_FALLBACK", "fail", "when Redis cannot be reached at start: fail (the service does not start), or local (it starts degraded, on local state, and joins Redis when it answers)"},
+	{"REPLICAS", "", "how many replicas share REDIS_URL (required with it): while Redis is unreachable each keeps to the limits divided by this"},
 }
 
 // Load reads the configuration from args (without the program name) and getenv; a flag wins
@@ -313,6 +340,7 @@ func parse(get func(string) string, set func(string) bool) (Config, error) {
 	}
 	c.APQCacheSize = intVar("APQ_CACHE_SIZE", 1)
 	c.DemoLatency = durVar("DEMO_LATENCY")
+	c.Redis = parseRedis(get, intVar, durVar, &errs)
 	for o := range strings.SplitSeq(get("CORS_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o == "" {
 			continue
@@ -333,6 +361,36 @@ func parse(get func(string) string, set func(string) bool) (Config, error) {
 		errs = append(errs, fmt.Errorf("LOG_FORMAT %q: want text or json", c.LogFormat))
 	}
 	return c, errors.Join(errs...)
+}
+
+// parseRedis reads the REDIS_* settings and REPLICAS, which matter only with REDIS_URL.
+func parseRedis(get func(string) string, intVar func(string, int) int, durVar func(string) time.Duration, errs *[]error) Redis {
+	r := Redis{URL: Secret(get("REDIS_URL")), Prefix: get("REDIS_PREFIX"), Timeout: durVar("REDIS_TIMEOUT")}
+	switch get("REDIS_FALLBACK") {
+	case "fail":
+	case "local":
+		r.FallbackLocal = true
+	default:
+		*errs = append(*errs, fmt.Errorf("REDIS_FALLBACK %q: want fail or local", get("REDIS_FALLBACK")))
+	}
+	if r.Timeout <= 0 {
+		*errs = append(*errs, fmt.Errorf("REDIS_TIMEOUT %q: must be more than 0", get("REDIS_TIMEOUT")))
+	}
+	if err := redisstore.CheckPrefix(r.Prefix); err != nil {
+		*errs = append(*errs, err)
+	}
+	if get("REPLICAS") != "" {
+		r.Replicas = intVar("REPLICAS", 1)
+	}
+	if r.URL == "" {
+		return r
+	}
+	if err := redisstore.CheckURL(r.URL.Reveal()); err != nil {
+		*errs = append(*errs, err)
+	} else if get("REPLICAS") == "" {
+		*errs = append(*errs, errors.New("REPLICAS is required with REDIS_URL: the number of replicas sharing it (while Redis is unreachable, each keeps to the limits divided by it)"))
+	}
+	return r
 }
 
 // ParseDuration reads a Go duration ("90s", "1m30s", "250ms"), or "0". A bare number other
@@ -417,7 +475,21 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.Duration("demo_latency", c.DemoLatency),
+		slog.String("redis_url", c.redisWhere()),
+		slog.String("redis_prefix", c.Redis.Prefix),
+		slog.Duration("redis_timeout", c.Redis.Timeout),
+		slog.String("redis_fallback", map[bool]string{false: "fail", true: "local"}[c.Redis.FallbackLocal]),
+		slog.Int("replicas", c.Redis.Replicas),
 	)
+}
+
+// redisWhere is the Redis in use for the log: its host, port and database, never a password;
+// "" when there is none.
+func (c Config) redisWhere() string {
+	if c.Redis.URL == "" {
+		return ""
+	}
+	return redisstore.Where(c.Redis.URL.Reveal())
 }
 
 // LogFormatOf is the LOG_FORMAT that args and getenv ask for ("json" or "text"), read without

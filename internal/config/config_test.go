@@ -255,6 +255,12 @@ func TestBadValues(t *testing.T) {
 		{"CORS_ORIGINS", "https://ok.example.com, null", false},
 		{"LOG_LEVEL", "verbose", false},
 		{"LOG_FORMAT", "xml", false},
+		{"REDIS_URL", "http://127.0.0.1:6379", false},
+		{"REDIS_URL", "redis://127.0.0.1:6379/zero", false},
+		{"REDIS_PREFIX", "a{b}", false},
+		{"REDIS_TIMEOUT", "0", false},
+		{"REDIS_FALLBACK", "maybe", false},
+		{"REPLICAS", "0", false},
 	}
 	for _, tt := range tests {
 		kv := map[string]string{tt.name: tt.value}
@@ -425,6 +431,23 @@ func TestLogFormatOf(t *testing.T) {
 		got := config.LogFormatOf(tt.args, env(map[string]string{"LOG_FORMAT": tt.env}))
 		assertEqual(t, fmt.Sprintf("LogFormatOf(%q, LOG_FORMAT=%q)", tt.args, tt.env), got, tt.want)
 	}
+}
+
+// TestRedisSettings: REDIS_URL needs REPLICAS (the fallback budget), and its password never
+// reaches the log.
+func TestRedisSettings(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load(nil, env(map[string]string{"REDIS_URL": "redis://127.0.0.1:6379"}), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "REPLICAS") {
+		t.Errorf("REDIS_URL without REPLICAS: error %v, want one naming REPLICAS", err)
+	}
+	cfg := mustLoad(t, nil, map[string]string{"REDIS_URL": "rediss://app:s3cret@cache.example.com:6380/2", "REPLICAS": "3"})
+	var buf strings.Builder
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("configuration", "config", cfg)
+	if strings.Contains(buf.String(), "s3cret") || !strings.Contains(buf.String(), "config.redis_url=rediss://cache.example.com:6380/2") {
+		t.Errorf("log line %q: want the Redis host and database, never the password", buf.String())
+	}
+	assertEqual(t, "replicas", fmt.Sprint(cfg.Redis.Replicas), "3")
 }
 
 // TestLogValueHasEverySetting: the startup log shows the effective value of every setting
@@ -609,7 +632,9 @@ func TestSettingsAreRead(t *testing.T) {
 		"CORS_ORIGINS": "*", "APQ_CACHE_SIZE": "11", "LOG_LEVEL": "error", "LOG_FORMAT": "json", "DEMO_LATENCY": "6s",
 		"MAX_BODY_BYTES": "2048", "MAX_QUERY_TOKENS": "12", "MAX_QUERY_ALIASES": "13", "MAX_QUERY_DEPTH": "14", "MAX_QUERY_FIELDS": "15",
 		"MAX_QUERY_DIRECTIVES": "16", "INTROSPECTION": "true", "SHUTDOWN_GRACE": "17s",
+		"REDIS_URL": "redis://127.0.0.1:6390/1", "REDIS_PREFIX": "p2", "REDIS_TIMEOUT": "2s", "REDIS_FALLBACK": "local", "REPLICAS": "3",
 	}
+	needs := map[string]map[string]string{"REDIS_URL": {"REPLICAS": "3"}} // settings another one requires
 	base := mustLoad(t, nil, withCreds(nil))
 	for _, s := range config.Settings {
 		v, ok := changed[s.Env]
@@ -617,8 +642,16 @@ func TestSettingsAreRead(t *testing.T) {
 			t.Errorf("setting %s: no test value", s.Env)
 			continue
 		}
-		cfg := mustLoad(t, nil, withCreds(map[string]string{s.Env: v}))
-		if fmt.Sprintf("%+v|%s", cfg, cfg.ClientSecret.Reveal()) == fmt.Sprintf("%+v|%s", base, base.ClientSecret.Reveal()) {
+		env, before := map[string]string{s.Env: v}, base
+		if len(needs[s.Env]) > 0 {
+			before = mustLoad(t, nil, withCreds(needs[s.Env]))
+			for k, v := range needs[s.Env] {
+				env[k] = v
+			}
+		}
+		cfg := mustLoad(t, nil, withCreds(env))
+		if fmt.Sprintf("%+v|%s|%s", cfg, cfg.ClientSecret.Reveal(), cfg.Redis.URL.Reveal()) ==
+			fmt.Sprintf("%+v|%s|%s", before, before.ClientSecret.Reveal(), before.Redis.URL.Reveal()) {
 			t.Errorf("setting %s=%q changed nothing", s.Env, v)
 		}
 	}

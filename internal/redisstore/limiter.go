@@ -60,8 +60,15 @@ type Limiter struct {
 	families sync.Map // family -> struct{}: the ones Status reports
 
 	mu          sync.Mutex
-	localGrants map[string][]time.Time // grants made on the local budget, not yet in Redis
-	localPauses map[string]time.Time   // pauses decided while Redis was away
+	own         map[string][]ownGrant // this replica's grants within the longest window
+	localPauses map[string]time.Time  // pauses decided while Redis was away
+}
+
+// ownGrant is one of this replica's grants: at is on this replica's clock (Take's time for a
+// local grant), shared says whether Redis has it.
+type ownGrant struct {
+	at     time.Time
+	shared bool
 }
 
 var _ interface {
@@ -98,7 +105,7 @@ func NewLimiter(s *Store, opts LimiterOptions) *Limiter {
 		windows:     slices.Clone(opts.Windows),
 		winArg:      strings.Join(parts, ","),
 		local:       quota.NewSet(opts.MaxWait, local...),
-		localGrants: make(map[string][]time.Time),
+		own:         make(map[string][]ownGrant),
 		localPauses: make(map[string]time.Time),
 	}
 	for _, f := range opts.Families {
@@ -196,6 +203,7 @@ func (l *Limiter) take(ctx context.Context, family string, maxAt time.Time) (tim
 			return l.takeLocal(ctx, family, maxAt)
 		case r.kind == kindGranted:
 			l.local.Record(family, r.at) // this replica's share, for the local budget
+			l.remember(family, ownGrant{at: r.at, shared: true})
 			return time.UnixMicro(r.a), nil
 		case r.kind == kindRefused:
 			return time.Time{}, &quota.ExceededError{RetryAfter: time.Duration(r.a) * time.Microsecond}
@@ -236,11 +244,30 @@ func (l *Limiter) takeLocal(ctx context.Context, family string, maxAt time.Time)
 	l.store.opts.Observer.Fallback("quota")
 	at, err := l.local.Limiter(family).Take(ctx, time.Until(maxAt))
 	if err == nil {
-		l.mu.Lock()
-		l.localGrants[family] = append(l.localGrants[family], at)
-		l.mu.Unlock()
+		l.remember(family, ownGrant{at: at})
 	}
 	return at, err
+}
+
+// remember keeps g among this replica's grants, and forgets those older than every window.
+func (l *Limiter) remember(family string, g ownGrant) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	gs := l.own[family]
+	i := 0
+	for i < len(gs) && time.Since(gs[i].at) >= l.longest() {
+		i++
+	}
+	l.own[family] = append(gs[i:], g)
+}
+
+// longest is the longest window's Per.
+func (l *Limiter) longest() time.Duration {
+	d := time.Duration(0)
+	for _, w := range l.windows {
+		d = max(d, w.Per)
+	}
+	return d
 }
 
 // Pause stops every replica's grants of family before until, after Defender answered 429. The
@@ -267,14 +294,23 @@ func (l *Limiter) Refund(family string, grantedAt time.Time) {
 		return
 	}
 	l.mu.Lock()
-	grants := l.localGrants[family]
-	if i := slices.Index(grants, grantedAt); i >= 0 {
-		l.localGrants[family] = slices.Delete(grants, i, i+1)
-		l.mu.Unlock()
+	gs := l.own[family]
+	local := slices.IndexFunc(gs, func(g ownGrant) bool { return !g.shared && g.at.Equal(grantedAt) })
+	if local >= 0 {
+		l.own[family] = slices.Delete(gs, local, local+1)
+	} else {
+		for i := len(gs) - 1; i >= 0; i-- { // the latest shared grant stands for this one
+			if gs[i].shared {
+				l.own[family] = slices.Delete(gs, i, i+1)
+				break
+			}
+		}
+	}
+	l.mu.Unlock()
+	if local >= 0 {
 		l.local.Refund(family, grantedAt)
 		return
 	}
-	l.mu.Unlock()
 	l.local.Refund(family, time.Now()) // the record of this replica's share
 	ctx, cancel := context.WithTimeout(context.Background(), l.store.opts.Timeout)
 	defer cancel()
@@ -282,20 +318,24 @@ func (l *Limiter) Refund(family string, grantedAt time.Time) {
 }
 
 // writeBack writes the grants and pauses made while Redis was away into the shared state, so
-// that the windows count them. Grants older than the longest window no longer matter.
-func (l *Limiter) writeBack(ctx context.Context) {
+// that the windows count them; if Redis lost its data meanwhile, it writes all of this
+// replica's grants of the longest window, so that the fleet's log is whole again.
+func (l *Limiter) writeBack(ctx context.Context, lost bool) {
 	l.mu.Lock()
-	grants, pauses := l.localGrants, l.localPauses
-	l.localGrants, l.localPauses = make(map[string][]time.Time), make(map[string]time.Time)
-	l.mu.Unlock()
-	longest := time.Duration(0)
-	for _, w := range l.windows {
-		longest = max(longest, w.Per)
+	own, pauses := l.own, l.localPauses
+	l.own, l.localPauses = make(map[string][]ownGrant), make(map[string]time.Time)
+	for family, gs := range own {
+		kept := make([]ownGrant, 0, len(gs))
+		for _, g := range gs {
+			kept = append(kept, ownGrant{at: g.at, shared: true})
+		}
+		l.own[family] = kept
 	}
-	for family, ts := range grants {
-		args := make([]string, 0, len(ts))
-		for _, t := range ts {
-			if age := time.Since(t); age < longest {
+	l.mu.Unlock()
+	for family, gs := range own {
+		args := make([]string, 0, len(gs))
+		for _, g := range gs {
+			if age := time.Since(g.at); age < l.longest() && (lost || !g.shared) {
 				args = append(args, strconv.FormatInt(age.Microseconds(), 10))
 			}
 		}

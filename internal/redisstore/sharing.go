@@ -281,3 +281,16 @@ func newToken() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// LocalEntries is the size of each kind's in-process layer in front of Redis.
+const LocalEntries = 10_000
+
+// NewKind returns the Cache and the Sharing of one kind of answer (name is unique to the kind
+// and part of its keys), JSON-encoded; each call runs for at most callTimeout. Wiring a kind
+// of loaders.Options to Redis is one line:
+//
+//	opts.Machines, opts.MachineCalls = redisstore.NewKind[*defender.Machine](store, "machines", timeout)
+func NewKind[V any](s *Store, name string, callTimeout time.Duration) (*Cache[V], *Sharing[V]) {
+	c := NewCache(s, name, LocalEntries, JSON[V]{})
+	return c, NewSharing(c, callTimeout)
+}

@@ -96,7 +96,8 @@ type Store struct {
 	degraded      atomic.Bool
 	mu            sync.Mutex
 	degradedSince time.Time
-	onRecover     []func(context.Context) // called, in order, when Redis is back
+	onRecover     []func(ctx context.Context, lost bool) // called, in order, when Redis is back
+	epoch         string                                 // the value of the epoch key when last connected
 	waiters       map[string]map[chan struct{}]struct{}
 
 	stop context.CancelFunc
@@ -133,7 +134,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	copt.DisableRetry = true // a failure degrades at once rather than retrying until the caller's deadline
 	copt.ClientName = "mdegraph"
 	s := &Store{opts: opts, copt: copt, where: Where(opts.URL), waiters: make(map[string]map[chan struct{}]struct{})}
-	if err := s.connect(ctx); err != nil {
+	err = s.connect(ctx)
+	if err == nil {
+		_, err = s.checkEpoch(ctx)
+	}
+	if err != nil {
 		if !opts.StartDegraded {
 			return nil, fmt.Errorf("REDIS_URL: cannot reach Redis at %s: %w (set REDIS_FALLBACK=local to start without it, degraded)", s.where, err)
 		}
@@ -170,6 +175,22 @@ func Where(raw string) string {
 	return u.Scheme + "://" + u.Host + "/" + db
 }
 
+// CheckURL says what is wrong with a REDIS_URL, naming the variable and showing the value
+// with its password masked.
+func CheckURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("REDIS_URL: not a URL; want redis://[user:password@]host:port[/db] or rediss:// for TLS")
+	}
+	if (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		return fmt.Errorf("REDIS_URL %q: want redis://[user:password@]host:port[/db] or rediss:// for TLS", u.Redacted())
+	}
+	if _, err := rueidis.ParseURL(raw); err != nil {
+		return fmt.Errorf("REDIS_URL %q: %v", u.Redacted(), err)
+	}
+	return nil
+}
+
 // CheckPrefix says what is wrong with a key prefix: empty, or with braces (hash tags) or
 // white space.
 func CheckPrefix(p string) error {
@@ -193,8 +214,10 @@ func (s *Store) Degraded() (bool, time.Time) {
 }
 
 // OnRecover registers f to run when Redis answers again after being unreachable (the Limiter
-// writes back the calls it granted locally meanwhile). Register before the Store is used.
-func (s *Store) OnRecover(f func(context.Context)) {
+// writes back the calls it granted locally meanwhile); lost says Redis lost its data meanwhile
+// (it restarted without persistence, or failed over to an empty replica). Register before the
+// Store is used.
+func (s *Store) OnRecover(f func(ctx context.Context, lost bool)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.onRecover = append(s.onRecover, f)
@@ -241,15 +264,40 @@ func (s *Store) watch(ctx context.Context) {
 			continue
 		}
 		if s.degraded.Load() {
+			lost, err := s.checkEpoch(ctx)
+			if err != nil {
+				continue
+			}
 			s.setDegraded(false, nil)
 			s.mu.Lock()
 			fs := s.onRecover
 			s.mu.Unlock()
 			for _, f := range fs {
-				f(ctx)
+				f(ctx, lost)
 			}
 		}
 	}
+}
+
+// checkEpoch reads the epoch key, a random value written once, and reports whether it changed
+// since the Store last saw it: then Redis lost its data (the shared quota log with it).
+func (s *Store) checkEpoch(ctx context.Context) (lost bool, err error) {
+	c := *s.client.Load()
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	key := s.key("epoch", "")
+	if err := c.Do(ctx, c.B().Set().Key(key).Value(newToken()).Nx().Build()).Error(); err != nil && !rueidis.IsRedisNil(err) {
+		return false, err
+	}
+	epoch, err := c.Do(ctx, c.B().Get().Key(key).Build()).ToString()
+	if err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lost = s.epoch != "" && s.epoch != epoch
+	s.epoch = epoch
+	return lost, nil
 }
 
 // fail reports that a command failed because of Redis (not the caller): the Store is degraded
