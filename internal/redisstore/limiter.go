@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -142,7 +143,7 @@ func (r reply) untilA() time.Duration {
 }
 
 func (l *Limiter) script(ctx context.Context, family, op string, args ...string) (reply, error) {
-	res, err := l.store.run(ctx, "limiter."+op, limiterScript, l.keys(family), append([]string{op, l.winArg}, args...))
+	res, err := l.store.run(ctx, "limiter."+op, limiterScript, limiterSHA, l.keys(family), append([]string{op, l.winArg}, args...))
 	if err != nil {
 		return reply{}, err
 	}
@@ -191,7 +192,9 @@ func (l *Limiter) take(ctx context.Context, family string, maxAt time.Time) (tim
 		if d, ok := ctx.Deadline(); ok {
 			deadline = max(time.Until(d).Microseconds(), 0)
 		}
-		r, err := l.script(ctx, family, "take", p.ID(), strconv.FormatInt(time.Until(maxAt).Microseconds(), 10),
+		// The scripts run to their answer even if the caller goes away meanwhile: a
+		// reservation made must be known, to be left.
+		r, err := l.script(context.WithoutCancel(ctx), family, "take", p.ID(), strconv.FormatInt(time.Until(maxAt).Microseconds(), 10),
 			strconv.FormatInt(deadline, 10))
 		for err == nil && r.kind == kindWaiting {
 			r, err = l.wait(ctx, family, r)
@@ -223,13 +226,7 @@ func (l *Limiter) wait(ctx context.Context, family string, r reply) (reply, erro
 	id := strconv.FormatInt(r.id, 10)
 	select {
 	case <-timer.C:
-		next, err := l.script(ctx, family, "confirm", id)
-		if err != nil && ctx.Err() == nil {
-			return next, err
-		}
-		if err == nil {
-			return next, nil
-		}
+		return l.script(context.WithoutCancel(ctx), family, "confirm", id) // a grant made is the caller's, as in package quota
 	case <-ctx.Done():
 	}
 	// Leave on a context of our own: the caller's is done, and the place must be freed.
@@ -320,16 +317,12 @@ func (l *Limiter) Refund(family string, grantedAt time.Time) {
 // writeBack writes the grants and pauses made while Redis was away into the shared state, so
 // that the windows count them; if Redis lost its data meanwhile, it writes all of this
 // replica's grants of the longest window, so that the fleet's log is whole again.
-func (l *Limiter) writeBack(ctx context.Context, lost bool) {
+func (l *Limiter) writeBack(ctx context.Context, lost bool) error {
 	l.mu.Lock()
-	own, pauses := l.own, l.localPauses
-	l.own, l.localPauses = make(map[string][]ownGrant), make(map[string]time.Time)
-	for family, gs := range own {
-		kept := make([]ownGrant, 0, len(gs))
-		for _, g := range gs {
-			kept = append(kept, ownGrant{at: g.at, shared: true})
-		}
-		l.own[family] = kept
+	snap := time.Now()
+	own, pauses := make(map[string][]ownGrant, len(l.own)), maps.Clone(l.localPauses)
+	for family, gs := range l.own {
+		own[family] = slices.Clone(gs)
 	}
 	l.mu.Unlock()
 	for family, gs := range own {
@@ -340,14 +333,31 @@ func (l *Limiter) writeBack(ctx context.Context, lost bool) {
 			}
 		}
 		for chunk := range slices.Chunk(args, 1000) {
-			_, _ = l.script(ctx, family, "record", chunk...)
+			if _, err := l.script(ctx, family, "record", chunk...); err != nil {
+				return err
+			}
 		}
 	}
 	for family, until := range pauses {
 		if d := time.Until(until); d > 0 {
-			_, _ = l.script(ctx, family, "pause", strconv.FormatInt(d.Microseconds(), 10))
+			if _, err := l.script(ctx, family, "pause", strconv.FormatInt(d.Microseconds(), 10)); err != nil {
+				return err
+			}
 		}
 	}
+	// Written: from now on Redis has them. (The Store is still degraded, so no Take adds to
+	// them meanwhile.)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, gs := range l.own {
+		for i := range gs {
+			gs[i].shared = gs[i].shared || gs[i].at.Before(snap)
+		}
+	}
+	for family := range pauses {
+		delete(l.localPauses, family)
+	}
+	return nil
 }
 
 // Status returns every family's state now, sorted by family: the shared state, or the local

@@ -21,7 +21,7 @@ func (s *Store) channel() string { return s.opts.Prefix + ":done" }
 func (s *Store) listen(ctx context.Context) {
 	defer s.done.Done()
 	for ctx.Err() == nil {
-		if c := s.conn(); c != nil {
+		if c := s.conn(ctx); c != nil {
 			_ = c.Receive(ctx, c.B().Subscribe().Channel(s.channel()).Build(), func(m rueidis.PubSubMessage) {
 				s.notify(m.Message)
 			})

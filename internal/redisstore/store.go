@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -96,8 +97,9 @@ type Store struct {
 	degraded      atomic.Bool
 	mu            sync.Mutex
 	degradedSince time.Time
-	onRecover     []func(ctx context.Context, lost bool) // called, in order, when Redis is back
-	epoch         string                                 // the value of the epoch key when last connected
+	onRecover     []func(ctx context.Context, lost bool) error // called, in order, when Redis is back
+	epoch         string                                       // the value of the epoch key when last connected
+	lost          bool                                         // Redis lost its data while degraded: not yet told to onRecover
 	waiters       map[string]map[chan struct{}]struct{}
 
 	stop context.CancelFunc
@@ -215,9 +217,10 @@ func (s *Store) Degraded() (bool, time.Time) {
 
 // OnRecover registers f to run when Redis answers again after being unreachable (the Limiter
 // writes back the calls it granted locally meanwhile); lost says Redis lost its data meanwhile
-// (it restarted without persistence, or failed over to an empty replica). Register before the
-// Store is used.
-func (s *Store) OnRecover(f func(ctx context.Context, lost bool)) {
+// (it restarted without persistence, or failed over to an empty replica). If f fails, the Store
+// stays degraded and calls it again at the next health check. Register before the Store is
+// used.
+func (s *Store) OnRecover(f func(ctx context.Context, lost bool) error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.onRecover = append(s.onRecover, f)
@@ -268,13 +271,23 @@ func (s *Store) watch(ctx context.Context) {
 			if err != nil {
 				continue
 			}
-			s.setDegraded(false, nil)
 			s.mu.Lock()
-			fs := s.onRecover
+			s.lost = s.lost || lost
+			fs, lost := s.onRecover, s.lost
 			s.mu.Unlock()
+			rctx := context.WithValue(ctx, recovering{}, true)
 			for _, f := range fs {
-				f(ctx, lost)
+				if err = f(rctx, lost); err != nil {
+					break
+				}
 			}
+			if err != nil {
+				continue
+			}
+			s.mu.Lock()
+			s.lost = false
+			s.mu.Unlock()
+			s.setDegraded(false, nil)
 		}
 	}
 }
@@ -334,9 +347,14 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// conn returns the client while Redis is reachable, or nil while the Store is degraded.
-func (s *Store) conn() rueidis.Client {
-	if s.degraded.Load() {
+// recovering marks the context of the OnRecover callbacks, which use Redis before the Store
+// stops being degraded for everyone else.
+type recovering struct{}
+
+// conn returns the client while Redis is reachable, or nil while the Store is degraded (except
+// to the OnRecover callbacks).
+func (s *Store) conn(ctx context.Context) rueidis.Client {
+	if s.degraded.Load() && ctx.Value(recovering{}) == nil {
 		return nil
 	}
 	c := s.client.Load()
@@ -352,34 +370,13 @@ func (s *Store) key(tag string, suffix string) string {
 	return "{" + s.opts.Prefix + ":" + tag + "}" + suffix
 }
 
-// run sends one script (EVALSHA, then EVAL if Redis does not know it), with a span and a
-// round-trip observation. A failure that is Redis's, not the caller's, degrades the Store.
-func (s *Store) run(ctx context.Context, op string, script *rueidis.Lua, keys, args []string) (rueidis.RedisResult, error) {
-	c := s.conn()
-	if c == nil {
-		return rueidis.RedisResult{}, errUnreachable
-	}
-	parent := ctx
-	ctx, span := tracer.Start(ctx, "redis "+op, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("db.system.name", "redis"), attribute.String("db.operation.name", "EVALSHA"),
-			attribute.String("mdegraph.redis.script", op)))
-	defer span.End()
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
-	defer cancel()
-	start := time.Now()
-	res := script.Exec(ctx, c, keys, args)
-	err := res.Error()
-	failed := failure(parent, err)
-	s.opts.Observer.RoundTrip(op, time.Since(start), failed)
+// run sends one script (EVALSHA, then EVAL if Redis does not know it), as runMulti does.
+func (s *Store) run(ctx context.Context, op string, script *rueidis.Lua, sha string, keys, args []string) (rueidis.RedisResult, error) {
+	results, err := s.runMulti(ctx, op, script, sha, []rueidis.LuaExec{{Keys: keys, Args: args}})
 	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-		if failed != nil {
-			s.fail(err)
-		}
-		return res, err
+		return rueidis.RedisResult{}, err
 	}
-	return res, nil
+	return results[0], results[0].Error()
 }
 
 // runMulti sends script once per exec in one pipeline (EVALSHA, then EVAL for a script Redis
@@ -387,7 +384,7 @@ func (s *Store) run(ctx context.Context, op string, script *rueidis.Lua, keys, a
 // round-trip observation. The execs may be in different cluster slots. err is set when Redis
 // failed, and then degrades the Store.
 func (s *Store) runMulti(ctx context.Context, op string, script *rueidis.Lua, sha string, execs []rueidis.LuaExec) ([]rueidis.RedisResult, error) {
-	c := s.conn()
+	c := s.conn(ctx)
 	if c == nil {
 		return nil, errUnreachable
 	}
@@ -399,19 +396,29 @@ func (s *Store) runMulti(ctx context.Context, op string, script *rueidis.Lua, sh
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	start := time.Now()
-	cmds := make(rueidis.Commands, len(execs))
-	for i, e := range execs {
-		cmds[i] = c.B().Evalsha().Sha1(sha).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()
+	send := func() ([]rueidis.RedisResult, error) {
+		cmds := make(rueidis.Commands, len(execs))
+		for i, e := range execs {
+			cmds[i] = c.B().Evalsha().Sha1(sha).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()
+		}
+		results := c.DoMulti(ctx, cmds...)
+		var failed error
+		for i, res := range results {
+			if re, ok := rueidis.IsRedisErr(res.Error()); ok && re.IsNoScript() {
+				results[i] = script.Exec(ctx, c, execs[i].Keys, execs[i].Args)
+			}
+			if err := failure(parent, results[i].Error()); err != nil && failed == nil {
+				failed = err
+			}
+		}
+		return results, failed
 	}
-	results := c.DoMulti(ctx, cmds...)
-	var failed error
-	for i, res := range results {
-		if re, ok := rueidis.IsRedisErr(res.Error()); ok && re.IsNoScript() {
-			results[i] = script.Exec(ctx, c, execs[i].Keys, execs[i].Args)
-		}
-		if err := failure(parent, results[i].Error()); err != nil && failed == nil {
-			failed = err
-		}
+	results, failed := send()
+	if brokenConn(failed) && ctx.Err() == nil {
+		// A connection that broke while idle (Redis restarted) is found out on use; rueidis
+		// dials a new one for the next command. (A script that ran before the break runs
+		// twice: a grant or a reservation too many, never one too few.)
+		results, failed = send()
 	}
 	s.opts.Observer.RoundTrip(op, time.Since(start), failed)
 	if failed != nil {
@@ -425,7 +432,7 @@ func (s *Store) runMulti(ctx context.Context, op string, script *rueidis.Lua, sh
 // do sends one command with a round-trip observation; like run, a failure that is Redis's
 // degrades the Store. A nil reply (a missing key) is not a failure.
 func (s *Store) do(ctx context.Context, op string, build func(c rueidis.Client) rueidis.Completed) (rueidis.RedisResult, error) {
-	c := s.conn()
+	c := s.conn(ctx)
 	if c == nil {
 		return rueidis.RedisResult{}, errUnreachable
 	}
@@ -434,6 +441,10 @@ func (s *Store) do(ctx context.Context, op string, build func(c rueidis.Client) 
 	start := time.Now()
 	res := c.Do(cctx, build(c))
 	err := res.Error()
+	if brokenConn(failure(ctx, err)) && cctx.Err() == nil {
+		res = c.Do(cctx, build(c)) // as in runMulti: a connection that broke while idle
+		err = res.Error()
+	}
 	if rueidis.IsRedisNil(err) {
 		err = nil
 	}
@@ -471,6 +482,19 @@ func redisFailure(err error) error {
 		return nil
 	}
 	return err // from the client: a network error, a timeout, EOF, a closed client
+}
+
+// brokenConn reports whether err is a connection found broken (EOF, reset, closed), which a
+// new connection may not have, rather than a timeout or a server's reply.
+func brokenConn(err error) bool {
+	if err == nil || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if _, ok := rueidis.IsRedisErr(err); ok {
+		return false
+	}
+	var ne net.Error
+	return !errors.As(err, &ne) || !ne.Timeout()
 }
 
 // failure is redisFailure(err), unless ctx (the caller's) ended: then the caller gave up, and
