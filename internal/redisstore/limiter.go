@@ -61,9 +61,16 @@ type Limiter struct {
 	families sync.Map // family -> struct{}: the ones Status reports
 
 	mu          sync.Mutex
+	last        []quota.FamilyStatus // the latest shared Status, reused for StatusMaxAge
+	lastAt      time.Time
 	own         map[string][]ownGrant // this replica's grants within the longest window
 	localPauses map[string]time.Time  // pauses decided while Redis was away
 }
+
+// StatusMaxAge is how long a Status read from Redis is reused when this replica has not taken,
+// refunded or paused since: Query.quota and extensions.quota, read at the end of every
+// operation, then show this replica's own calls at once and the other replicas' within this.
+const StatusMaxAge = 250 * time.Millisecond
 
 // ownGrant is one of this replica's grants: at is on this replica's clock (Take's time for a
 // local grant), shared says whether Redis has it.
@@ -143,6 +150,7 @@ func (r reply) untilA() time.Duration {
 }
 
 func (l *Limiter) script(ctx context.Context, family, op string, args ...string) (reply, error) {
+	defer l.forgetStatus() // every op but status changes the shared state
 	res, err := l.store.run(ctx, "limiter."+op, limiterScript, limiterSHA, l.keys(family), append([]string{op, l.winArg}, args...))
 	if err != nil {
 		return reply{}, err
@@ -369,13 +377,32 @@ func (l *Limiter) Status() []quota.FamilyStatus {
 		return true
 	})
 	slices.Sort(families)
+	l.mu.Lock()
+	last, fresh := l.last, time.Since(l.lastAt) < StatusMaxAge
+	l.mu.Unlock()
+	if fresh && len(last) == len(families) {
+		return slices.Clone(last)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.store.opts.Timeout)
 	defer cancel()
+	start := time.Now()
 	out, err := l.status(ctx, families)
 	if err != nil {
 		return l.local.Status()
 	}
+	l.mu.Lock()
+	if l.lastAt.Before(start) {
+		l.last, l.lastAt = slices.Clone(out), start
+	}
+	l.mu.Unlock()
 	return out
+}
+
+// forgetStatus drops the Status kept, after this replica changed the shared state.
+func (l *Limiter) forgetStatus() {
+	l.mu.Lock()
+	l.last = nil
+	l.mu.Unlock()
 }
 
 func (l *Limiter) status(ctx context.Context, families []string) ([]quota.FamilyStatus, error) {

@@ -326,5 +326,6 @@ elseif op == 'status' then
 else
   return redis.error_reply('ERR unknown limiter op ' .. tostring(op))
 end
+if op == 'status' and #removed == 0 then return reply end -- a read: nothing to write
 save()
 return reply
