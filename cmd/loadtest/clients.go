@@ -38,8 +38,9 @@ type runResult struct {
 }
 
 // runQueries sends the plan's queries from o.clients concurrent clients, each taking the next
-// query as soon as its previous answer is in, and checks every answer.
-func runQueries(ctx context.Context, client *http.Client, url string, w workload, o options, progress io.Writer) runResult {
+// query as soon as its previous answer is in, and checks every answer. Query i goes to
+// urls[i mod len(urls)] (the replicas in turn).
+func runQueries(ctx context.Context, client *http.Client, urls []string, w workload, o options, progress io.Writer) runResult {
 	res := runResult{results: make([]result, len(w.plan))}
 	var next, done, nCorrect, nStale, nPartial, nDeclined, nWrong atomic.Int64
 	start := time.Now()
@@ -72,7 +73,7 @@ func runQueries(ctx context.Context, client *http.Client, url string, w workload
 					return
 				}
 				j := w.plan[i]
-				r := ask(ctx, client, url, w.bodies[j], w.targets[j], o.timeout)
+				r := ask(ctx, client, urls[i%len(urls)], w.bodies[j], w.targets[j], o.timeout)
 				r.target = j
 				res.results[i] = r // each index is written by one client only
 				switch r.verdict.outcome {

@@ -84,12 +84,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var before series
 	var metricsErr error
 	if t.metricsURL != "" {
-		before, metricsErr = scrape(ctx, client, t.metricsURL)
+		before, metricsErr = scrapeAll(ctx, client, t.metricsURLs())
 	}
-	res := runQueries(ctx, client, t.queryURL, w, o, stderr)
+	res := runQueries(ctx, client, t.queryURLs(), w, o, stderr)
 	var after series
 	if t.metricsURL != "" && metricsErr == nil {
-		after, metricsErr = scrape(context.WithoutCancel(ctx), client, t.metricsURL)
+		after, metricsErr = scrapeAll(context.WithoutCancel(ctx), client, t.metricsURLs())
 	}
 
 	r := newReport(o, t, w, res)

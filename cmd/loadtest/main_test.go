@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/mdegraph/mdegraph/internal/app"
 	"github.com/mdegraph/mdegraph/internal/config"
+	"github.com/mdegraph/mdegraph/internal/redistest"
 	"github.com/mdegraph/mdegraph/internal/simulator"
 )
 
@@ -130,6 +132,8 @@ func TestOptions(t *testing.T) {
 		{args: []string{"extra"}, wantErr: "unexpected argument"},
 		{args: []string{"-shape", "graph"}},
 		{args: []string{"-shape", "everything"}, wantErr: "-shape"},
+		{args: []string{"-replicas", "0"}, wantErr: "-replicas"},
+		{args: []string{"-url", "http://127.0.0.1:8080/query", "-replicas", "3"}, wantErr: "-replicas configures the in-process service"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -145,6 +149,23 @@ func TestOptions(t *testing.T) {
 	}
 	if _, err := parseOptions([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: error %v, want flag.ErrHelp", err)
+	}
+}
+
+// TestRunReplicas: with -replicas, the replicas share one Redis and one simulator, and the
+// report says so; the run passes (every answer right, no 429, no window over its limit).
+func TestRunReplicas(t *testing.T) {
+	t.Parallel()
+	srv := redistest.New(t)
+	var out strings.Builder
+	args := append(slices.Clone(tiny), "-replicas", "2", "-env", "REDIS_URL="+srv.URL())
+	if err := run(t.Context(), args, noEnv, &out, io.Discard); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"2 in-process replicas", "sharing one simulator and Redis " + srv.URL() + "/0", "verdict  PASS"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the report does not say %q:\n%s", want, out.String())
+		}
 	}
 }
 

@@ -33,6 +33,7 @@ type options struct {
 	env                      envFlag
 	latency                  time.Duration
 	simPerMinute, simPerHour int
+	replicas                 int // in-process replicas sharing one Redis and one simulator
 
 	// The data set answers are checked against (in -url mode: the one the target serves).
 	simSeed int64
@@ -114,6 +115,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.Var(o.env, "env", "a `KEY=VALUE` setting of the in-process service, e.g. QUOTA_MAX_WAIT=5s (repeatable; wins over the environment, which is read too)")
 	fs.DurationVar(&o.latency, "latency", 50*time.Millisecond, "latency the in-process simulator adds to every upstream call")
 	fs.IntVar(&o.simPerMinute, "sim-per-minute", simulator.DefaultPerMinute, "the in-process simulator's (Defender's) calls per endpoint per 60 s; negative: unlimited")
+	fs.IntVar(&o.replicas, "replicas", 1, "in-process replicas of the service, sharing one simulator and, above 1, one Redis (REDIS_URL from -env or the environment, or a redis-server the load test starts); queries go to them in turn")
 	fs.IntVar(&o.simPerHour, "sim-per-hour", simulator.DefaultPerHour, "the in-process simulator's (Defender's) calls per endpoint per 3600 s; negative: unlimited")
 	fs.Int64Var(&o.simSeed, "sim-seed", simulator.DefaultSeed, "the simulator's data set seed (the demo data set's by default)")
 	fs.IntVar(&o.devices, "devices", 0, fmt.Sprintf("the simulator's device count (default: the demo data set's %d, raised in-process when -m needs more known ids)", simulator.DefaultDevices))
@@ -164,6 +166,9 @@ func (o *options) validate(given map[string]bool) error {
 	if o.simPerMinute == 0 || o.simPerHour == 0 {
 		errs = append(errs, fmt.Errorf("-sim-per-minute and -sim-per-hour must not be 0 (negative: unlimited)"))
 	}
+	if o.replicas < 1 {
+		errs = append(errs, fmt.Errorf("-replicas %d: want at least 1", o.replicas))
+	}
 	if o.devices < 0 {
 		errs = append(errs, fmt.Errorf("-devices %d: must not be negative", o.devices))
 	}
@@ -171,7 +176,7 @@ func (o *options) validate(given map[string]bool) error {
 		if u, err := url.Parse(o.url); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("-url %q: want an absolute http(s) URL such as http://127.0.0.1:8080/query", o.url))
 		}
-		for _, name := range []string{"cache-ttl", "env", "latency", "sim-per-minute", "sim-per-hour"} {
+		for _, name := range []string{"cache-ttl", "env", "latency", "sim-per-minute", "sim-per-hour", "replicas"} {
 			if given[name] {
 				errs = append(errs, fmt.Errorf("-%s configures the in-process service; with -url, configure the target itself", name))
 			}

@@ -86,6 +86,21 @@ func (s series) since(before series) series {
 	return out
 }
 
+// plus adds the samples of other to s's, series by series (several replicas' scrapes).
+func (s series) plus(other series) series {
+	out := make(series, len(s)+len(other))
+	for k, v := range s {
+		out[k] = v
+	}
+	for k, v := range other {
+		if w, ok := out[k]; ok {
+			v.value += w.value
+		}
+		out[k] = v
+	}
+	return out
+}
+
 // sum adds the samples of metric name grouped by the values of labels (joined with "/").
 func (s series) sum(name string, labels ...string) map[string]float64 {
 	out := map[string]float64{}
@@ -100,6 +115,19 @@ func (s series) sum(name string, labels ...string) map[string]float64 {
 		out[strings.Join(parts, "/")] += v.value
 	}
 	return out
+}
+
+// scrapeAll scrapes every replica's metrics page and adds them up.
+func scrapeAll(ctx context.Context, client *http.Client, urls []string) (series, error) {
+	out := series{}
+	for _, u := range urls {
+		s, err := scrape(ctx, client, u)
+		if err != nil {
+			return nil, err
+		}
+		out = out.plus(s)
+	}
+	return out, nil
 }
 
 // scrape fetches and parses a metrics page.

@@ -161,7 +161,10 @@ func (r *report) write(out io.Writer) {
 
 	line("mdegraph load test")
 	line("settings")
-	if r.t.cfg != nil {
+	if r.t.cfg != nil && len(r.t.replicas) > 0 {
+		line("  target\t%d in-process replicas (demo mode, built as \"go run .\" builds it) sharing one simulator and Redis %s, queried in turn",
+			len(r.t.replicas)+1, r.t.redis)
+	} else if r.t.cfg != nil {
 		line("  target\tin-process service (demo mode, built as \"go run .\" builds it) at %s", r.t.queryURL)
 	} else {
 		line("  target\t%s (answers checked against the data set of simulator seed %d, %d devices)", r.t.queryURL, r.t.simOpts.Seed, len(r.t.ref.Machines()))

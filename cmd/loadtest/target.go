@@ -9,9 +9,15 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
+	"time"
 
 	"github.com/mdegraph/mdegraph/internal/app"
 	"github.com/mdegraph/mdegraph/internal/config"
+	"github.com/mdegraph/mdegraph/internal/redisstore"
+	"github.com/mdegraph/mdegraph/internal/redistest"
 	"github.com/mdegraph/mdegraph/internal/simulator"
 )
 
@@ -19,6 +25,10 @@ import (
 type target struct {
 	queryURL   string
 	metricsURL string // "" when there is none to read
+	// replicas are the in-process replicas' base URLs beyond the first (-replicas).
+	replicas []string
+	// redis describes the Redis the replicas share ("" without one).
+	redis string
 	// ref is the data set answers are checked against.
 	ref *simulator.Simulator
 	// sim is the upstream the service calls, in-process only (then it is ref): its statistics
@@ -49,7 +59,10 @@ func startTarget(ctx context.Context, o options, getenv func(string) string, std
 		if v, ok := o.env[k]; ok {
 			return v
 		}
-		return getenv(k)
+		if v := getenv(k); v != "" || k != "REPLICAS" || o.replicas == 1 {
+			return v
+		}
+		return strconv.Itoa(o.replicas) // the fleet REDIS_URL serves, for its budget without Redis
 	}
 	cfg, err := config.Load(nil, lookup, stderr)
 	if err != nil {
@@ -64,33 +77,90 @@ func startTarget(ctx context.Context, o options, getenv func(string) string, std
 		devices = max(simulator.DefaultDevices, knownIDs(o))
 	}
 	simOpts := simulator.Options{Seed: o.simSeed, Devices: devices, Latency: o.latency, PerMinute: o.simPerMinute, PerHour: o.simPerHour}
+	sim := simulator.New(simOpts)
+	t := &target{ref: sim, sim: sim, cfg: &cfg, simOpts: simOpts}
+	var closers []func()
+	t.close = func() {
+		for _, c := range slices.Backward(closers) {
+			c()
+		}
+	}
+	if o.replicas > 1 {
+		where, stop, err := sharedRedis(ctx, &cfg, lookup, o.replicas, stderr)
+		if err != nil {
+			return nil, err
+		}
+		t.redis = where
+		closers = append(closers, stop)
+	}
 
 	// As server.go does: the application's lifetime is not the caller's (an interrupt must not
 	// fail the token source under requests still in flight); close ends it.
 	appCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	opts := simOpts
-	a, err := app.New(appCtx, cfg, newLogger(cfg, stderr), app.Options{Simulator: &opts})
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("start the service: %w", err)
+	closers = append(closers, cancel)
+	logger := newLogger(cfg, stderr)
+	for i := range o.replicas {
+		opts := simOpts
+		a, err := app.New(appCtx, cfg, logger.With("replica", i), app.Options{Simulator: &opts, Upstream: sim})
+		if err != nil {
+			t.close()
+			return nil, fmt.Errorf("start the service: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/query", a.GraphQL)
+		mux.Handle("GET /metrics", a.Metrics)
+		srv := httptest.NewServer(mux)
+		closers = append(closers, a.Close, srv.Close)
+		if i == 0 {
+			t.queryURL, t.metricsURL = srv.URL+"/query", srv.URL+"/metrics"
+		} else {
+			t.replicas = append(t.replicas, srv.URL)
+		}
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/query", a.GraphQL)
-	mux.Handle("GET /metrics", a.Metrics)
-	srv := httptest.NewServer(mux)
-	return &target{
-		queryURL:   srv.URL + "/query",
-		metricsURL: srv.URL + "/metrics",
-		ref:        a.Simulator,
-		sim:        a.Simulator,
-		cfg:        &cfg,
-		simOpts:    simOpts,
-		close: func() {
-			srv.Close()
-			a.Close()
-			cancel()
-		},
-	}, nil
+	return t, nil
+}
+
+// sharedRedis points cfg at the Redis the replicas share: REDIS_URL if set, else a
+// redis-server started here (stop stops it). Each run gets keys of its own (REDIS_PREFIX), so
+// that a previous run's quota does not count in this one's.
+func sharedRedis(ctx context.Context, cfg *config.Config, lookup func(string) string, replicas int, stderr io.Writer) (where string, stop func(), err error) {
+	stop = func() {}
+	if lookup("REDIS_PREFIX") == "" {
+		cfg.Redis.Prefix = fmt.Sprintf("loadtest-%d-%d", os.Getpid(), time.Now().UnixNano())
+	}
+	if cfg.Redis.URL == "" {
+		dir, err := os.MkdirTemp("", "loadtest-redis")
+		if err != nil {
+			return "", nil, err
+		}
+		srv, err := redistest.Start(ctx, dir)
+		if err != nil {
+			os.RemoveAll(dir)
+			return "", nil, fmt.Errorf("-replicas %d shares one Redis: set REDIS_URL (-env REDIS_URL=redis://...), or install redis-server: %w", replicas, err)
+		}
+		fmt.Fprintf(stderr, "loadtest: started redis-server on %s for the replicas\n", srv.Addr)
+		cfg.Redis.URL = config.Secret(srv.URL())
+		stop = func() { srv.Stop(); os.RemoveAll(dir) }
+	}
+	return redisstore.Where(cfg.Redis.URL.Reveal()), stop, nil
+}
+
+// queryURLs are the GraphQL endpoints of every replica.
+func (t *target) queryURLs() []string {
+	urls := []string{t.queryURL}
+	for _, r := range t.replicas {
+		urls = append(urls, r+"/query")
+	}
+	return urls
+}
+
+// metricsURLs are the metrics pages of every replica.
+func (t *target) metricsURLs() []string {
+	urls := []string{t.metricsURL}
+	for _, r := range t.replicas {
+		urls = append(urls, r+"/metrics")
+	}
+	return urls
 }
 
 // newLogger logs like the service's main does.

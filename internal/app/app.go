@@ -80,8 +80,8 @@ type App struct {
 	Simulator *simulator.Simulator
 	// ExampleDevice prefills the playground and the example page ("" outside demo mode).
 	ExampleDevice string
-	// Quota is the upstream limiter.
-	Quota *quota.Set
+	// Quota is the upstream limiter: in process, or shared through Redis (REDIS_URL).
+	Quota Quota
 
 	close            func()
 	credentialsCheck chan struct{}
@@ -106,6 +106,9 @@ type Options struct {
 	// OTEL_* variables describe (tests pass an SDK provider with an in-memory exporter); New
 	// neither makes it global nor shuts it down.
 	TracerProvider trace.TracerProvider
+	// Upstream, when not nil in demo mode, is the simulator to use instead of a new one:
+	// replicas in tests and the load test share one upstream, as they share Defender.
+	Upstream *simulator.Simulator
 }
 
 // DefenderLimitPerMinute and DefenderLimitPerHour are the limits Defender publishes for each
@@ -146,16 +149,29 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	if len(opts.QuotaWindows) > 0 {
 		windows = opts.QuotaWindows
 	}
-	a.Quota = quota.NewSet(cfg.QuotaMaxWait, windows...)
-	for _, e := range defender.Endpoints {
-		a.Quota.Limiter(string(e)) // so that Query.quota and the gauges list every family from the start
-	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
+	var sh *shared
+	readyNote := func() string { return "" }
+	if cfg.Redis.URL != "" {
+		if sh, err = openShared(ctx, cfg, windows, logger, metrics.NewRedis(reg)); err != nil {
+			a.Close()
+			return nil, err
+		}
+		sh.limiter.OnWait = m.ObserveWait
+		a.Quota, readyNote = sh.limiter, sh.readyNote(cfg.Redis.Replicas)
+		closeUpstream := a.close
+		a.close = func() { sh.store.Close(); closeUpstream() }
+	} else {
+		set := quota.NewSet(cfg.QuotaMaxWait, windows...)
+		for _, e := range defender.Endpoints {
+			set.Limiter(string(e)) // so that Query.quota and the gauges list every family from the start
+		}
+		set.OnWait = m.ObserveWait
+		a.Quota = set
+	}
 	reg.MustRegister(metrics.NewQuotaCollector(a.Quota))
-	a.Quota.OnWait = m.ObserveWait
 	refused := metrics.NewRefusals(reg)
 
 	auth, err := signIn(ctx, cfg, a.Simulator, logger, refused.SignIn)
@@ -188,7 +204,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		a.Close()
 		return nil, err
 	}
-	fetcher := loaders.NewFetcher(loaders.Options{
+	loaderOpts := loaders.Options{
 		Source:      loaders.FromClient(client),
 		CacheTTL:    cfg.CacheTTL,
 		NotFoundTTL: cfg.NotFoundTTL,
@@ -197,7 +213,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		BatchWait:   opts.BatchWait,
 		Observer:    m,
 		Logger:      logger,
-	})
+	}
+	if sh != nil {
+		sh.loaders(&loaderOpts)
+	}
+	fetcher := loaders.NewFetcher(loaderOpts)
 	gql := gqlhttp.New(gqlhttp.Options{
 		Resolver:         &resolvers.Resolver{Quota: a.Quota, Logger: logger},
 		MaxUpstreamCalls: cfg.MaxUpstreamCalls,
@@ -231,7 +251,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	a.Example = web.Example(web.ExampleOptions{Endpoint: "/query", DeviceID: a.ExampleDevice})
 	a.Static = web.Static()
 	a.Health = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	a.Ready = a.Drain.Ready(readiness(appTokens, logger))
+	a.Ready = a.Drain.Ready(readiness(appTokens, logger, readyNote))
 	a.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	if cfg.MetricsAddr == "" {
 		a.Metrics = auth.Handler(a.Metrics)
@@ -287,7 +307,10 @@ func (a *App) upstream(ctx context.Context, cfg config.Config, logger *slog.Logg
 	if simOpts.Logger == nil {
 		simOpts.Logger = logger.With("component", "simulator")
 	}
-	sim := simulator.New(simOpts)
+	sim := opts.Upstream
+	if sim == nil {
+		sim = simulator.New(simOpts)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return upstreamauth.ClientCredentials{}, fmt.Errorf("demo mode: start the simulator: %w", err)
@@ -322,8 +345,9 @@ type tokenGetter interface {
 
 // readiness answers 200 once the service can get a token for Defender; it spends no API quota.
 // A failure is the token source's remembered one within upstreamauth.FailureTTL, so frequent probes do
-// not hammer the token endpoint.
-func readiness(tokens tokenGetter, logger *slog.Logger) http.Handler {
+// not hammer the token endpoint. note adds to "ready" what a probe's reader should know (Redis
+// unreachable).
+func readiness(tokens tokenGetter, logger *slog.Logger, note func() string) http.Handler {
 	repeats := quietlog.New(time.Minute) // a probe every few seconds must not flood the log
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := tokens.TokenContext(r.Context()); err != nil {
@@ -332,7 +356,7 @@ func readiness(tokens tokenGetter, logger *slog.Logger) http.Handler {
 			http.Error(w, "not ready: cannot get a token for Defender (see the service log)", http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		fmt.Fprintln(w, "ready"+note())
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mdegraph/mdegraph/internal/app"
 	"github.com/mdegraph/mdegraph/internal/config"
+	"github.com/mdegraph/mdegraph/internal/redistest"
 	"github.com/mdegraph/mdegraph/internal/simulator"
 )
 
@@ -36,12 +37,17 @@ type benchApp struct {
 	id  string
 }
 
-func newBenchApp(b *testing.B) *benchApp { return newBenchAppWith(b, app.Options{}) }
+func newBenchApp(b *testing.B, more ...string) *benchApp {
+	return newBenchAppWith(b, app.Options{}, more...)
+}
 
-// newBenchAppWith is newBenchApp built with opts.
-func newBenchAppWith(b *testing.B, opts app.Options) *benchApp {
+// newBenchAppWith is newBenchApp built with opts; more are settings, KEY, value, ...
+func newBenchAppWith(b *testing.B, opts app.Options, more ...string) *benchApp {
 	b.Helper()
 	env := map[string]string{"CACHE_TTL": "1h", "NOT_FOUND_TTL": "1h"}
+	for i := 0; i+1 < len(more); i += 2 { // more settings, KEY, value, ...
+		env[more[i]] = more[i+1]
+	}
 	cfg, err := config.Load(nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		b.Fatal(err)
@@ -126,8 +132,8 @@ func (s *benchApp) checkAnswer(b *testing.B, rec *httptest.ResponseRecorder, ali
 
 // benchWarm warms the cache with one request, checks that a second one is answered correctly
 // from the cache, then measures the request.
-func benchWarm(b *testing.B, req func(s *benchApp) func() *http.Request, aliases []string, details bool) {
-	benchWarmOn(b, newBenchApp(b), req, aliases, details)
+func benchWarm(b *testing.B, req func(s *benchApp) func() *http.Request, aliases []string, details bool, settings ...string) {
+	benchWarmOn(b, newBenchApp(b, settings...), req, aliases, details)
 }
 
 // benchWarmOn is benchWarm on the service s.
@@ -169,6 +175,15 @@ func postOf(query string, withID bool) func(*benchApp) func() *http.Request {
 func BenchmarkQueryWarmCache(b *testing.B) {
 	benchWarm(b, postOf(`query($id: ID!) { machine(id: $id) { `+benchUsersFields+` } }`, true),
 		[]string{"machine"}, false)
+}
+
+// BenchmarkQueryWarmCacheRedis is BenchmarkQueryWarmCache with REDIS_URL: the quota and the
+// answers shared through Redis (a local redis-server), the answer served from the in-process
+// layer in front of it, the quota read from Redis for extensions.quota.
+func BenchmarkQueryWarmCacheRedis(b *testing.B) {
+	srv := redistest.New(b)
+	benchWarm(b, postOf(`query($id: ID!) { machine(id: $id) { `+benchUsersFields+` } }`, true),
+		[]string{"machine"}, false, "REDIS_URL", srv.URL(), "REPLICAS", "1")
 }
 
 // BenchmarkQueryWarmCacheDetails adds device detail fields (a second cached answer per device).

@@ -18,6 +18,7 @@ import (
 	"github.com/mdegraph/mdegraph/internal/callerauth"
 	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/querylimit"
+	"github.com/mdegraph/mdegraph/internal/redisstore"
 )
 
 // Config is the validated configuration.
@@ -89,10 +90,29 @@ type Config struct {
 	// MetricsAddr, when not empty, is the listen address of a listener serving only /metrics,
 	// which the main listener then does not serve.
 	MetricsAddr string
+	// Redis, when URL is set, shares the quota, pauses, cache and calls in flight between
+	// replicas (REDIS_*, REPLICAS).
+	Redis Redis
 
 	// Warnings are settings accepted but adjusted (NOT_FOUND_TTL above CACHE_TTL): one line
 	// each, naming the variable, for the startup log.
 	Warnings []string
+}
+
+// Redis is the shared state's configuration.
+type Redis struct {
+	// URL is REDIS_URL (it may carry a password); empty keeps everything in process.
+	URL Secret
+	// Prefix starts every key (REDIS_PREFIX).
+	Prefix string
+	// Timeout bounds dialing and each command (REDIS_TIMEOUT).
+	Timeout time.Duration
+	// FallbackLocal starts degraded when Redis is unreachable at start (REDIS_FALLBACK=local)
+	// instead of failing.
+	FallbackLocal bool
+	// Replicas is how many replicas share the Redis (REPLICAS): while it is unreachable each
+	// keeps to the limits divided by it.
+	Replicas int
 }
 
 // Setting documents one configuration variable; Settings drives the flags, the environment
@@ -129,6 +149,7 @@ var types = map[string]string{
 	"AUTH_MODE": "none|apikey|entra", "API_KEYS": "name:sha256hex,...", "API_KEYS_FILE": "path", "AUTH_TENANT_ID": "tenant",
 	"AUTH_ISSUER": "url", "AUTH_AUDIENCE": "audiences", "AUTH_REQUIRED_ROLE": "role", "UPSTREAM_IDENTITY": "auto|app|user",
 	"METRICS_ADDR": "host:port",
+	"REDIS_URL":    "url", "REDIS_PREFIX": "prefix", "REDIS_TIMEOUT": "duration", "REDIS_FALLBACK": "fail|local", "REPLICAS": "count",
 }
 
 // Whom Defender is asked as (UPSTREAM_IDENTITY, resolved).
@@ -188,6 +209,11 @@ var Settings = []Setting{
 	{"AUTH_REQUIRED_ROLE", "", "app role (or delegated scope) every signed-in caller needs, e.g. Mdegraph.Read (in demo mode: Mdegraph.Read)"},
 	{"UPSTREAM_IDENTITY", "auto", "whom Defender is asked as: app (this service's token, every device) or user (each person's token on-behalf-of them, so Defender's device groups apply; needs AUTH_MODE=entra); auto: user in demo mode, app otherwise"},
 	{"METRICS_ADDR", "", "serve /metrics on this address only, without sign-in (default: on ADDR, behind AUTH_MODE)"},
+	{"REDIS_URL", "", "redis:// or rediss:// (TLS) URL, [user:password@]host:port[/db], of a Redis the replicas share: one quota, one 429 pause, one cache, one set of calls in flight; empty keeps them in memory, per replica (a restart forgets them)"},
+	{"REDIS_PREFIX", "mdegraph", "prefix of every Redis key and channel, so that several deployments can share one Redis"},
+	{"REDIS_TIMEOUT", "1s", "longest a connection to Redis or one command may take"},
+	{"REDIS_FALLBACK", "fail", "when Redis cannot be reached at start: fail (the service does not start), or local (it starts degraded, on local state, and joins Redis when it answers)"},
+	{"REPLICAS", "", "how many replicas share REDIS_URL (required with it): while Redis is unreachable each keeps to the limits divided by this"},
 }
 
 // Load reads the configuration from args (without the program name) and getenv; a flag wins
@@ -352,6 +378,7 @@ func parse(get func(string) string, set func(string) bool) (Config, error) {
 	c.APQCacheSize = intVar("APQ_CACHE_SIZE", 1)
 	c.DemoLatency = durVar("DEMO_LATENCY")
 	errs = append(errs, c.parseAuth(get, set)...)
+	c.Redis = parseRedis(get, intVar, durVar, &errs)
 	for o := range strings.SplitSeq(get("CORS_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o == "" {
 			continue
@@ -452,6 +479,36 @@ func (c *Config) parseAuth(get func(string) string, set func(string) bool) []err
 	return errs
 }
 
+// parseRedis reads the REDIS_* settings and REPLICAS, which matter only with REDIS_URL.
+func parseRedis(get func(string) string, intVar func(string, int) int, durVar func(string) time.Duration, errs *[]error) Redis {
+	r := Redis{URL: Secret(get("REDIS_URL")), Prefix: get("REDIS_PREFIX"), Timeout: durVar("REDIS_TIMEOUT")}
+	switch get("REDIS_FALLBACK") {
+	case "fail":
+	case "local":
+		r.FallbackLocal = true
+	default:
+		*errs = append(*errs, fmt.Errorf("REDIS_FALLBACK %q: want fail or local", get("REDIS_FALLBACK")))
+	}
+	if r.Timeout <= 0 {
+		*errs = append(*errs, fmt.Errorf("REDIS_TIMEOUT %q: must be more than 0", get("REDIS_TIMEOUT")))
+	}
+	if err := redisstore.CheckPrefix(r.Prefix); err != nil {
+		*errs = append(*errs, err)
+	}
+	if get("REPLICAS") != "" {
+		r.Replicas = intVar("REPLICAS", 1)
+	}
+	if r.URL == "" {
+		return r
+	}
+	if err := redisstore.CheckURL(r.URL.Reveal()); err != nil {
+		*errs = append(*errs, err)
+	} else if get("REPLICAS") == "" {
+		*errs = append(*errs, errors.New("REPLICAS is required with REDIS_URL: the number of replicas sharing it (while Redis is unreachable, each keeps to the limits divided by it)"))
+	}
+	return r
+}
+
 // ParseDuration reads a Go duration ("90s", "1m30s", "250ms"), or "0". A bare number other
 // than zero is refused: whether DEMO_LATENCY=50 means seconds or milliseconds is a guess, and
 // guessing seconds made it 50 s without a word.
@@ -543,7 +600,21 @@ func (c Config) LogValue() slog.Value {
 		slog.String("auth_required_role", c.Entra.RequiredRole),
 		slog.String("upstream_identity", c.UpstreamIdentity),
 		slog.String("metrics_addr", c.MetricsAddr),
+		slog.String("redis_url", c.redisWhere()),
+		slog.String("redis_prefix", c.Redis.Prefix),
+		slog.Duration("redis_timeout", c.Redis.Timeout),
+		slog.String("redis_fallback", map[bool]string{false: "fail", true: "local"}[c.Redis.FallbackLocal]),
+		slog.Int("replicas", c.Redis.Replicas),
 	)
+}
+
+// redisWhere is the Redis in use for the log: its host, port and database, never a password;
+// "" when there is none.
+func (c Config) redisWhere() string {
+	if c.Redis.URL == "" {
+		return ""
+	}
+	return redisstore.Where(c.Redis.URL.Reveal())
 }
 
 // apiKeyNames lists the keys' names, comma-separated.

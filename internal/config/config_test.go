@@ -265,6 +265,12 @@ func TestBadValues(t *testing.T) {
 		{"UPSTREAM_IDENTITY", "person", false},
 		{"UPSTREAM_IDENTITY", "user", true}, // AUTH_MODE none: no person's token to exchange
 		{"METRICS_ADDR", "9100", false},
+		{"REDIS_URL", "http://127.0.0.1:6379", false},
+		{"REDIS_URL", "redis://127.0.0.1:6379/zero", false},
+		{"REDIS_PREFIX", "a{b}", false},
+		{"REDIS_TIMEOUT", "0", false},
+		{"REDIS_FALLBACK", "maybe", false},
+		{"REPLICAS", "0", false},
 	}
 	for _, tt := range tests {
 		kv := map[string]string{tt.name: tt.value}
@@ -441,6 +447,23 @@ func TestLogFormatOf(t *testing.T) {
 		got := config.LogFormatOf(tt.args, env(map[string]string{"LOG_FORMAT": tt.env}))
 		assertEqual(t, fmt.Sprintf("LogFormatOf(%q, LOG_FORMAT=%q)", tt.args, tt.env), got, tt.want)
 	}
+}
+
+// TestRedisSettings: REDIS_URL needs REPLICAS (the fallback budget), and its password never
+// reaches the log.
+func TestRedisSettings(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load(nil, env(map[string]string{"REDIS_URL": "redis://127.0.0.1:6379"}), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "REPLICAS") {
+		t.Errorf("REDIS_URL without REPLICAS: error %v, want one naming REPLICAS", err)
+	}
+	cfg := mustLoad(t, nil, map[string]string{"REDIS_URL": "rediss://app:s3cret@cache.example.com:6380/2", "REPLICAS": "3"})
+	var buf strings.Builder
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("configuration", "config", cfg)
+	if strings.Contains(buf.String(), "s3cret") || !strings.Contains(buf.String(), "config.redis_url=rediss://cache.example.com:6380/2") {
+		t.Errorf("log line %q: want the Redis host and database, never the password", buf.String())
+	}
+	assertEqual(t, "replicas", fmt.Sprint(cfg.Redis.Replicas), "3")
 }
 
 // TestLogValueHasEverySetting: the startup log shows the effective value of every setting
@@ -628,6 +651,7 @@ func TestSettingsAreRead(t *testing.T) {
 		"AUTH_MODE": "apikey", "API_KEYS": "a:" + strings.Repeat("0", 64), "API_KEYS_FILE": keysFile(t, "b:"+strings.Repeat("1", 64)),
 		"AUTH_TENANT_ID": "contoso.onmicrosoft.com", "AUTH_ISSUER": "https://login.microsoftonline.us/" + tenant + "/v2.0",
 		"AUTH_AUDIENCE": "api://other", "AUTH_REQUIRED_ROLE": "Mdegraph.Read", "UPSTREAM_IDENTITY": "user", "METRICS_ADDR": "127.0.0.1:9100",
+		"REDIS_URL": "redis://127.0.0.1:6390/1", "REDIS_PREFIX": "p2", "REDIS_TIMEOUT": "2s", "REDIS_FALLBACK": "local", "REPLICAS": "3",
 	}
 	// Settings that take effect only along with others are compared with those others set.
 	entra := map[string]string{"AUTH_MODE": "entra", "AUTH_AUDIENCE": "api://mdegraph"}
@@ -635,6 +659,7 @@ func TestSettingsAreRead(t *testing.T) {
 		"ADDR":           {"AUTH_MODE": "none"},
 		"AUTH_MODE":      {"API_KEYS": "a:" + strings.Repeat("0", 64)},
 		"AUTH_TENANT_ID": entra, "AUTH_ISSUER": entra, "AUTH_AUDIENCE": entra, "UPSTREAM_IDENTITY": entra,
+		"REDIS_URL": {"REPLICAS": "3"}, // REDIS_URL requires REPLICAS
 	}
 	for _, s := range config.Settings {
 		v, ok := changed[s.Env]
@@ -646,7 +671,8 @@ func TestSettingsAreRead(t *testing.T) {
 		kv := withCreds(maps.Clone(along[s.Env]))
 		kv[s.Env] = v
 		cfg := mustLoad(t, nil, kv)
-		if fmt.Sprintf("%+v|%s", cfg, cfg.ClientSecret.Reveal()) == fmt.Sprintf("%+v|%s", base, base.ClientSecret.Reveal()) {
+		if fmt.Sprintf("%+v|%s|%s", cfg, cfg.ClientSecret.Reveal(), cfg.Redis.URL.Reveal()) ==
+			fmt.Sprintf("%+v|%s|%s", base, base.ClientSecret.Reveal(), base.Redis.URL.Reveal()) {
 			t.Errorf("setting %s=%q changed nothing", s.Env, v)
 		}
 	}

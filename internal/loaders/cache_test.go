@@ -2,10 +2,13 @@ package loaders
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/mdegraph/mdegraph/internal/defender"
 )
 
 func TestMemoryCacheTTL(t *testing.T) {
@@ -113,4 +116,19 @@ func TestEntryFreshness(t *testing.T) {
 			}
 		}
 	})
+}
+
+// ResultOf gives, for a key the Fetcher made, what a cache hit gives: the value, or the 404.
+func TestResultOf(t *testing.T) {
+	t.Parallel()
+	ctx := WithIdentity(t.Context(), "app:tenant\x00odd")
+	key := cacheKey(ctx, defender.EndpointLogonUsers, "abc")
+	if r := ResultOf(key, Entry[int]{Value: 7}); r.Err != nil || r.Value != 7 {
+		t.Errorf("value entry: got %+v, want 7", r)
+	}
+	r := ResultOf(key, Entry[int]{NotFound: true})
+	var er *defender.ErrorResponse
+	if !errors.As(r.Err, &er) || er.Endpoint != defender.EndpointLogonUsers || er.Machine != "abc" || !defender.IsNotFound(r.Err) {
+		t.Errorf("not-found entry: got %+v, want the 404 of machines.logonusers for abc", r.Err)
+	}
 }

@@ -471,10 +471,24 @@ func cached[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, cache 
 		return Result[V]{}, false
 	}
 	f.opts.Observer.Saved(ep, SavedByCache, 1)
+	return answer(ep, ref, e), true
+}
+
+// answer is the result entry e gives for ref: its value, or Defender's 404.
+func answer[V any](ep defender.Endpoint, ref string, e Entry[V]) Result[V] {
 	if e.NotFound {
-		return Result[V]{Err: notFound(ep, ref)}, true
+		return Result[V]{Err: notFound(ep, ref)}
 	}
-	return Result[V]{Value: e.Value}, true
+	return Result[V]{Value: e.Value}
+}
+
+// ResultOf is the result a cache entry gives for its key (a key the Fetcher made): the value,
+// or Defender's 404 for a NotFound entry, as a cache hit gives it. A Sharing that hands one
+// process's answer to another through the cache uses it.
+func ResultOf[V any](key string, e Entry[V]) Result[V] {
+	i := strings.LastIndexByte(key, 0) // keys are identity, endpoint, ref: no ref holds a NUL
+	head := key[:max(i, 0)]
+	return answer(defender.Endpoint(head[strings.LastIndexByte(head, 0)+1:]), key[i+1:], e)
 }
 
 // batch is one Fetcher call's bookkeeping, the same for every kind of answer: repeated refs are

@@ -55,19 +55,15 @@
 //
 // # A limiter shared by several replicas
 //
-// The discipline needs no process-local state beyond the numbers above, so a
-// shared store (Redis, with a Lua script per operation) can keep it as
-// reservations: per family, V and the sequence counter, next(c) per caller, the
-// grant log, and the waiters as a sorted set scored by (round, sequence number)
-// with their maxWait and deadline. Admitting a call computes its round, its
-// place in the set and its projected time from the log and the waiters ahead,
-// and either refuses it or records the reservation and returns its time,
-// together with the waiters it pushed past their limits (whose holders are
-// told, by pub/sub, to give up). The holder sleeps until its reservation time
-// and confirms it: the script grants it if it is first in the set and the
-// windows allow it, or returns its new projected time. Leaving (cancelled, or
-// pushed out) is one more script that shifts the caller's later reservations up
-// as described above. The fair-share order between callers is the same as here.
+// The discipline needs no process-local state beyond the numbers above, so a shared store
+// keeps it as reservations: package redisstore does, in Redis, with one Lua script per family
+// holding the grant log, V, the sequence counter, next(c) per caller and the waiters with their
+// projected times, maxWait and deadline. A call is granted at once, refused with its wait, or
+// given a reservation, its place and projected time; its holder sleeps until then and confirms,
+// and the script grants it if the windows allow it at that moment (Redis's clock), counting
+// the waiters ahead as granted at their times. Leaving is one more script, which shifts the
+// caller's later reservations up as described above; those pushed out by a pause or a newcomer
+// learn it when they confirm. The fair-share order between callers is the same as here.
 package quota
 
 import (
@@ -348,6 +344,21 @@ func (l *Limiter) Refund(at time.Time) {
 	now := time.Now()
 	l.reproject(0, now, false)
 	l.settle(now)
+}
+
+// Record counts a grant made elsewhere at at (by a limiter shared between replicas, while it
+// could be reached), so that the windows hold it like one of this Limiter's own. A time before
+// the latest grant counts as that grant's time: the log stays in order, and the windows only
+// stricter. Waiters in line move back, as behind any grant.
+func (l *Limiter) Record(at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.grant(latest(at, l.log.back(1)), nil)
+	if len(l.queue) > 0 {
+		now := time.Now()
+		l.reproject(0, now, false)
+		l.settle(now)
+	}
 }
 
 // Pause stops all grants before until, as after an upstream 429 with

@@ -751,3 +751,20 @@ func BenchmarkWaitContended(b *testing.B) {
 		}
 	})
 }
+
+// TestRecord: a grant made elsewhere counts in the windows like one of the Limiter's own.
+func TestRecord(t *testing.T) {
+	t.Parallel()
+	start := time.Unix(1000, 0)
+	l := NewLimiter(Window{Limit: 2, Per: time.Minute})
+	l.Record(start)
+	if !l.AllowAt(start.Add(time.Second)) {
+		t.Fatal("second grant refused: one recorded grant took more than one slot")
+	}
+	if l.AllowAt(start.Add(2 * time.Second)) {
+		t.Error("third grant in the minute allowed: the recorded grant was not counted")
+	}
+	if !l.AllowAt(start.Add(time.Minute)) {
+		t.Error("the recorded grant still counts a minute later")
+	}
+}

@@ -69,6 +69,11 @@ func (s *Set) Refund(family string, at time.Time) {
 	s.Limiter(family).Refund(at)
 }
 
+// Record is family's Limiter.Record: a grant made elsewhere at at.
+func (s *Set) Record(family string, at time.Time) {
+	s.Limiter(family).Record(at)
+}
+
 // Pause is family's Limiter.Pause: no grant for family before until.
 func (s *Set) Pause(family string, until time.Time) {
 	s.Limiter(family).Pause(until)
