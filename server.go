@@ -24,6 +24,7 @@ import (
 	"github.com/mdegraph/mdegraph/internal/app"
 	"github.com/mdegraph/mdegraph/internal/config"
 	"github.com/mdegraph/mdegraph/internal/drain"
+	"github.com/mdegraph/mdegraph/internal/gqlhttp"
 )
 
 func main() {
@@ -103,9 +104,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Handler:           accessLog(logger, mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		// A GET carries its query in the URL: bound it as a POST body is, plus room for
-		// the headers (a bearer token).
-		MaxHeaderBytes: int(cfg.MaxBodyBytes) + 16<<10,
+		// A GET carries its query in the URL: room for one just over MAX_BODY_BYTES, which
+		// the endpoint answers with a coded 414, and a hard cap beyond.
+		MaxHeaderBytes: gqlhttp.MaxHeaderBytes(cfg.MaxBodyBytes),
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		BaseContext:    func(net.Listener) context.Context { return appCtx },
 	}
