@@ -127,7 +127,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	logger.Info("mdegraph listening", "playground", base+"/", "graphql", base+"/query", "example", base+"/example",
 		"metrics", metricsURL, "upstream", a.UpstreamURL, "cache_ttl", cfg.CacheTTL,
-		"limit_per_minute", cfg.LimitPerMinute, "limit_per_hour", cfg.LimitPerHour)
+		"limit_per_minute", cfg.LimitPerMinute, "limit_per_hour", cfg.LimitPerHour,
+		"shutdown_delay", cfg.ShutdownDelay, "shutdown_grace", cfg.ShutdownGrace)
 	if tcp, ok := ln.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
 		logger.Warn("listening beyond loopback: anyone who can reach this address can query Defender through this service", "addr", ln.Addr().String())
 	}
@@ -145,13 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down: /readyz answers 503, requests in flight may finish", "grace", cfg.ShutdownGrace,
-		"in_flight", a.Drain.InFlight())
-	err = a.Drain.Shutdown(srv, cfg.ShutdownGrace)
-	if n := a.Drain.Interrupted(); n > 0 {
-		logger.Warn("the shutdown grace ended: requests still running were answered SHUTTING_DOWN", "requests", n, "grace", cfg.ShutdownGrace)
-	}
-	if err != nil {
+	if err := a.Drain.Shutdown(srv, cfg.ShutdownDelay, cfg.ShutdownGrace, logger); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	logger.Info("stopped")
