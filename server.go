@@ -24,6 +24,7 @@ import (
 	"github.com/mdegraph/mdegraph/internal/app"
 	"github.com/mdegraph/mdegraph/internal/config"
 	"github.com/mdegraph/mdegraph/internal/drain"
+	"github.com/mdegraph/mdegraph/internal/gqlhttp"
 )
 
 func main() {
@@ -103,9 +104,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Handler:           accessLog(logger, mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		// A GET carries its query in the URL: bound it as a POST body is, plus room for
-		// the headers (a bearer token).
-		MaxHeaderBytes: int(cfg.MaxBodyBytes) + 16<<10,
+		// A GET carries its query in the URL: room for one just over MAX_BODY_BYTES, which
+		// the endpoint answers with a coded 414, and a hard cap beyond.
+		MaxHeaderBytes: gqlhttp.MaxHeaderBytes(cfg.MaxBodyBytes),
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		BaseContext:    func(net.Listener) context.Context { return appCtx },
 	}
@@ -126,7 +127,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	logger.Info("mdegraph listening", "playground", base+"/", "graphql", base+"/query", "example", base+"/example",
 		"metrics", metricsURL, "upstream", a.UpstreamURL, "cache_ttl", cfg.CacheTTL,
-		"limit_per_minute", cfg.LimitPerMinute, "limit_per_hour", cfg.LimitPerHour)
+		"limit_per_minute", cfg.LimitPerMinute, "limit_per_hour", cfg.LimitPerHour,
+		"shutdown_delay", cfg.ShutdownDelay, "shutdown_grace", cfg.ShutdownGrace)
 	if tcp, ok := ln.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
 		logger.Warn("listening beyond loopback: anyone who can reach this address can query Defender through this service", "addr", ln.Addr().String())
 	}
@@ -144,13 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down: /readyz answers 503, requests in flight may finish", "grace", cfg.ShutdownGrace,
-		"in_flight", a.Drain.InFlight())
-	err = a.Drain.Shutdown(srv, cfg.ShutdownGrace)
-	if n := a.Drain.Interrupted(); n > 0 {
-		logger.Warn("the shutdown grace ended: requests still running were answered SHUTTING_DOWN", "requests", n, "grace", cfg.ShutdownGrace)
-	}
-	if err != nil {
+	if err := a.Drain.Shutdown(srv, cfg.ShutdownDelay, cfg.ShutdownGrace, logger); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	logger.Info("stopped")

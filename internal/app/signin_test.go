@@ -128,6 +128,40 @@ func TestForgedRequestsRefused(t *testing.T) {
 	}
 }
 
+// TestOtherMethodsAnswered405: a method that runs no operation is not judged by the CSRF
+// rules, whatever its Origin: HEAD (curl -I) and the rest get the endpoint's 405
+// METHOD_NOT_ALLOWED with Allow, and nothing is called.
+func TestOtherMethodsAnswered405(t *testing.T) {
+	t.Parallel()
+	s := newService(t, nil, app.Options{})
+	target := s.url + "?" + url.Values{"query": {issueQuery(s.sim.ExampleMachineID())}}.Encode()
+	for _, method := range []string{http.MethodHead, http.MethodPut, http.MethodDelete} {
+		for _, origin := range []string{"", "https://evil.example"} {
+			req, _ := http.NewRequest(method, target, nil)
+			if origin != "" {
+				req.Header.Set("Origin", origin)
+				req.Header.Set("Sec-Fetch-Site", "cross-site")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body struct{ Errors []gqlError }
+			decodeErr := json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "OPTIONS, GET, POST" {
+				t.Errorf("%s (Origin %q): status %d, Allow %q; want 405, OPTIONS, GET, POST", method, origin, resp.StatusCode, resp.Header.Get("Allow"))
+			}
+			if method != http.MethodHead && (decodeErr != nil || len(body.Errors) != 1 || body.Errors[0].Extensions["code"] != "METHOD_NOT_ALLOWED") {
+				t.Errorf("%s (Origin %q): errors %+v (%v), want one METHOD_NOT_ALLOWED", method, origin, body.Errors, decodeErr)
+			}
+		}
+	}
+	if calls, slots := s.spent(); calls != 0 || slots != 0 {
+		t.Errorf("%d upstream calls, %d quota slots; want none", calls, slots)
+	}
+}
+
 // TestAPIKeys: AUTH_MODE=apikey through the whole service.
 func TestAPIKeys(t *testing.T) {
 	t.Parallel()

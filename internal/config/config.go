@@ -60,7 +60,10 @@ type Config struct {
 	QueryLimits querylimit.Limits
 	// Introspection answers schema queries and suggests field names in errors.
 	Introspection bool
-	// ShutdownGrace is how long requests in flight may finish after a stop signal.
+	// ShutdownDelay is how long the service keeps accepting requests after the first stop
+	// signal, /readyz answering 503, before it closes the listener.
+	ShutdownDelay time.Duration
+	// ShutdownGrace is how long requests in flight may finish once the listener is closed.
 	ShutdownGrace time.Duration
 
 	// CORSOrigins are the browser origins allowed to call /query ("*" for any).
@@ -145,7 +148,7 @@ var types = map[string]string{
 	"LOG_LEVEL": "level", "LOG_FORMAT": "format", "DEMO_LATENCY": "duration",
 	"MAX_BODY_BYTES": "bytes", "MAX_QUERY_TOKENS": "count", "MAX_QUERY_ALIASES": "count", "MAX_QUERY_DEPTH": "count",
 	"MAX_QUERY_FIELDS": "count", "MAX_QUERY_DIRECTIVES": "count", "INTROSPECTION": "auto|true|false",
-	"SHUTDOWN_GRACE": "duration", "STALE_TTL": "duration",
+	"SHUTDOWN_DELAY": "duration", "SHUTDOWN_GRACE": "duration", "STALE_TTL": "duration",
 	"AUTH_MODE": "none|apikey|entra", "API_KEYS": "name:sha256hex,...", "API_KEYS_FILE": "path", "AUTH_TENANT_ID": "tenant",
 	"AUTH_ISSUER": "url", "AUTH_AUDIENCE": "audiences", "AUTH_REQUIRED_ROLE": "role", "UPSTREAM_IDENTITY": "auto|app|user",
 	"METRICS_ADDR": "host:port",
@@ -187,14 +190,15 @@ var Settings = []Setting{
 	{"STALE_TTL", "1h", "when no fresh answer can be had (quota spent, Defender failing or unreachable), the last good one younger than this is served, marked in extensions.stale; 0 turns this off"},
 	{"MAX_UPSTREAM_CALLS_PER_QUERY", "50", "a query that could need more upstream calls is rejected before any call; calls only the answers reveal (each logon user's machines) are refused past it, field by field, with QUERY_TOO_EXPENSIVE"},
 	{"REQUEST_TIMEOUT", "30s", "longest one GraphQL request may take"},
-	{"MAX_BODY_BYTES", "65536", "a POST body of more bytes is refused (413) before it is decoded"},
+	{"MAX_BODY_BYTES", "65536", "bytes a POST body or a GET's query string may hold (65536 is 64 KiB); more is refused before it is decoded (413, 414)"},
 	{"MAX_QUERY_TOKENS", "5000", "a query of more lexical tokens (names, punctuation, values, comments) is refused before it is parsed"},
 	{"MAX_QUERY_ALIASES", "100", "a query with more aliases in one operation (fragments expanded) is refused before it is parsed"},
 	{"MAX_QUERY_DEPTH", "20", "a query whose selections nest deeper (fragments expanded) is refused before it is parsed"},
 	{"MAX_QUERY_FIELDS", "2000", "a query selecting more fields in one operation (fragments expanded) is refused before it is parsed"},
 	{"MAX_QUERY_DIRECTIVES", "50", "a query with more directives in one operation (fragments expanded) is refused before it is parsed"},
 	{"INTROSPECTION", "auto", "true: answer schema queries (the playground's docs) and suggest field names in errors; false: refuse them; auto: true in demo mode, false with credentials"},
-	{"SHUTDOWN_GRACE", "", "how long requests in flight may finish after a stop signal before they are answered SHUTTING_DOWN (default: REQUEST_TIMEOUT)"},
+	{"SHUTDOWN_DELAY", "0s", "after the first stop signal, keep accepting requests for this long while /readyz answers 503, so load balancers stop sending new requests, then close the listener and let requests in flight finish within SHUTDOWN_GRACE"},
+	{"SHUTDOWN_GRACE", "", "how long requests in flight may finish once the listener is closed, before they are answered SHUTTING_DOWN (default: REQUEST_TIMEOUT)"},
 	{"CORS_ORIGINS", "", "comma-separated browser origins allowed to call /query, or * for any (default: same origin only)"},
 	{"APQ_CACHE_SIZE", "1000", "automatic persisted queries kept in memory"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error (debug logs one line per upstream call)"},
@@ -371,6 +375,7 @@ func parse(get func(string) string, set func(string) bool) (Config, error) {
 	default:
 		errs = append(errs, fmt.Errorf("INTROSPECTION %q: want auto, true or false", get("INTROSPECTION")))
 	}
+	c.ShutdownDelay = durVar("SHUTDOWN_DELAY")
 	c.ShutdownGrace = c.RequestTimeout
 	if get("SHUTDOWN_GRACE") != "" {
 		c.ShutdownGrace = durVar("SHUTDOWN_GRACE")
@@ -584,6 +589,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("max_query_fields", c.QueryLimits.Fields),
 		slog.Int("max_query_directives", c.QueryLimits.Directives),
 		slog.Bool("introspection", c.Introspection),
+		slog.Duration("shutdown_delay", c.ShutdownDelay),
 		slog.Duration("shutdown_grace", c.ShutdownGrace),
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.String("cors_origins", strings.Join(c.CORSOrigins, ",")),

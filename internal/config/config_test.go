@@ -647,7 +647,7 @@ func TestSettingsAreRead(t *testing.T) {
 		"NOT_FOUND_TTL": "2s", "STALE_TTL": "12s", "MAX_UPSTREAM_CALLS_PER_QUERY": "9", "REQUEST_TIMEOUT": "5s",
 		"CORS_ORIGINS": "*", "APQ_CACHE_SIZE": "11", "LOG_LEVEL": "error", "LOG_FORMAT": "json", "DEMO_LATENCY": "6s",
 		"MAX_BODY_BYTES": "2048", "MAX_QUERY_TOKENS": "12", "MAX_QUERY_ALIASES": "13", "MAX_QUERY_DEPTH": "14", "MAX_QUERY_FIELDS": "15",
-		"MAX_QUERY_DIRECTIVES": "16", "INTROSPECTION": "true", "SHUTDOWN_GRACE": "17s",
+		"MAX_QUERY_DIRECTIVES": "16", "INTROSPECTION": "true", "SHUTDOWN_DELAY": "5s", "SHUTDOWN_GRACE": "17s",
 		"AUTH_MODE": "apikey", "API_KEYS": "a:" + strings.Repeat("0", 64), "API_KEYS_FILE": keysFile(t, "b:"+strings.Repeat("1", 64)),
 		"AUTH_TENANT_ID": "contoso.onmicrosoft.com", "AUTH_ISSUER": "https://login.microsoftonline.us/" + tenant + "/v2.0",
 		"AUTH_AUDIENCE": "api://other", "AUTH_REQUIRED_ROLE": "Mdegraph.Read", "UPSTREAM_IDENTITY": "user", "METRICS_ADDR": "127.0.0.1:9100",
@@ -772,7 +772,7 @@ func TestQueryLimitsIntrospectionAndGrace(t *testing.T) {
 	}
 	for kv, want := range map[string]string{
 		"INTROSPECTION=yes": "INTROSPECTION", "MAX_QUERY_DEPTH=0": "MAX_QUERY_DEPTH", "MAX_QUERY_TOKENS=x": "MAX_QUERY_TOKENS",
-		"SHUTDOWN_GRACE=-1s": "SHUTDOWN_GRACE",
+		"SHUTDOWN_GRACE=-1s": "SHUTDOWN_GRACE", "SHUTDOWN_DELAY=-1s": "SHUTDOWN_DELAY", "SHUTDOWN_DELAY=15": "SHUTDOWN_DELAY",
 	} {
 		k, v, _ := strings.Cut(kv, "=")
 		if _, err := load(t, nil, map[string]string{k: v}); err == nil || !strings.Contains(err.Error(), want) {

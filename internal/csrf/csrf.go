@@ -3,14 +3,17 @@
 // wants; a GraphQL operation spends Defender's quota (100 calls a minute per tenant) and acts
 // with whatever the browser attaches by itself, so it must not run at all.
 //
-// Two rules, checked before anything runs (wrap the /query handler with Protection.Handler):
+// Two rules, checked before anything runs (wrap the /query handler with Protection.Handler),
+// for the two methods that can run an operation, GET and POST; any other method (HEAD, PUT,
+// OPTIONS, ...) runs nothing and passes, to be answered by the endpoint (405, or CORS for a
+// preflight):
 //
 //  1. Cross-origin: a request that a browser marks as coming from another site
 //     (Sec-Fetch-Site: cross-site or same-site) is refused unless its Origin is one of
 //     CORS_ORIGINS. Browsers without Sec-Fetch-Site are judged by Origin against Host. This is
-//     net/http's CrossOriginProtection, applied to GET and HEAD too, since a GraphQL GET is
-//     not a safe method here. With CORS_ORIGINS=* every origin is trusted and only rule 2 holds.
-//  2. Simple requests: a GET, HEAD or POST that a browser sends cross-site without a CORS
+//     net/http's CrossOriginProtection, applied to GET too, since a GraphQL GET is not a safe
+//     method here. With CORS_ORIGINS=* every origin is trusted and only rule 2 holds.
+//  2. Simple requests: a GET or POST that a browser sends cross-site without a CORS
 //     preflight (no Content-Type, or one of the CORS-safelisted application/x-www-form-urlencoded,
 //     multipart/form-data, text/plain) is refused unless it carries a header a page can only
 //     add after a preflight: one of PreflightHeaders, non-empty. Sec-Fetch-Site: same-origin
@@ -28,6 +31,8 @@
 //     X-Api-Key: not CORS-safelisted, so preflighted too. A plain GET from curl or a script
 //     needs one: curl -H 'Apollo-Require-Preflight: true' -G --data-urlencode 'query={...}' .../query
 //   - OPTIONS: the preflight itself, left to CORS.
+//   - HEAD and every other method: the endpoint runs no operation for them (it answers 405
+//     METHOD_NOT_ALLOWED with Allow), so there is nothing to forge.
 //
 // Authorization and Cookie do not count as proof of a preflight: a browser attaches cookies and
 // cached HTTP Basic (or Negotiate) credentials to cross-site requests by itself, for instance
@@ -117,18 +122,16 @@ func New(opts Options) (*Protection, error) {
 }
 
 // Check returns nil for a request the rules let through, else an *Error saying which header to
-// add.
+// add. Only GET and POST are judged: no other method runs an operation.
 func (p *Protection) Check(r *http.Request) error {
-	if r.Method == http.MethodOptions {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		return nil
 	}
 	if p.crossOrigin != nil {
-		// CrossOriginProtection passes GET and HEAD, which are safe methods elsewhere; here they
-		// run an operation, so they are judged as a POST would be.
+		// CrossOriginProtection passes GET, a safe method elsewhere; here it runs an
+		// operation, so it is judged as a POST would be.
 		asUnsafe := *r
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			asUnsafe.Method = http.MethodPost
-		}
+		asUnsafe.Method = http.MethodPost
 		if err := p.crossOrigin.Check(&asUnsafe); err != nil {
 			origin := r.Header.Get("Origin")
 			from := "a web page of another site"
@@ -149,7 +152,8 @@ func (p *Protection) Check(r *http.Request) error {
 }
 
 // IsSimpleRequest reports whether a browser could send r to another origin without a CORS
-// preflight, as far as the GraphQL endpoint is concerned: its method is GET, HEAD or POST, its
+// preflight, as far as the GraphQL endpoint is concerned: its method is GET, HEAD or POST (the
+// Fetch standard's CORS-safelisted methods; Check judges only GET and POST), its
 // Content-Type is absent or CORS-safelisted (application/x-www-form-urlencoded,
 // multipart/form-data, text/plain, judged by the MIME type's essence as the Fetch standard
 // does, whatever the parameters), and it has none of PreflightHeaders with a value.

@@ -69,7 +69,11 @@ func TestCheck(t *testing.T) {
 		// The issue's reproduction and its kind.
 		{"the issue's curl: GET with Origin evil.example", request("GET", issueQuery, "Origin", evil), ReasonCrossOrigin},
 		{"plain curl GET", request("GET", issueQuery), ReasonSimpleRequest},
-		{"HEAD", request("HEAD", issueQuery), ReasonSimpleRequest},
+		// Methods that run no operation pass, to be answered 405 by the endpoint.
+		{"HEAD", request("HEAD", issueQuery), ""},
+		{"HEAD from another site", request("HEAD", issueQuery, "Origin", evil, "Sec-Fetch-Site", "cross-site"), ""},
+		{"PUT from another site", request("PUT", "/query", "Content-Type", "text/plain", "Origin", evil), ""},
+		{"DELETE", request("DELETE", issueQuery), ""},
 		{"<img src> on another site", request("GET", issueQuery, "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "no-cors",
 			"Sec-Fetch-Dest", "image"), ReasonCrossOrigin},
 		{"<form method=post> on another site", request("POST", "/query", "Content-Type", "application/x-www-form-urlencoded",

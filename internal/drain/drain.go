@@ -1,14 +1,16 @@
 // Package drain stops the HTTP service gracefully. At the first stop signal the service says
-// it is not ready (/readyz answers 503) and stops accepting connections; the requests in
-// flight get a grace period to finish. Those still running when it ends are cancelled and
-// answered with a coded error, never cut off with an empty reply. A second signal exits at
-// once.
+// it is not ready (/readyz answers 503); it keeps accepting requests for a delay
+// (SHUTDOWN_DELAY, none by default), so that load balancers probing /readyz stop sending new
+// ones, then stops accepting connections, and the requests in flight get a grace period
+// (SHUTDOWN_GRACE) to finish. Those still running when it ends are cancelled and answered
+// with a coded error, never cut off with an empty reply. A second signal exits at once.
 package drain
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"sync"
@@ -174,16 +176,39 @@ func (g *guardedWriter) finish() {
 	g.closed = true
 }
 
-// Shutdown stops srv: Begin, stop accepting connections, and wait for the requests in flight;
-// when grace has passed, Cut those still running and give them AnswerWait to return before
-// their connections are closed. It returns an error only if some did not return by then.
-func (d *Drain) Shutdown(srv *http.Server, grace time.Duration) error {
+// Shutdown stops srv in three steps, logging each on logger (nil: no log). First Begin: Ready
+// answers 503 from now on. Then, for delay (SHUTDOWN_DELAY), srv keeps accepting and serving
+// requests, so that a load balancer that sees /readyz fail stops sending new ones before the
+// listener closes; keep-alives are off meanwhile, so that each answer closes its connection
+// and the client's next request goes through the load balancer again. Then srv stops
+// accepting connections and the requests in flight get grace (SHUTDOWN_GRACE) to finish;
+// those still running when it has passed are Cut and get AnswerWait to return before their
+// connections are closed. It returns an error only if some did not return by then.
+//
+// A second stop signal during any step is OnSignals' to handle: main exits at once.
+func (d *Drain) Shutdown(srv *http.Server, delay, grace time.Duration, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	d.Begin()
+	if delay > 0 {
+		logger.Info("shutting down: /readyz answers 503; new requests are still served for SHUTDOWN_DELAY, so that load balancers stop sending them, then the listener closes",
+			"delay", delay, "grace", grace, "in_flight", d.InFlight())
+		srv.SetKeepAlivesEnabled(false)
+		<-time.After(delay)
+		logger.Info("shutdown delay over: the listener is closed, requests in flight may finish", "grace", grace, "in_flight", d.InFlight())
+	} else {
+		logger.Info("shutting down: /readyz answers 503, the listener is closed, requests in flight may finish", "grace", grace, "in_flight", d.InFlight())
+	}
 	cut := time.AfterFunc(grace, d.Cut)
 	defer cut.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), grace+AnswerWait)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	err := srv.Shutdown(ctx)
+	if n := d.Interrupted(); n > 0 {
+		logger.Warn("the shutdown grace ended: requests still running were answered SHUTTING_DOWN", "requests", n, "grace", grace)
+	}
+	if err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("requests still running %v after the grace ended were cut off: %w", AnswerWait, err)
 	}

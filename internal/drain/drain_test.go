@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -85,28 +87,29 @@ type answer struct {
 	status int
 	body   string
 	header http.Header
+	close  bool // the server closes the connection after this answer
 	err    error
 }
 
 // serve starts srv with handler on an in-memory listener and returns a function that sends a
-// GET in the background.
-func serve(t *testing.T, handler http.Handler) (srv *http.Server, get func() <-chan answer) {
+// GET of a path in the background.
+func serve(t *testing.T, handler http.Handler) (srv *http.Server, get func(path string) <-chan answer) {
 	ln := newPipeListener()
 	srv = &http.Server{Handler: handler}
 	go func() { _ = srv.Serve(ln) }()
 	client := &http.Client{Transport: &http.Transport{DialContext: ln.dial}}
 	t.Cleanup(client.CloseIdleConnections)
-	return srv, func() <-chan answer {
+	return srv, func(path string) <-chan answer {
 		out := make(chan answer, 1)
 		go func() {
-			resp, err := client.Get("http://service/query")
+			resp, err := client.Get("http://service" + path)
 			if err != nil {
 				out <- answer{err: err}
 				return
 			}
 			defer resp.Body.Close()
 			b, err := io.ReadAll(resp.Body)
-			out <- answer{status: resp.StatusCode, body: string(b), header: resp.Header, err: err}
+			out <- answer{status: resp.StatusCode, body: string(b), header: resp.Header, close: resp.Close, err: err}
 		}()
 		return out
 	}
@@ -140,7 +143,7 @@ func TestShutdown(t *testing.T) {
 			}
 		}), answerCut)
 		srv, get := serve(t, handler)
-		slow := get()
+		slow := get("/query")
 		synctest.Wait()
 		if d.InFlight() != 1 {
 			t.Fatalf("%d requests in flight, want 1", d.InFlight())
@@ -148,7 +151,7 @@ func TestShutdown(t *testing.T) {
 
 		start := time.Now()
 		done := make(chan error, 1)
-		go func() { done <- d.Shutdown(srv, 10*time.Second) }()
+		go func() { done <- d.Shutdown(srv, 0, 10*time.Second, nil) }()
 		synctest.Wait()
 		select {
 		case <-d.Stopping():
@@ -192,10 +195,10 @@ func TestShutdownWithinGrace(t *testing.T) {
 			io.WriteString(w, "handler's answer")
 		}), answerCut)
 		srv, get := serve(t, handler)
-		quick := get()
+		quick := get("/query")
 		synctest.Wait()
 		start := time.Now()
-		if err := d.Shutdown(srv, 10*time.Second); err != nil {
+		if err := d.Shutdown(srv, 0, 10*time.Second, nil); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
 		// srv.Shutdown polls for idle connections, at most every 500ms.
@@ -210,6 +213,131 @@ func TestShutdownWithinGrace(t *testing.T) {
 			t.Errorf("interrupted %d, want 0", d.Interrupted())
 		}
 	})
+}
+
+// service is what server.go mounts, in small: /readyz behind Ready, the rest behind Requests.
+func service(d *Drain, handler http.HandlerFunc) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/readyz", d.Ready(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ready") })))
+	mux.Handle("/", d.Requests(handler, answerCut))
+	return mux
+}
+
+// TestShutdownDelay: during SHUTDOWN_DELAY a probe of /readyz gets 503 while queries are still
+// served, request by request on connections that close after each answer; when the delay is
+// over the listener is closed, the requests in flight finish within the grace, and the log
+// says each step.
+func TestShutdownDelay(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		d := New()
+		srv, get := serve(t, service(d, func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/slow" {
+				time.Sleep(40 * time.Second) // in flight when the delay ends, done within the grace
+			}
+			io.WriteString(w, "served")
+		}))
+		if a := <-get("/readyz"); a.status != http.StatusOK {
+			t.Fatalf("/readyz before the stop: %d %v, want 200", a.status, a.err)
+		}
+
+		var logs strings.Builder
+		var logMu sync.Mutex
+		logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &logMu}, nil))
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- d.Shutdown(srv, 30*time.Second, 60*time.Second, logger) }()
+		synctest.Wait()
+
+		time.Sleep(10 * time.Second) // within the delay
+		if a := <-get("/readyz"); a.err != nil || a.status != http.StatusServiceUnavailable {
+			t.Errorf("/readyz during the delay: %d %v, want 503", a.status, a.err)
+		}
+		a := <-get("/query")
+		if a.err != nil || a.status != http.StatusOK || a.body != "served" {
+			t.Errorf("a query during the delay: %d %q %v, want it served", a.status, a.body, a.err)
+		}
+		if !a.close {
+			t.Error("the answer during the delay keeps its connection open, want Connection: close: the next request goes through the load balancer again")
+		}
+		slow := get("/slow")
+		synctest.Wait()
+
+		time.Sleep(20*time.Second + time.Millisecond) // the delay is over
+		synctest.Wait()
+		if a := <-get("/query"); a.err == nil {
+			t.Errorf("a query after the delay: %d, want the connection refused: the listener is closed", a.status)
+		}
+		if a := <-slow; a.err != nil || a.body != "served" {
+			t.Errorf("the request in flight when the delay ended: %d %q %v, want its own answer", a.status, a.body, a.err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if took := time.Since(start); took < 50*time.Second || took > 51*time.Second {
+			t.Errorf("Shutdown took %v, want about 50s: the delay, then the slow request's remaining 20s", took)
+		}
+		logMu.Lock()
+		defer logMu.Unlock()
+		for _, want := range []string{"/readyz answers 503; new requests are still served for SHUTDOWN_DELAY", "delay=30s", "shutdown delay over: the listener is closed"} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("log lacks %q:\n%s", want, logs.String())
+			}
+		}
+		if d.Interrupted() != 0 {
+			t.Errorf("interrupted %d, want 0", d.Interrupted())
+		}
+	})
+}
+
+// TestSecondSignalDuringDelay: a second stop signal during SHUTDOWN_DELAY reaches OnSignals'
+// second at once (main exits there), not after the delay.
+func TestSecondSignalDuringDelay(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		d := New()
+		srv, get := serve(t, service(d, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "served") }))
+		signals := make(chan os.Signal)
+		exited := make(chan time.Time, 1)
+		ctx, stop := OnSignals(context.Background(), signals, func(os.Signal) { exited <- time.Now() })
+		defer stop()
+		go func() {
+			<-ctx.Done()
+			_ = d.Shutdown(srv, time.Minute, time.Minute, nil)
+		}()
+
+		start := time.Now()
+		signals <- syscall.SIGTERM
+		synctest.Wait()
+		if a := <-get("/readyz"); a.status != http.StatusServiceUnavailable {
+			t.Fatalf("/readyz after the first signal: %d %v, want 503", a.status, a.err)
+		}
+		time.Sleep(5 * time.Second)
+		signals <- os.Interrupt
+		select {
+		case at := <-exited:
+			if waited := at.Sub(start); waited != 5*time.Second {
+				t.Errorf("the second signal was handled %v after the first, want at once (5s)", waited)
+			}
+		case <-time.After(time.Second):
+			t.Error("the second signal during the delay was not handled at once")
+		}
+		// Let the bubble's goroutines end: the delay runs out, the listener closes.
+		time.Sleep(time.Minute)
+		synctest.Wait()
+	})
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 // TestCutAfterTheHandlerWrote: a handler that has started its answer keeps it.

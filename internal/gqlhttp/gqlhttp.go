@@ -30,7 +30,8 @@ type Options struct {
 	MaxUpstreamCalls int
 	// APQCacheSize bounds the persisted-query cache (default 1000 entries).
 	APQCacheSize int
-	// MaxBodyBytes bounds a POST body (default MaxBodyBytes).
+	// MaxBodyBytes bounds a POST body and a GET's query string (default MaxBodyBytes); serve
+	// the handler with an http.Server whose MaxHeaderBytes is MaxHeaderBytes(MaxBodyBytes).
 	MaxBodyBytes int64
 	// Limits bound each query before it is parsed (package querylimit); a zero field is no
 	// limit. Limits.Tokens is also gqlgen's parser token limit.
@@ -77,7 +78,7 @@ func New(opts Options) http.Handler {
 	}
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: opts.Resolver}))
 	srv.AddTransport(options{})
-	srv.AddTransport(queryParams{})
+	srv.AddTransport(queryParams{max: opts.MaxBodyBytes})
 	srv.AddTransport(boundedPOST{max: opts.MaxBodyBytes})
 	srv.AddTransport(unsupported{}) // last: it supports every request
 	srv.SetQueryCache(newQueryCache())

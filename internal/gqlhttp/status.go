@@ -104,7 +104,7 @@ func (x *exchange) answered(resp *graphql.Response, codes []string) {
 func (x *exchange) status(written int) int {
 	switch x.code {
 	case resolvers.CodeBadRequest: // not a well-formed GraphQL-over-HTTP request
-		if written == http.StatusRequestEntityTooLarge {
+		if written == http.StatusRequestEntityTooLarge || written == http.StatusRequestURITooLong {
 			return written
 		}
 		return http.StatusBadRequest

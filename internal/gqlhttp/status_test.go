@@ -118,6 +118,7 @@ func TestBadRequestsKeepTheirStatus(t *testing.T) {
 			{"malformed JSON", post(t, srv.URL, `{"query":`, header), http.StatusBadRequest},
 			{"too large", post(t, srv.URL, `{"query":"`+strings.Repeat(" ", gqlhttp.MaxBodyBytes)+`{ __typename }"}`, header), http.StatusRequestEntityTooLarge},
 			{"GET variables not JSON", get(t, srv.URL, url.Values{"query": {"{ __typename }"}, "variables": {"{"}}, header), http.StatusBadRequest},
+			{"URL too long", get(t, srv.URL, url.Values{"query": {"{ __typename }" + strings.Repeat(" ", gqlhttp.MaxBodyBytes)}}, header), http.StatusRequestURITooLong},
 		}
 		for _, tt := range tests {
 			if _, hasData := tt.r.body["data"]; tt.r.status != tt.status || hasData || errorCode(tt.r) != "BAD_REQUEST" {

@@ -42,16 +42,24 @@ func (options) Do(w http.ResponseWriter, _ *http.Request, _ graphql.GraphExecuto
 	w.WriteHeader(http.StatusOK)
 }
 
-// queryParams is gqlgen's GET transport, except that a query string, variables or extensions
-// that cannot be decoded are answered BAD_REQUEST.
+// queryParams is gqlgen's GET transport, except that a query string longer than max bytes is
+// answered BAD_REQUEST with 414 URI Too Long (a GET's parameters are bounded as a POST body
+// is), and a query string, variables or extensions that cannot be decoded BAD_REQUEST (400).
 type queryParams struct {
 	transport.GET
+	max int64
 }
 
 var _ graphql.Transport = queryParams{}
 
-// Do checks what gqlgen's GET decodes, the same way, before handing the request over.
+// Do checks the query string's length, then what gqlgen's GET decodes, the same way, before
+// handing the request over.
 func (q queryParams) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	if n := int64(len(r.URL.RawQuery)); n > q.max {
+		writeError(w, r, exec, http.StatusRequestURITooLong, resolvers.CodeBadRequest, fmt.Sprintf(
+			"the URL's query string is %d bytes, more than %d (MAX_BODY_BYTES): send the request as a POST with Content-Type: application/json, or a persisted query's hash", n, q.max))
+		return
+	}
 	if problem := checkQueryParams(r.URL.RawQuery); problem != nil {
 		writeError(w, r, exec, problem.status, resolvers.CodeBadRequest, problem.msg)
 		return
@@ -93,6 +101,17 @@ func checkQueryParams(rawQuery string) *requestProblem {
 // 60 KB). The whole body is decoded as JSON before anything can refuse the query in it, so the
 // bound sets what the worst hostile body costs.
 const MaxBodyBytes = 64 << 10
+
+// MaxHeaderBytes is the http.Server's MaxHeaderBytes for an endpoint whose POST bodies and GET
+// query strings are bounded by maxBody bytes: room for a URL of twice that (so that a GET just
+// over the bound reaches the endpoint and is answered 414 with a coded error, not with Go's
+// plain-text 431) and 32 KiB of other headers (a bearer token is a few KB). It stays a hard
+// cap: a request line and headers beyond it (plus net/http's 4 KiB of slack) are refused by
+// net/http itself with 431 Request Header Fields Too Large.
+func MaxHeaderBytes(maxBody int64) int {
+	const others = 32 << 10
+	return int(min(2*max(maxBody, 0)+others, 1<<30))
+}
 
 // boundedPOST is gqlgen's POST transport with the body bounded by max bytes and checked first
 // (readBody): a longer body (declared or not) is answered 413, one gqlgen could not decode or a

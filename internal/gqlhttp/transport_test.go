@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/mdegraph/mdegraph/internal/gqlhttp"
 	"github.com/mdegraph/mdegraph/internal/logtest"
+	"github.com/mdegraph/mdegraph/resolvers"
 )
 
 // codeRecorder keeps the codes ObserveOperation is called with.
@@ -110,6 +112,8 @@ func TestRequestErrorsAreCoded(t *testing.T) {
 			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "the extensions parameter must be a JSON object"},
 		{name: "GET query string malformed", method: http.MethodGet, target: "?query=%zz",
 			wantStatus: http.StatusBadRequest, wantCode: "BAD_REQUEST", wantMsg: "query string cannot be parsed"},
+		{name: "GET query string over the limit", method: http.MethodGet, target: "?" + paddedQueryString(q, gqlhttp.MaxBodyBytes+1),
+			wantStatus: http.StatusRequestURITooLong, wantCode: "BAD_REQUEST", wantMsg: fmt.Sprintf("more than %d (MAX_BODY_BYTES)", gqlhttp.MaxBodyBytes)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,6 +228,60 @@ func TestOptionsStillAnswered(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// paddedQueryString is query=q, padded with encoded spaces to exactly n bytes.
+func paddedQueryString(q string, n int) string {
+	s := "query=" + url.QueryEscape(q)
+	return s + strings.Repeat("+", n-len(s))
+}
+
+// TestLongURLs: a GET's query string is bounded by MAX_BODY_BYTES as a POST body is. Served
+// as server.go serves it (MaxHeaderBytes from gqlhttp.MaxHeaderBytes), a URL up to the bound
+// runs, one over it, even twice over, gets the endpoint's coded 414, and a header block past
+// the hard cap is still refused by net/http itself (431).
+func TestLongURLs(t *testing.T) {
+	t.Parallel()
+	const maxBody = gqlhttp.MaxBodyBytes
+	h := gqlhttp.New(gqlhttp.Options{Resolver: &resolvers.Resolver{Quota: fakeQuota{}}, MaxBodyBytes: maxBody})
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.MaxHeaderBytes = gqlhttp.MaxHeaderBytes(maxBody)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	preflight := http.Header{"Apollo-Require-Preflight": {"true"}}
+
+	for _, tt := range []struct {
+		name       string
+		n          int // bytes of the query string
+		wantStatus int
+		wantCode   string
+	}{
+		{"at the bound", maxBody, http.StatusOK, ""},
+		{"one byte over", maxBody + 1, http.StatusRequestURITooLong, "BAD_REQUEST"},
+		{"twice the bound", 2 * maxBody, http.StatusRequestURITooLong, "BAD_REQUEST"},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"?"+paddedQueryString(`{ __typename }`, tt.n), nil)
+		req.Header = preflight.Clone()
+		r := do(t, req) // fails unless the answer is JSON
+		if r.status != tt.wantStatus || errorCode(r) != tt.wantCode {
+			t.Errorf("%s (%d bytes): status %d, code %q; want %d, %q", tt.name, tt.n, r.status, errorCode(r), tt.wantStatus, tt.wantCode)
+		}
+		if tt.wantCode == "" && r.body["data"] == nil {
+			t.Errorf("%s: body %v, want data", tt.name, r.body)
+		}
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"?"+paddedQueryString(`{ __typename }`, 100), nil)
+	req.Header = preflight.Clone()
+	req.Header.Set("X-Padding", strings.Repeat("a", gqlhttp.MaxHeaderBytes(maxBody)+8<<10))
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("headers over the cap: status %d, want 431 from net/http", resp.StatusCode)
 	}
 }
 

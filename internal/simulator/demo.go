@@ -128,7 +128,12 @@ func (s *Simulator) demoSignIn(r *http.Request) response {
 	}
 	p := findPerson(req.Person)
 	if p == nil {
-		return demoError(http.StatusNotFound, "unknown_person", fmt.Sprintf("There is no demo person %q; GET /demo/persons lists them.", clip(req.Person)))
+		ids := make([]string, len(demoPersons))
+		for i, p := range demoPersons {
+			ids[i] = p.ID
+		}
+		return demoError(http.StatusNotFound, "unknown_person", fmt.Sprintf("There is no demo person %q; the demo persons are %s (GET /demo/persons describes them).",
+			clip(req.Person), strings.Join(ids, ", ")))
 	}
 	claims, err := s.claimsFor(TokenClaims{Person: p.ID, Audience: req.Audience}, s.authorityFor(r))
 	if err != nil {

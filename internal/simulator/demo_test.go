@@ -73,6 +73,9 @@ func TestDemoSignIn(t *testing.T) {
 				if e.Error != tt.errCode || e.ErrorDescription == "" {
 					t.Errorf("error %+v, want %s", e, tt.errCode)
 				}
+				if tt.errCode == "unknown_person" && !strings.Contains(e.ErrorDescription, "adele, megan, grady") {
+					t.Errorf("error %+v, want it to name the demo persons", e)
+				}
 				return
 			}
 			ans := decode[demoSignInAnswer](t, rec)

@@ -133,8 +133,8 @@ type playgroundConfig struct {
 // on: mounted on the subtree pattern "/", it serves "/" and 404s the rest.
 // The page loads its script and stylesheet from Static under StaticPrefix.
 // With DemoPersons, a request for ?person=<id> gets the page signed in as
-// that person (an unknown id is 404; a failed sign-in 500, logged nowhere
-// but the page).
+// that person (an unknown id is 404, naming the persons there are; a failed
+// sign-in 500, logged nowhere but the page).
 func Playground(opts PlaygroundOptions) http.Handler {
 	static := renderPage("playground.html", playgroundData(opts, ""))
 	if len(opts.DemoPersons) == 0 || opts.DemoSignIn == nil {
@@ -151,7 +151,15 @@ func Playground(opts PlaygroundOptions) http.Handler {
 		}
 		w.Header().Set("Cache-Control", "no-store") // the page holds a token
 		if !slices.ContainsFunc(opts.DemoPersons, func(p DemoPerson) bool { return p.ID == id }) {
-			http.Error(w, "no such demo person", http.StatusNotFound)
+			if len(id) > 40 { // it is repeated in the answer: no more of it than a person's id needs
+				id = id[:40] + "…"
+			}
+			ids := make([]string, len(opts.DemoPersons))
+			for i, p := range opts.DemoPersons {
+				ids[i] = p.ID
+			}
+			http.Error(w, fmt.Sprintf("no demo person %q: sign in as one of %s (/?person=%s), or open / to be served as the service itself",
+				id, strings.Join(ids, ", "), ids[0]), http.StatusNotFound)
 			return
 		}
 		token, err := opts.DemoSignIn(id)

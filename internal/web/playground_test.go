@@ -275,6 +275,10 @@ func TestPlaygroundDemoSignIn(t *testing.T) {
 			t.Errorf("%s: status %d, want %d", target, res.StatusCode, want)
 		}
 	}
+	if body := readBody(t, serve(t, h, http.MethodGet, "/?person=nobody", nil)); !strings.Contains(body, `no demo person "nobody"`) ||
+		!strings.Contains(body, "megan, grady") {
+		t.Errorf("an unknown person's answer %q, want it to name the person asked for and the persons there are", body)
+	}
 	if res := serve(t, h, http.MethodPost, "/?person=megan", nil); res.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST ?person=megan: status %d, want 405", res.StatusCode)
 	}
