@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"runtime"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -39,6 +40,11 @@ type report struct {
 	stats      map[simulator.Endpoint]simulator.EndpointStats
 	logonCalls map[string]int
 	keyCalls   map[simulator.Endpoint]map[string]int // calls per key, by endpoint
+
+	// warmup is the warm-up's outcome (-warmup), nil without one.
+	warmup *runResult
+	// cpu is the CPU time the load test's process used in the measured run (0: unknown).
+	cpu time.Duration
 
 	// The service's metrics, this run's increase; nil with metricsNote saying why.
 	metrics     series
@@ -139,6 +145,14 @@ func (r *report) failures() []string {
 	if r.wrong > 0 {
 		out = append(out, fmt.Sprintf("%d wrong answers", r.wrong))
 	}
+	if r.warmup != nil {
+		if wrong := r.warmup.count(wrong); wrong > 0 {
+			out = append(out, fmt.Sprintf("%d wrong answers in the warm-up", wrong))
+		}
+		if r.warmup.interrupted {
+			out = append(out, "the warm-up was interrupted")
+		}
+	}
 	if n, _ := r.upstream429s(); n > 0 {
 		out = append(out, fmt.Sprintf("the upstream answered 429 %d times", n))
 	}
@@ -208,6 +222,11 @@ func (r *report) write(out io.Writer) {
 	}
 	secs := r.run.elapsed.Seconds()
 	line("throughput\t%.0f queries/s (%d in %s)", float64(r.sent)/max(secs, 1e-9), r.sent, r.run.elapsed.Round(time.Millisecond))
+	if w := r.warmup; w != nil {
+		line("warm-up\t%d distinct queries asked once before the run, not measured: %d correct, %d stale, %d wrong, in %s",
+			len(w.results), w.count(correct), w.count(stale), w.count(wrong), w.elapsed.Round(time.Millisecond))
+	}
+	r.writeCPU(line, secs)
 
 	line("")
 	r.writeUpstream(line)
@@ -220,6 +239,29 @@ func (r *report) write(out io.Writer) {
 		line("verdict\tPASS")
 	}
 	tw.Flush()
+}
+
+// writeCPU says how much CPU the measured run took, and whose: in-process, the service and the
+// load generator share one process; with -url, the load generator's own is measured, and the
+// service's read from its process_cpu_seconds_total.
+func (r *report) writeCPU(line func(string, ...any), secs float64) {
+	cores := func(d time.Duration) string {
+		return fmt.Sprintf("%.2f s (%.2f cores over the run)", d.Seconds(), d.Seconds()/max(secs, 1e-9))
+	}
+	who := "the load generator alone"
+	if r.t.cfg != nil {
+		who = "the service and the load generator together, in one process (use -url for the service's alone)"
+	}
+	if r.cpu > 0 {
+		line("cpu\tthis process %s: %s, on %d CPUs", cores(r.cpu), who, runtime.NumCPU())
+	} else {
+		line("cpu\tthis process: unknown on %s", runtime.GOOS)
+	}
+	if r.t.cfg == nil && r.metrics != nil {
+		if v, ok := r.metrics.sum("process_cpu_seconds_total")[""]; ok {
+			line("\tthe service %s (its process_cpu_seconds_total)", cores(time.Duration(v*float64(time.Second))))
+		}
+	}
 }
 
 func (r *report) writeUpstream(line func(string, ...any)) {

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"runtime/trace"
 
 	"github.com/mdegraph/mdegraph/internal/app"
 	"github.com/mdegraph/mdegraph/internal/config"
@@ -75,7 +76,7 @@ func startTarget(ctx context.Context, o options, getenv func(string) string, std
 		return nil, fmt.Errorf("start the service: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/query", a.GraphQL)
+	mux.Handle("/query", traced(o.profiles.trace != "", a.GraphQL))
 	mux.Handle("GET /metrics", a.Metrics)
 	srv := httptest.NewServer(mux)
 	return &target{
@@ -100,4 +101,18 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// traced marks each request as a task of the execution trace (-trace), with one region "query"
+// around the handler, so that "go tool trace" shows each request's time by what it waited on
+// (running, scheduler wait, sync block, GC) and its latency distribution.
+func traced(on bool, next http.Handler) http.Handler {
+	if !on {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, task := trace.NewTask(r.Context(), "query")
+		defer task.End()
+		trace.WithRegion(ctx, "query", func() { next.ServeHTTP(w, r.WithContext(ctx)) })
+	})
 }

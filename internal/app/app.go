@@ -308,8 +308,9 @@ func (a *App) upstream(ctx context.Context, cfg config.Config, logger *slog.Logg
 
 // withTimeout bounds each request, so nothing waits past REQUEST_TIMEOUT.
 func withTimeout(d time.Duration, next http.Handler) http.Handler {
+	cause := fmt.Errorf("the request took longer than REQUEST_TIMEOUT (%v)", d) // once, not per request
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeoutCause(r.Context(), d, fmt.Errorf("the request took longer than REQUEST_TIMEOUT (%v)", d))
+		ctx, cancel := context.WithTimeoutCause(r.Context(), d, cause)
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
