@@ -7,9 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime/trace"
+	"time"
 
 	"github.com/mdegraph/mdegraph/internal/app"
 	"github.com/mdegraph/mdegraph/internal/config"
@@ -78,10 +79,20 @@ func startTarget(ctx context.Context, o options, getenv func(string) string, std
 	mux := http.NewServeMux()
 	mux.Handle("/query", traced(o.profiles.trace != "", a.GraphQL))
 	mux.Handle("GET /metrics", a.Metrics)
-	srv := httptest.NewServer(mux)
+	// A server as server.go runs it (httptest.Server would track every connection's state
+	// under one lock of its own, which the real service does not have).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		a.Close()
+		cancel()
+		return nil, fmt.Errorf("start the service: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return appCtx }}
+	go func() { _ = srv.Serve(ln) }()
+	base := "http://" + ln.Addr().String()
 	return &target{
-		queryURL:   srv.URL + "/query",
-		metricsURL: srv.URL + "/metrics",
+		queryURL:   base + "/query",
+		metricsURL: base + "/metrics",
 		ref:        a.Simulator,
 		sim:        a.Simulator,
 		cfg:        &cfg,

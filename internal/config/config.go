@@ -49,6 +49,9 @@ type Config struct {
 	// StaleTTL is how long after Defender gave it an answer may stand in, marked stale, for a
 	// fresh one that cannot be had; 0 turns stale answers off.
 	StaleTTL time.Duration
+	// ResponseCacheBytes bounds the answers kept whole for repeated operations (their data,
+	// in bytes); 0 keeps none.
+	ResponseCacheBytes int
 	// MaxUpstreamCalls is the most upstream calls one GraphQL operation may need.
 	MaxUpstreamCalls int
 	// RequestTimeout bounds one GraphQL request.
@@ -89,6 +92,9 @@ type Config struct {
 	// MetricsAddr, when not empty, is the listen address of a listener serving only /metrics,
 	// which the main listener then does not serve.
 	MetricsAddr string
+	// Pprof serves Go's profiles (net/http/pprof, under /debug/pprof/) on the METRICS_ADDR
+	// listener; it needs METRICS_ADDR, so that profiles are never on ADDR.
+	Pprof bool
 
 	// Warnings are settings accepted but adjusted (NOT_FOUND_TTL above CACHE_TTL): one line
 	// each, naming the variable, for the startup log.
@@ -125,7 +131,7 @@ var types = map[string]string{
 	"LOG_LEVEL": "level", "LOG_FORMAT": "format", "DEMO_LATENCY": "duration",
 	"MAX_BODY_BYTES": "bytes", "MAX_QUERY_TOKENS": "count", "MAX_QUERY_ALIASES": "count", "MAX_QUERY_DEPTH": "count",
 	"MAX_QUERY_FIELDS": "count", "MAX_QUERY_DIRECTIVES": "count", "INTROSPECTION": "auto|true|false",
-	"SHUTDOWN_GRACE": "duration", "STALE_TTL": "duration",
+	"SHUTDOWN_GRACE": "duration", "STALE_TTL": "duration", "RESPONSE_CACHE_BYTES": "bytes", "PPROF": "true|false",
 	"AUTH_MODE": "none|apikey|entra", "API_KEYS": "name:sha256hex,...", "API_KEYS_FILE": "path", "AUTH_TENANT_ID": "tenant",
 	"AUTH_ISSUER": "url", "AUTH_AUDIENCE": "audiences", "AUTH_REQUIRED_ROLE": "role", "UPSTREAM_IDENTITY": "auto|app|user",
 	"METRICS_ADDR": "host:port",
@@ -164,6 +170,7 @@ var Settings = []Setting{
 	{"CACHE_TTL", "60s", "how long upstream answers are reused; 0 disables the cache"},
 	{"NOT_FOUND_TTL", "10s", "how long an upstream 404 is reused (at most CACHE_TTL)"},
 	{"STALE_TTL", "1h", "when no fresh answer can be had (quota spent, Defender failing or unreachable), the last good one younger than this is served, marked in extensions.stale; 0 turns this off"},
+	{"RESPONSE_CACHE_BYTES", "33554432", "answers kept whole, by bytes of data, for operations repeated by the same upstream identity while every upstream answer in them is fresh: such an operation is answered without running its resolvers (extensions.quota still read for it); 0 keeps none"},
 	{"MAX_UPSTREAM_CALLS_PER_QUERY", "50", "a query that could need more upstream calls is rejected before any call; calls only the answers reveal (each logon user's machines) are refused past it, field by field, with QUERY_TOO_EXPENSIVE"},
 	{"REQUEST_TIMEOUT", "30s", "longest one GraphQL request may take"},
 	{"MAX_BODY_BYTES", "65536", "a POST body of more bytes is refused (413) before it is decoded"},
@@ -188,6 +195,7 @@ var Settings = []Setting{
 	{"AUTH_REQUIRED_ROLE", "", "app role (or delegated scope) every signed-in caller needs, e.g. Mdegraph.Read (in demo mode: Mdegraph.Read)"},
 	{"UPSTREAM_IDENTITY", "auto", "whom Defender is asked as: app (this service's token, every device) or user (each person's token on-behalf-of them, so Defender's device groups apply; needs AUTH_MODE=entra); auto: user in demo mode, app otherwise"},
 	{"METRICS_ADDR", "", "serve /metrics on this address only, without sign-in (default: on ADDR, behind AUTH_MODE)"},
+	{"PPROF", "false", "true: also serve Go's runtime profiles (net/http/pprof) under /debug/pprof/ on METRICS_ADDR, which it requires; never on ADDR"},
 }
 
 // Load reads the configuration from args (without the program name) and getenv; a flag wins
@@ -329,6 +337,7 @@ func parse(get func(string) string, set func(string) bool) (Config, error) {
 		c.NotFoundTTL = c.CacheTTL
 	}
 	c.StaleTTL = durVar("STALE_TTL")
+	c.ResponseCacheBytes = intVar("RESPONSE_CACHE_BYTES", 0)
 	c.MaxUpstreamCalls = intVar("MAX_UPSTREAM_CALLS_PER_QUERY", 1)
 	c.RequestTimeout = durVar("REQUEST_TIMEOUT")
 	if c.RequestTimeout <= 0 {
@@ -449,6 +458,16 @@ func (c *Config) parseAuth(get func(string) string, set func(string) bool) []err
 			errs = append(errs, fmt.Errorf("METRICS_ADDR %q: want host:port, e.g. 127.0.0.1:9100", c.MetricsAddr))
 		}
 	}
+	switch v := strings.ToLower(get("PPROF")); {
+	case v != "true" && v != "false":
+		errs = append(errs, fmt.Errorf("PPROF %q: want true or false", get("PPROF")))
+	case v == "true" && c.MetricsAddr == "":
+		// The profiles show the service's code paths and memory, and serving one costs
+		// seconds of CPU: never on the listener callers reach.
+		errs = append(errs, fmt.Errorf("PPROF %q needs METRICS_ADDR: the profiles are served on that listener only, never on ADDR (set METRICS_ADDR=127.0.0.1:9100, say)", get("PPROF")))
+	default:
+		c.Pprof = v == "true"
+	}
 	return errs
 }
 
@@ -518,6 +537,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("cache_ttl", c.CacheTTL),
 		slog.Duration("not_found_ttl", c.NotFoundTTL),
 		slog.Duration("stale_ttl", c.StaleTTL),
+		slog.Int("response_cache_bytes", c.ResponseCacheBytes),
 		slog.Int("max_upstream_calls_per_query", c.MaxUpstreamCalls),
 		slog.Int("caller_limit_per_minute", c.CallerLimitPerMinute),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
@@ -543,6 +563,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("auth_required_role", c.Entra.RequiredRole),
 		slog.String("upstream_identity", c.UpstreamIdentity),
 		slog.String("metrics_addr", c.MetricsAddr),
+		slog.Bool("pprof", c.Pprof),
 	)
 }
 

@@ -265,6 +265,10 @@ func TestBadValues(t *testing.T) {
 		{"UPSTREAM_IDENTITY", "person", false},
 		{"UPSTREAM_IDENTITY", "user", true}, // AUTH_MODE none: no person's token to exchange
 		{"METRICS_ADDR", "9100", false},
+		{"RESPONSE_CACHE_BYTES", "-1", false},
+		{"RESPONSE_CACHE_BYTES", "32MB", false},
+		{"PPROF", "yes", false},
+		{"PPROF", "true", false}, // without METRICS_ADDR: profiles must never be on ADDR
 	}
 	for _, tt := range tests {
 		kv := map[string]string{tt.name: tt.value}
@@ -628,6 +632,7 @@ func TestSettingsAreRead(t *testing.T) {
 		"AUTH_MODE": "apikey", "API_KEYS": "a:" + strings.Repeat("0", 64), "API_KEYS_FILE": keysFile(t, "b:"+strings.Repeat("1", 64)),
 		"AUTH_TENANT_ID": "contoso.onmicrosoft.com", "AUTH_ISSUER": "https://login.microsoftonline.us/" + tenant + "/v2.0",
 		"AUTH_AUDIENCE": "api://other", "AUTH_REQUIRED_ROLE": "Mdegraph.Read", "UPSTREAM_IDENTITY": "user", "METRICS_ADDR": "127.0.0.1:9100",
+		"RESPONSE_CACHE_BYTES": "0", "PPROF": "true",
 	}
 	// Settings that take effect only along with others are compared with those others set.
 	entra := map[string]string{"AUTH_MODE": "entra", "AUTH_AUDIENCE": "api://mdegraph"}
@@ -635,6 +640,7 @@ func TestSettingsAreRead(t *testing.T) {
 		"ADDR":           {"AUTH_MODE": "none"},
 		"AUTH_MODE":      {"API_KEYS": "a:" + strings.Repeat("0", 64)},
 		"AUTH_TENANT_ID": entra, "AUTH_ISSUER": entra, "AUTH_AUDIENCE": entra, "UPSTREAM_IDENTITY": entra,
+		"PPROF": {"METRICS_ADDR": "127.0.0.1:9100"},
 	}
 	for _, s := range config.Settings {
 		v, ok := changed[s.Env]
