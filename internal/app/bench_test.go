@@ -36,12 +36,17 @@ type benchApp struct {
 	id  string
 }
 
-func newBenchApp(b *testing.B) *benchApp { return newBenchAppWith(b, app.Options{}) }
+func newBenchApp(b *testing.B, more ...string) *benchApp {
+	return newBenchAppWith(b, app.Options{}, more...)
+}
 
-// newBenchAppWith is newBenchApp built with opts.
-func newBenchAppWith(b *testing.B, opts app.Options) *benchApp {
+// newBenchAppWith is newBenchApp built with opts; more are settings, KEY, value, ...
+func newBenchAppWith(b *testing.B, opts app.Options, more ...string) *benchApp {
 	b.Helper()
 	env := map[string]string{"CACHE_TTL": "1h", "NOT_FOUND_TTL": "1h"}
+	for i := 0; i+1 < len(more); i += 2 { // more settings, KEY, value, ...
+		env[more[i]] = more[i+1]
+	}
 	cfg, err := config.Load(nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		b.Fatal(err)
@@ -126,8 +131,8 @@ func (s *benchApp) checkAnswer(b *testing.B, rec *httptest.ResponseRecorder, ali
 
 // benchWarm warms the cache with one request, checks that a second one is answered correctly
 // from the cache, then measures the request.
-func benchWarm(b *testing.B, req func(s *benchApp) func() *http.Request, aliases []string, details bool) {
-	benchWarmOn(b, newBenchApp(b), req, aliases, details)
+func benchWarm(b *testing.B, req func(s *benchApp) func() *http.Request, aliases []string, details bool, settings ...string) {
+	benchWarmOn(b, newBenchApp(b, settings...), req, aliases, details)
 }
 
 // benchWarmOn is benchWarm on the service s.
@@ -180,11 +185,21 @@ func BenchmarkQueryWarmCacheDetails(b *testing.B) {
 // BenchmarkQueryWarmCache20Aliases asks for the same device's details and users under 20
 // aliases: 20 resolvers sharing one loader key per endpoint.
 func BenchmarkQueryWarmCache20Aliases(b *testing.B) {
+	benchWarm(b, postOfAliases(twentyAliases), twentyAliases, true)
+}
+
+// twentyAliases are BenchmarkQueryWarmCache20Aliases's.
+var twentyAliases = func() []string {
 	aliases := make([]string, 20)
 	for i := range aliases {
 		aliases[i] = fmt.Sprintf("m%d", i)
 	}
-	benchWarm(b, func(s *benchApp) func() *http.Request {
+	return aliases
+}()
+
+// postOfAliases is a POST asking the example device's details and users under each alias.
+func postOfAliases(aliases []string) func(*benchApp) func() *http.Request {
+	return func(s *benchApp) func() *http.Request {
 		var q strings.Builder
 		q.WriteString("{")
 		for _, a := range aliases {
@@ -192,7 +207,7 @@ func BenchmarkQueryWarmCache20Aliases(b *testing.B) {
 		}
 		q.WriteString(" }")
 		return postOf(q.String(), false)(s)
-	}, aliases, true)
+	}
 }
 
 // BenchmarkQueryWarmCachePersistedGET is a frontend's cacheable GET of an automatic persisted
@@ -265,4 +280,20 @@ func BenchmarkQueryWarmCacheSignedIn(b *testing.B) {
 			return r
 		}
 	}, []string{"machine"}, false)
+}
+
+// noResponseCache turns the response cache off: every request runs its resolvers, answered
+// from the loaders' cache.
+var noResponseCache = []string{"RESPONSE_CACHE_BYTES", "0"}
+
+// BenchmarkQueryWarmCacheExecuted is BenchmarkQueryWarmCache with the response cache off.
+func BenchmarkQueryWarmCacheExecuted(b *testing.B) {
+	benchWarm(b, postOf(`query($id: ID!) { machine(id: $id) { `+benchUsersFields+` } }`, true),
+		[]string{"machine"}, false, noResponseCache...)
+}
+
+// BenchmarkQueryWarmCache20AliasesExecuted is BenchmarkQueryWarmCache20Aliases with the
+// response cache off.
+func BenchmarkQueryWarmCache20AliasesExecuted(b *testing.B) {
+	benchWarm(b, postOfAliases(twentyAliases), twentyAliases, true, noResponseCache...)
 }
