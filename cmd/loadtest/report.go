@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"runtime"
 	"slices"
 	"strconv"
@@ -217,6 +218,7 @@ func (r *report) write(out io.Writer) {
 
 	line("")
 	line("latency\tp50 %s  p90 %s  p99 %s  max %s", r.pct(0.50), r.pct(0.90), r.pct(0.99), r.pct(1))
+	r.writeServiceLatency(line)
 	if c := r.t.cfg; c != nil {
 		line("\t(QUOTA_MAX_WAIT %s, REQUEST_TIMEOUT %s, -timeout %s)", c.QuotaMaxWait, c.RequestTimeout, o.timeout)
 	}
@@ -262,6 +264,33 @@ func (r *report) writeCPU(line func(string, ...any), secs float64) {
 			line("\tthe service %s (its process_cpu_seconds_total)", cores(time.Duration(v*float64(time.Second))))
 		}
 	}
+}
+
+// writeServiceLatency says how long the service itself took per operation, from its
+// mdegraph_graphql_operation_duration_seconds histogram (from the request reaching the GraphQL
+// handler to its answer: without the wait for a connection to be read, nor the load
+// generator's own): an upper bound per percentile, the histogram's buckets being coarse.
+func (r *report) writeServiceLatency(line func(string, ...any)) {
+	if r.metrics == nil {
+		return
+	}
+	const name = "mdegraph_graphql_operation_duration_seconds"
+	var parts []string
+	for _, q := range []struct {
+		label string
+		q     float64
+	}{{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"max", 1}} {
+		b, ok := r.metrics.quantileBound(name, q.q)
+		if !ok {
+			return
+		}
+		bound := "beyond the last bucket"
+		if !math.IsInf(b, 1) {
+			bound = "≤ " + time.Duration(b*float64(time.Second)).Round(10*time.Microsecond).String()
+		}
+		parts = append(parts, q.label+" "+bound)
+	}
+	line("\tin the service: %s\t(its %s)", strings.Join(parts, "  "), name)
 }
 
 func (r *report) writeUpstream(line func(string, ...any)) {
