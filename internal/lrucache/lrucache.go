@@ -59,10 +59,8 @@ func New[K comparable, V any](maxEntries, maxCost int, cost func(K, V) int) *Cac
 // Get returns the value kept for k; a read counts as a use for the LRU order (to within
 // PromoteEvery).
 func (c *Cache[K, V]) Get(k K) (V, bool) {
-	c.mu.RLock()
-	e, ok := c.lru.Peek(k)
-	c.mu.RUnlock()
-	if !ok {
+	e := c.entry(k)
+	if e == nil {
 		var zero V
 		return zero, false
 	}
@@ -78,14 +76,20 @@ func (c *Cache[K, V]) Get(k K) (V, bool) {
 
 // Peek returns the value kept for k without counting a use.
 func (c *Cache[K, V]) Peek(k K) (V, bool) {
-	c.mu.RLock()
-	e, ok := c.lru.Peek(k)
-	c.mu.RUnlock()
-	if !ok {
+	e := c.entry(k)
+	if e == nil {
 		var zero V
 		return zero, false
 	}
 	return e.v, true
+}
+
+// entry returns k's entry, nil if none, under the shared lock.
+func (c *Cache[K, V]) entry(k K) *entry[V] {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e, _ := c.lru.Peek(k)
+	return e
 }
 
 // Add keeps v under k, replacing what was kept, and drops the least recently used entries
