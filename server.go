@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -117,7 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	base := "http://" + ln.Addr().String()
 	metricsURL := base + "/metrics"
 	if cfg.MetricsAddr != "" {
-		stopMetrics, u, err := serveMetrics(appCtx, cfg.MetricsAddr, a.Metrics, logger)
+		stopMetrics, u, err := serveMetrics(appCtx, cfg.MetricsAddr, a.Metrics, a.Profiles, logger)
 		if err != nil {
 			ln.Close()
 			return err
@@ -154,19 +155,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 }
 
 // serveMetrics serves GET /metrics alone on its own listener at addr (METRICS_ADDR), without
-// sign-in, until stop is called; it returns the metrics URL.
-func serveMetrics(ctx context.Context, addr string, metrics http.Handler, logger *slog.Logger) (stop func(), url string, err error) {
+// sign-in, and Go's profiles under /debug/pprof/ when profiles is not nil (PPROF=true), until
+// stop is called; it returns the metrics URL.
+func serveMetrics(ctx context.Context, addr string, metrics, profiles http.Handler, logger *slog.Logger) (stop func(), url string, err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, "", fmt.Errorf("METRICS_ADDR %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics)
+	if profiles != nil {
+		// Contention and blocking are recorded only from now on: sampled, 1 contended lock in
+		// profileFraction, and blocking of profileBlock or more, so that the cost stays small.
+		runtime.SetMutexProfileFraction(profileFraction)
+		runtime.SetBlockProfileRate(int(profileBlock))
+		mux.Handle("GET /debug/pprof/", profiles)
+		logger.Warn("PPROF=true: Go's runtime profiles are served on METRICS_ADDR; they show the service's code paths and memory, keep that address private",
+			"profiles", "http://"+ln.Addr().String()+"/debug/pprof/")
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn), BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() { _ = srv.Serve(ln) }()
 	return func() { _ = srv.Close() }, "http://" + ln.Addr().String() + "/metrics", nil
 }
+
+// The sampling of the mutex and block profiles with PPROF=true.
+const (
+	profileFraction = 10
+	profileBlock    = 10 * time.Microsecond
+)
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}

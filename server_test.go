@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -286,6 +287,39 @@ func TestMetricsAddr(t *testing.T) {
 	metricsBase := strings.TrimSuffix(metricsURL, "/metrics")
 	if status, _, _ := fetch(t, http.MethodGet, metricsBase+"/query", ""); status != http.StatusNotFound {
 		t.Errorf("GET /query on METRICS_ADDR: status %d, want 404", status)
+	}
+}
+
+// TestPprof: PPROF=true serves Go's profiles on METRICS_ADDR, never on ADDR; without it there
+// are none anywhere.
+func TestPprof(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprint("PPROF=", on), func(t *testing.T) {
+			t.Parallel()
+			base, logs := startService(t, map[string]string{"METRICS_ADDR": "127.0.0.1:0", "PPROF": fmt.Sprint(on)})
+			_, after, _ := strings.Cut(logs.String(), "metrics=")
+			metricsURL, _, _ := strings.Cut(after, " ")
+			profiles := strings.TrimSuffix(metricsURL, "/metrics") + "/debug/pprof/"
+			status, _, body := fetch(t, http.MethodGet, profiles, "")
+			switch {
+			case on && (status != http.StatusOK || !strings.Contains(body, "goroutine")):
+				t.Errorf("GET %s: status %d, want 200 and the profiles' index", profiles, status)
+			case !on && status != http.StatusNotFound:
+				t.Errorf("GET %s without PPROF: status %d, want 404", profiles, status)
+			}
+			if on {
+				if status, _, body := fetch(t, http.MethodGet, profiles+"heap?debug=1", ""); status != http.StatusOK || !strings.Contains(body, "heap profile") {
+					t.Errorf("GET heap profile: status %d", status)
+				}
+				if !strings.Contains(logs.String(), "PPROF=true") {
+					t.Errorf("no warning that the profiles are served:\n%s", logs)
+				}
+			}
+			if status, _, _ := fetch(t, http.MethodGet, base+"/debug/pprof/", ""); status == http.StatusOK {
+				t.Errorf("GET /debug/pprof/ on ADDR: status %d, want no profiles there", status)
+			}
+		})
 	}
 }
 

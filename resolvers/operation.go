@@ -10,7 +10,6 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 
-	"github.com/mdegraph/mdegraph/graph/model"
 	"github.com/mdegraph/mdegraph/internal/loaders"
 )
 
@@ -95,16 +94,16 @@ func ServedStale(ctx context.Context) bool {
 // OperationQuota returns the quota of every endpoint family as the operation in ctx shows it:
 // read once, after the operation's other root fields (and the upstream calls below them) are
 // done, or when ctx ends. Without OperationState it reads q now.
-func OperationQuota(ctx context.Context, q QuotaReporter) []*model.EndpointQuota {
+func OperationQuota(ctx context.Context, q QuotaReporter) QuotaReading {
 	op := stateFrom(ctx)
 	if op == nil {
-		return quotaStatus(q)
+		return ReadQuota(q)
 	}
 	select {
 	case <-op.done:
 	case <-ctx.Done():
 	}
-	op.quotaOnce.Do(func() { op.quota = quotaStatus(q) })
+	op.quotaOnce.Do(func() { op.quota = ReadQuota(q) })
 	return op.quota
 }
 
@@ -119,7 +118,7 @@ func stateFrom(ctx context.Context) *operation {
 type operation struct {
 	done      chan struct{} // closed when every root field but quota is done
 	quotaOnce sync.Once
-	quota     []*model.EndpointQuota
+	quota     QuotaReading
 
 	mu      sync.Mutex
 	pending map[string]bool // response keys of the root fields quota waits for
@@ -128,20 +127,24 @@ type operation struct {
 
 // newOperation prepares the state of opCtx's operation. Query.quota waits for every other root
 // field it selects (those with upstream calls below them); introspection and __typename need
-// none. Without a quota field nobody waits.
+// none. Without a quota field nobody waits, and the root fields are not even collected.
 func newOperation(opCtx *graphql.OperationContext) *operation {
-	op := &operation{done: make(chan struct{}), pending: map[string]bool{}}
-	asksQuota := false
-	if opCtx.Operation != nil && opCtx.Operation.Operation == ast.Query {
-		for _, f := range graphql.CollectFields(opCtx, opCtx.Operation.SelectionSet, []string{"Query"}) {
-			switch f.Name {
-			case "quota":
-				asksQuota = true
-			case "__typename", "__schema", "__type":
-			default:
-				if !f.IsDeferred() {
-					op.pending[f.Alias] = true
-				}
+	op := &operation{done: make(chan struct{})}
+	if opCtx.Operation == nil || opCtx.Operation.Operation != ast.Query ||
+		EveryRootField(opCtx.Doc, opCtx.Operation.SelectionSet, func(name string) bool { return name != "quota" }) {
+		close(op.done)
+		return op
+	}
+	op.pending = map[string]bool{}
+	asksQuota := false // and not left out by @skip or @include
+	for _, f := range graphql.CollectFields(opCtx, opCtx.Operation.SelectionSet, []string{"Query"}) {
+		switch f.Name {
+		case "quota":
+			asksQuota = true
+		case "__typename", "__schema", "__type":
+		default:
+			if !f.IsDeferred() {
+				op.pending[f.Alias] = true
 			}
 		}
 	}
@@ -150,6 +153,31 @@ func newOperation(opCtx *graphql.OperationContext) *operation {
 		close(op.done)
 	}
 	return op
+}
+
+// EveryRootField reports whether ok holds for the name of every field set selects, following
+// its fragments whatever their directives say (so it may look at a field @skip leaves out).
+func EveryRootField(doc *ast.QueryDocument, set ast.SelectionSet, ok func(name string) bool) bool {
+	for _, sel := range set {
+		switch sel := sel.(type) {
+		case *ast.Field:
+			if !ok(sel.Name) {
+				return false
+			}
+		case *ast.InlineFragment:
+			if !EveryRootField(doc, sel.SelectionSet, ok) {
+				return false
+			}
+		case *ast.FragmentSpread:
+			f := doc.Fragments.ForName(sel.Name)
+			if f == nil || !EveryRootField(doc, f.SelectionSet, ok) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // rootDone notes that the root field with response key alias is done.

@@ -21,7 +21,7 @@ func (r *queryResolver) Machines(ctx context.Context, filter *model.MachineFilte
 }
 
 func (r *queryResolver) Quota(ctx context.Context) ([]*model.EndpointQuota, error) {
-	return OperationQuota(ctx, r.Resolver.Quota), nil
+	return OperationQuota(ctx, r.Resolver.Quota).Models(), nil
 }
 
 func (r *Resolver) Query() graph.QueryResolver { return &queryResolver{r} }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -302,6 +303,15 @@ go_goroutines 12
 	}
 	if got := s.sum("go_goroutines")[""]; got != 12 {
 		t.Errorf("unlabelled sample = %v, want 12", got)
+	}
+	if b, ok := s.quantileBound("mdegraph_quota_wait_seconds", 0.25); !ok || b != 1 {
+		t.Errorf("quantile 0.25's bucket = %v, %v; want 1 (2 of 7 at most 1 s)", b, ok)
+	}
+	if b, _ := s.quantileBound("mdegraph_quota_wait_seconds", 0.5); !math.IsInf(b, 1) {
+		t.Errorf("the median's bucket = %v, want +Inf (beyond the last finite bound)", b)
+	}
+	if _, ok := s.quantileBound("absent", 0.5); ok {
+		t.Error("a quantile of a histogram never scraped")
 	}
 	if _, err := parseSeries(strings.NewReader("broken{label=\"x\" 3\n")); err == nil {
 		t.Error("a malformed page was read without an error")

@@ -37,6 +37,17 @@ type runResult struct {
 	interrupted bool
 }
 
+// count counts the answers of outcome o.
+func (r runResult) count(o outcome) int {
+	n := 0
+	for _, res := range r.results {
+		if res.sent && res.verdict.outcome == o {
+			n++
+		}
+	}
+	return n
+}
+
 // runQueries sends the plan's queries from o.clients concurrent clients, each taking the next
 // query as soon as its previous answer is in, and checks every answer. Query i goes to
 // urls[i mod len(urls)] (the replicas in turn).
@@ -98,6 +109,23 @@ func runQueries(ctx context.Context, client *http.Client, urls []string, w workl
 	progressDone.Wait()
 	res.interrupted = ctx.Err() != nil || int(done.Load()) < len(w.plan)
 	return res
+}
+
+// warmUp asks each distinct query of w's plan once, from o.clients clients, and returns
+// their outcome: the cache then holds what the measured run asks, unless an answer failed.
+func warmUp(ctx context.Context, client *http.Client, urls []string, w workload, o options, progress io.Writer) runResult {
+	distinct := w
+	distinct.plan = nil
+	seen := make(map[int]bool, len(w.targets))
+	for _, j := range w.plan {
+		if !seen[j] {
+			seen[j] = true
+			distinct.plan = append(distinct.plan, j)
+		}
+	}
+	fmt.Fprintf(progress, "loadtest: warm-up: asking each of the %d distinct queries once\n", len(distinct.plan))
+	o.progress = 0
+	return runQueries(ctx, client, urls, distinct, o, progress)
 }
 
 // ask sends one query and checks its answer. Transport errors, a body that cannot be read and

@@ -81,18 +81,40 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	client := newHTTPClient(o.clients)
 	defer client.CloseIdleConnections()
+	var warm *runResult
+	if o.warmup {
+		wr := warmUp(ctx, client, t.queryURLs(), w, o, stderr)
+		warm = &wr
+	}
 	var before series
 	var metricsErr error
 	if t.metricsURL != "" {
 		before, metricsErr = scrapeAll(ctx, client, t.metricsURLs())
 	}
+	var stopProfiles func() error
+	if o.profiles.any() {
+		if stopProfiles, err = o.profiles.start(); err != nil {
+			return err
+		}
+	}
+	cpuBefore, cpuOK := cpuTime()
 	res := runQueries(ctx, client, t.queryURLs(), w, o, stderr)
+	cpuAfter, _ := cpuTime()
+	if stopProfiles != nil {
+		if err := stopProfiles(); err != nil {
+			return err
+		}
+	}
 	var after series
 	if t.metricsURL != "" && metricsErr == nil {
 		after, metricsErr = scrapeAll(context.WithoutCancel(ctx), client, t.metricsURLs())
 	}
 
 	r := newReport(o, t, w, res)
+	r.warmup = warm
+	if cpuOK {
+		r.cpu = cpuAfter - cpuBefore
+	}
 	switch {
 	case t.metricsURL == "":
 		r.metricsNote = "unavailable (-metrics-url -)"

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -33,6 +35,32 @@ func TestRunInProcess(t *testing.T) {
 	// Cache on, and -q 50 over 5 ids: one logonusers call per id asked.
 	wantInReport(t, stdout.String(), "verdict PASS", "5 ids (4 known, 1 unknown)", "wrong 0",
 		"logonusers calls per distinct id 1.00", "429 answers 0")
+}
+
+// TestRunWarmupAndProfiles: -warmup asks each distinct query once before the measured run,
+// whose answers then all come from the cache; the profiles asked for are written, and the
+// report says what CPU the run took.
+func TestRunWarmupAndProfiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	files := map[string]string{"-cpuprofile": "cpu.out", "-trace": "trace.out", "-mutexprofile": "mutex.out", "-blockprofile": "block.out", "-memprofile": "mem.out"}
+	args := append([]string{"-warmup"}, tiny...)
+	for flag, name := range files {
+		args = append(args, flag, filepath.Join(dir, name))
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(t.Context(), args, noEnv, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	// 5 ids, one unknown: the warm-up asks each id the plan asks, and the measured run calls
+	// Defender no more.
+	wantInReport(t, stdout.String(), "verdict PASS", "warm-up 5 distinct queries asked once before the run, not measured", "0 wrong",
+		"cpu this process", "calls saved machines.logonusers/cache 50")
+	for flag, name := range files {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v (want a profile written)", flag, err)
+		}
+	}
 }
 
 // TestRunGraphShape: each user's machines and the device's alerts, checked against the

@@ -27,6 +27,11 @@ type options struct {
 	shape    shape
 	timeout  time.Duration
 	progress time.Duration
+	// warmup asks each distinct query of the plan once before the measured run, so that the
+	// run measures the warm path alone.
+	warmup bool
+	// profiles of the load test's process over the measured run.
+	profiles profiles
 
 	// The in-process service and its simulator.
 	cacheTTL                 string // CACHE_TTL; "" leaves it to -env, the environment, or the default
@@ -110,6 +115,12 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	shapeName := fs.String("shape", "logonusers", "what each query asks of its device: "+shapeNames()+
 		" (users-machines adds each logon user's machines, one call per distinct account name; alerts asks the device's alerts instead of its users; graph asks both)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "per-query deadline; an answer later than this is wrong")
+	fs.BoolVar(&o.warmup, "warmup", false, "before the measured run, ask each distinct query of the plan once (answers checked, not measured), so that the run measures the warm path")
+	fs.StringVar(&o.profiles.cpu, "cpuprofile", "", "write a CPU profile of the load test's process over the measured run to `file` (in-process: the service and the load generator)")
+	fs.StringVar(&o.profiles.trace, "trace", "", "write an execution trace of the load test's process over the measured run to `file` (go tool trace)")
+	fs.StringVar(&o.profiles.mutex, "mutexprofile", "", "write a mutex contention profile of the measured run to `file`")
+	fs.StringVar(&o.profiles.block, "blockprofile", "", "write a profile of goroutine blocking (10 µs and more) in the measured run to `file`")
+	fs.StringVar(&o.profiles.heap, "memprofile", "", "write an allocation profile (since the start of the process) to `file` after the run")
 	fs.DurationVar(&o.progress, "progress", 3*time.Second, "interval of the progress line on stderr (0: none)")
 	fs.StringVar(&o.cacheTTL, "cache-ttl", "", "the in-process service's CACHE_TTL, a `duration`; 0 disables the cache (default: -env, the environment, or the service's 60s)")
 	fs.Var(o.env, "env", "a `KEY=VALUE` setting of the in-process service, e.g. QUOTA_MAX_WAIT=5s (repeatable; wins over the environment, which is read too)")

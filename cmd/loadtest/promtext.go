@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/common/expfmt"
@@ -23,8 +26,8 @@ type sample struct {
 }
 
 // parseSeries reads the text exposition format with Prometheus' own parser, keeping the
-// counters, gauges and untyped samples, and of a histogram its NAME_count (the report counts
-// observations; it does not need the buckets).
+// counters, gauges and untyped samples, and of a histogram its NAME_count and its cumulative
+// NAME_bucket{le="..."} samples.
 func parseSeries(r io.Reader) (series, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(r)
@@ -52,6 +55,11 @@ func parseSeries(r io.Reader) (series, error) {
 				s.labels[l.GetName()] = l.GetValue()
 			}
 			out[s.key()] = s
+			for _, b := range m.GetHistogram().GetBucket() {
+				bs := sample{name: name + "_bucket", labels: maps.Clone(s.labels), value: float64(b.GetCumulativeCount())}
+				bs.labels["le"] = strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)
+				out[bs.key()] = bs
+			}
 		}
 	}
 	return out, nil
@@ -145,4 +153,29 @@ func scrape(ctx context.Context, client *http.Client, url string) (series, error
 		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return parseSeries(io.LimitReader(resp.Body, 16<<20))
+}
+
+// quantileBound is the upper bound of the bucket of histogram name (summed over its other
+// labels) that holds quantile q of its observations: "at most" that; +Inf when beyond the
+// last bound, and ok false without observations.
+func (s series) quantileBound(name string, q float64) (bound float64, ok bool) {
+	cum := s.sum(name+"_bucket", "le")
+	bounds := make([]float64, 0, len(cum))
+	for le := range cum {
+		b, err := strconv.ParseFloat(le, 64)
+		if err == nil {
+			bounds = append(bounds, b)
+		}
+	}
+	sort.Float64s(bounds)
+	total := s.sum(name + "_count")[""]
+	if total <= 0 {
+		return 0, false
+	}
+	for _, b := range bounds {
+		if cum[strconv.FormatFloat(b, 'g', -1, 64)] >= q*total {
+			return b, true
+		}
+	}
+	return math.Inf(1), true
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +41,11 @@ type report struct {
 	stats      map[simulator.Endpoint]simulator.EndpointStats
 	logonCalls map[string]int
 	keyCalls   map[simulator.Endpoint]map[string]int // calls per key, by endpoint
+
+	// warmup is the warm-up's outcome (-warmup), nil without one.
+	warmup *runResult
+	// cpu is the CPU time the load test's process used in the measured run (0: unknown).
+	cpu time.Duration
 
 	// The service's metrics, this run's increase; nil with metricsNote saying why.
 	metrics     series
@@ -139,6 +146,14 @@ func (r *report) failures() []string {
 	if r.wrong > 0 {
 		out = append(out, fmt.Sprintf("%d wrong answers", r.wrong))
 	}
+	if r.warmup != nil {
+		if wrong := r.warmup.count(wrong); wrong > 0 {
+			out = append(out, fmt.Sprintf("%d wrong answers in the warm-up", wrong))
+		}
+		if r.warmup.interrupted {
+			out = append(out, "the warm-up was interrupted")
+		}
+	}
 	if n, _ := r.upstream429s(); n > 0 {
 		out = append(out, fmt.Sprintf("the upstream answered 429 %d times", n))
 	}
@@ -206,11 +221,17 @@ func (r *report) write(out io.Writer) {
 
 	line("")
 	line("latency\tp50 %s  p90 %s  p99 %s  max %s", r.pct(0.50), r.pct(0.90), r.pct(0.99), r.pct(1))
+	r.writeServiceLatency(line)
 	if c := r.t.cfg; c != nil {
 		line("\t(QUOTA_MAX_WAIT %s, REQUEST_TIMEOUT %s, -timeout %s)", c.QuotaMaxWait, c.RequestTimeout, o.timeout)
 	}
 	secs := r.run.elapsed.Seconds()
 	line("throughput\t%.0f queries/s (%d in %s)", float64(r.sent)/max(secs, 1e-9), r.sent, r.run.elapsed.Round(time.Millisecond))
+	if w := r.warmup; w != nil {
+		line("warm-up\t%d distinct queries asked once before the run, not measured: %d correct, %d stale, %d wrong, in %s",
+			len(w.results), w.count(correct), w.count(stale), w.count(wrong), w.elapsed.Round(time.Millisecond))
+	}
+	r.writeCPU(line, secs)
 
 	line("")
 	r.writeUpstream(line)
@@ -223,6 +244,56 @@ func (r *report) write(out io.Writer) {
 		line("verdict\tPASS")
 	}
 	tw.Flush()
+}
+
+// writeCPU says how much CPU the measured run took, and whose: in-process, the service and the
+// load generator share one process; with -url, the load generator's own is measured, and the
+// service's read from its process_cpu_seconds_total.
+func (r *report) writeCPU(line func(string, ...any), secs float64) {
+	cores := func(d time.Duration) string {
+		return fmt.Sprintf("%.2f s (%.2f cores over the run)", d.Seconds(), d.Seconds()/max(secs, 1e-9))
+	}
+	who := "the load generator alone"
+	if r.t.cfg != nil {
+		who = "the service and the load generator together, in one process (use -url for the service's alone)"
+	}
+	if r.cpu > 0 {
+		line("cpu\tthis process %s: %s, on %d CPUs", cores(r.cpu), who, runtime.NumCPU())
+	} else {
+		line("cpu\tthis process: unknown on %s", runtime.GOOS)
+	}
+	if r.t.cfg == nil && r.metrics != nil {
+		if v, ok := r.metrics.sum("process_cpu_seconds_total")[""]; ok {
+			line("\tthe service %s (its process_cpu_seconds_total)", cores(time.Duration(v*float64(time.Second))))
+		}
+	}
+}
+
+// writeServiceLatency says how long the service itself took per operation, from its
+// mdegraph_graphql_operation_duration_seconds histogram (from the request reaching the GraphQL
+// handler to its answer: without the wait for a connection to be read, nor the load
+// generator's own): an upper bound per percentile, the histogram's buckets being coarse.
+func (r *report) writeServiceLatency(line func(string, ...any)) {
+	if r.metrics == nil {
+		return
+	}
+	const name = "mdegraph_graphql_operation_duration_seconds"
+	var parts []string
+	for _, q := range []struct {
+		label string
+		q     float64
+	}{{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"max", 1}} {
+		b, ok := r.metrics.quantileBound(name, q.q)
+		if !ok {
+			return
+		}
+		bound := "beyond the last bucket"
+		if !math.IsInf(b, 1) {
+			bound = "≤ " + time.Duration(b*float64(time.Second)).Round(10*time.Microsecond).String()
+		}
+		parts = append(parts, q.label+" "+bound)
+	}
+	line("\tin the service: %s\t(its %s)", strings.Join(parts, "  "), name)
 }
 
 func (r *report) writeUpstream(line func(string, ...any)) {

@@ -7,9 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"time"
@@ -106,15 +107,25 @@ func startTarget(ctx context.Context, o options, getenv func(string) string, std
 			t.close()
 			return nil, fmt.Errorf("start the service: %w", err)
 		}
+		closers = append(closers, a.Close)
 		mux := http.NewServeMux()
-		mux.Handle("/query", a.GraphQL)
+		mux.Handle("/query", traced(o.profiles.trace != "", a.GraphQL))
 		mux.Handle("GET /metrics", a.Metrics)
-		srv := httptest.NewServer(mux)
-		closers = append(closers, a.Close, srv.Close)
+		// A server as server.go runs it (httptest.Server would track every connection's state
+		// under one lock of its own, which the real service does not have).
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.close()
+			return nil, fmt.Errorf("start the service: %w", err)
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return appCtx }}
+		go func() { _ = srv.Serve(ln) }()
+		closers = append(closers, func() { _ = srv.Close() })
+		base := "http://" + ln.Addr().String()
 		if i == 0 {
-			t.queryURL, t.metricsURL = srv.URL+"/query", srv.URL+"/metrics"
+			t.queryURL, t.metricsURL = base+"/query", base+"/metrics"
 		} else {
-			t.replicas = append(t.replicas, srv.URL)
+			t.replicas = append(t.replicas, base)
 		}
 	}
 	return t, nil
@@ -170,4 +181,18 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// traced marks each request as a task of the execution trace (-trace), with one region "query"
+// around the handler, so that "go tool trace" shows each request's time by what it waited on
+// (running, scheduler wait, sync block, GC) and its latency distribution.
+func traced(on bool, next http.Handler) http.Handler {
+	if !on {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, task := trace.NewTask(r.Context(), "query")
+		defer task.End()
+		trace.WithRegion(ctx, "query", func() { next.ServeHTTP(w, r.WithContext(ctx)) })
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -73,6 +74,9 @@ type App struct {
 	// Metrics serves Prometheus metrics: as they are when METRICS_ADDR is set (server.go serves
 	// them there alone), else behind the sign-in, for ADDR.
 	Metrics http.Handler
+	// Profiles serves Go's runtime profiles under /debug/pprof/ with PPROF=true (nil
+	// otherwise), for the METRICS_ADDR listener only: configuration refuses PPROF without it.
+	Profiles http.Handler
 
 	// UpstreamURL is the Defender API base URL in use.
 	UpstreamURL string
@@ -204,6 +208,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		a.Close()
 		return nil, err
 	}
+	var answers *gqlhttp.ResponseCache // nil keeps none: off, or nothing is ever fresh (CACHE_TTL=0)
+	if cfg.ResponseCacheBytes > 0 && cfg.CacheTTL > 0 {
+		answers = gqlhttp.NewResponseCache(cfg.ResponseCacheBytes, m.ObserveResponseCache)
+	}
 	loaderOpts := loaders.Options{
 		Source:      loaders.FromClient(client),
 		CacheTTL:    cfg.CacheTTL,
@@ -213,6 +221,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		BatchWait:   opts.BatchWait,
 		Observer:    m,
 		Logger:      logger,
+		Forgotten:   answers.Forget,
 	}
 	if sh != nil {
 		sh.loaders(&loaderOpts)
@@ -229,6 +238,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		ObserveOperation: m.ObserveOperation,
 		CacheMaxAge:      cfg.CacheTTL,
 		AuthMode:         cfg.AuthMode,
+		ResponseCache:    answers,
 	})
 	h := withTimeout(cfg.RequestTimeout, loaders.Middleware(fetcher, identity, gql))
 	if cfg.CallerLimitPerMinute > 0 { // per principal, before anything is read
@@ -255,6 +265,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 	a.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	if cfg.MetricsAddr == "" {
 		a.Metrics = auth.Handler(a.Metrics)
+	}
+	if cfg.Pprof {
+		a.Profiles = profiles()
 	}
 
 	if cfg.Demo {
@@ -329,10 +342,25 @@ func (a *App) upstream(ctx context.Context, cfg config.Config, logger *slog.Logg
 		Scope: "https://api.securitycenter.microsoft.com/.default"}, nil
 }
 
+// profiles serves net/http/pprof's handlers under /debug/pprof/ (the index, cmdline, profile,
+// symbol, trace, and every runtime profile by name: heap, goroutine, mutex, block, allocs, ...).
+// Mutex and block profiles record nothing until their rates are set: ?debug=1 shows that;
+// the CPU profile and the trace take ?seconds=N.
+func profiles() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
 // withTimeout bounds each request, so nothing waits past REQUEST_TIMEOUT.
 func withTimeout(d time.Duration, next http.Handler) http.Handler {
+	cause := fmt.Errorf("the request took longer than REQUEST_TIMEOUT (%v)", d) // once, not per request
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeoutCause(r.Context(), d, fmt.Errorf("the request took longer than REQUEST_TIMEOUT (%v)", d))
+		ctx, cancel := context.WithTimeoutCause(r.Context(), d, cause)
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})

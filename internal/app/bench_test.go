@@ -195,11 +195,21 @@ func BenchmarkQueryWarmCacheDetails(b *testing.B) {
 // BenchmarkQueryWarmCache20Aliases asks for the same device's details and users under 20
 // aliases: 20 resolvers sharing one loader key per endpoint.
 func BenchmarkQueryWarmCache20Aliases(b *testing.B) {
+	benchWarm(b, postOfAliases(twentyAliases), twentyAliases, true)
+}
+
+// twentyAliases are BenchmarkQueryWarmCache20Aliases's.
+var twentyAliases = func() []string {
 	aliases := make([]string, 20)
 	for i := range aliases {
 		aliases[i] = fmt.Sprintf("m%d", i)
 	}
-	benchWarm(b, func(s *benchApp) func() *http.Request {
+	return aliases
+}()
+
+// postOfAliases is a POST asking the example device's details and users under each alias.
+func postOfAliases(aliases []string) func(*benchApp) func() *http.Request {
+	return func(s *benchApp) func() *http.Request {
 		var q strings.Builder
 		q.WriteString("{")
 		for _, a := range aliases {
@@ -207,7 +217,7 @@ func BenchmarkQueryWarmCache20Aliases(b *testing.B) {
 		}
 		q.WriteString(" }")
 		return postOf(q.String(), false)(s)
-	}, aliases, true)
+	}
 }
 
 // BenchmarkQueryWarmCachePersistedGET is a frontend's cacheable GET of an automatic persisted
@@ -280,4 +290,20 @@ func BenchmarkQueryWarmCacheSignedIn(b *testing.B) {
 			return r
 		}
 	}, []string{"machine"}, false)
+}
+
+// noResponseCache turns the response cache off: every request runs its resolvers, answered
+// from the loaders' cache.
+var noResponseCache = []string{"RESPONSE_CACHE_BYTES", "0"}
+
+// BenchmarkQueryWarmCacheExecuted is BenchmarkQueryWarmCache with the response cache off.
+func BenchmarkQueryWarmCacheExecuted(b *testing.B) {
+	benchWarm(b, postOf(`query($id: ID!) { machine(id: $id) { `+benchUsersFields+` } }`, true),
+		[]string{"machine"}, false, noResponseCache...)
+}
+
+// BenchmarkQueryWarmCache20AliasesExecuted is BenchmarkQueryWarmCache20Aliases with the
+// response cache off.
+func BenchmarkQueryWarmCache20AliasesExecuted(b *testing.B) {
+	benchWarm(b, postOfAliases(twentyAliases), twentyAliases, true, noResponseCache...)
 }

@@ -288,8 +288,12 @@ func TestNoAnswerCrossesCallers(t *testing.T) {
 	f.round(t, 3, false, false) // every route, in flight together: sharing
 	calls := f.s.calls()
 	f.round(t, 2, false, false) // from the cache, 404s included
+	f.round(t, 1, false, false) // whole answers kept by the response cache
 	if again := f.s.calls(); fmt.Sprint(again) != fmt.Sprint(calls) {
 		t.Errorf("the second rounds called Defender: %v, then %v; want every answer from the cache", calls, again)
+	}
+	if responseCacheHits(t, f.s) == 0 {
+		t.Error("no answer came from the response cache: the test tested it for no leak")
 	}
 	f.checkIdentities(t)
 }

@@ -50,6 +50,9 @@ type Config struct {
 	// StaleTTL is how long after Defender gave it an answer may stand in, marked stale, for a
 	// fresh one that cannot be had; 0 turns stale answers off.
 	StaleTTL time.Duration
+	// ResponseCacheBytes bounds the answers kept whole for repeated operations (their data,
+	// in bytes); 0 keeps none.
+	ResponseCacheBytes int
 	// MaxUpstreamCalls is the most upstream calls one GraphQL operation may need.
 	MaxUpstreamCalls int
 	// RequestTimeout bounds one GraphQL request.
@@ -96,6 +99,9 @@ type Config struct {
 	// Redis, when URL is set, shares the quota, pauses, cache and calls in flight between
 	// replicas (REDIS_*, REPLICAS).
 	Redis Redis
+	// Pprof serves Go's profiles (net/http/pprof, under /debug/pprof/) on the METRICS_ADDR
+	// listener; it needs METRICS_ADDR, so that profiles are never on ADDR.
+	Pprof bool
 
 	// Warnings are settings accepted but adjusted (NOT_FOUND_TTL above CACHE_TTL): one line
 	// each, naming the variable, for the startup log.
@@ -148,7 +154,7 @@ var types = map[string]string{
 	"LOG_LEVEL": "level", "LOG_FORMAT": "format", "DEMO_LATENCY": "duration",
 	"MAX_BODY_BYTES": "bytes", "MAX_QUERY_TOKENS": "count", "MAX_QUERY_ALIASES": "count", "MAX_QUERY_DEPTH": "count",
 	"MAX_QUERY_FIELDS": "count", "MAX_QUERY_DIRECTIVES": "count", "INTROSPECTION": "auto|true|false",
-	"SHUTDOWN_DELAY": "duration", "SHUTDOWN_GRACE": "duration", "STALE_TTL": "duration",
+	"SHUTDOWN_DELAY": "duration", "SHUTDOWN_GRACE": "duration", "STALE_TTL": "duration", "RESPONSE_CACHE_BYTES": "bytes", "PPROF": "true|false",
 	"AUTH_MODE": "none|apikey|entra", "API_KEYS": "name:sha256hex,...", "API_KEYS_FILE": "path", "AUTH_TENANT_ID": "tenant",
 	"AUTH_ISSUER": "url", "AUTH_AUDIENCE": "audiences", "AUTH_REQUIRED_ROLE": "role", "UPSTREAM_IDENTITY": "auto|app|user",
 	"METRICS_ADDR": "host:port",
@@ -188,6 +194,7 @@ var Settings = []Setting{
 	{"CACHE_TTL", "60s", "how long upstream answers are reused; 0 disables the cache"},
 	{"NOT_FOUND_TTL", "10s", "how long an upstream 404 is reused (at most CACHE_TTL)"},
 	{"STALE_TTL", "1h", "when no fresh answer can be had (quota spent, Defender failing or unreachable), the last good one younger than this is served, marked in extensions.stale; 0 turns this off"},
+	{"RESPONSE_CACHE_BYTES", "33554432", "answers kept whole, by bytes of data, for operations repeated by the same upstream identity while every upstream answer in them is fresh: such an operation is answered without running its resolvers (extensions.quota still read for it); 0 keeps none"},
 	{"MAX_UPSTREAM_CALLS_PER_QUERY", "50", "a query that could need more upstream calls is rejected before any call; calls only the answers reveal (each logon user's machines) are refused past it, field by field, with QUERY_TOO_EXPENSIVE"},
 	{"REQUEST_TIMEOUT", "30s", "longest one GraphQL request may take"},
 	{"MAX_BODY_BYTES", "65536", "bytes a POST body or a GET's query string may hold (65536 is 64 KiB); more is refused before it is decoded (413, 414)"},
@@ -218,6 +225,7 @@ var Settings = []Setting{
 	{"REDIS_TIMEOUT", "1s", "longest a connection to Redis or one command may take"},
 	{"REDIS_FALLBACK", "fail", "when Redis cannot be reached at start: fail (the service does not start), or local (it starts degraded, on local state, and joins Redis when it answers)"},
 	{"REPLICAS", "", "how many replicas share REDIS_URL (required with it): while Redis is unreachable each keeps to the limits divided by this"},
+	{"PPROF", "false", "true: also serve Go's runtime profiles (net/http/pprof) under /debug/pprof/ on METRICS_ADDR, which it requires; never on ADDR"},
 }
 
 // Load reads the configuration from args (without the program name) and getenv; a flag wins
@@ -359,6 +367,7 @@ func parse(get func(string) string, set func(string) bool) (Config, error) {
 		c.NotFoundTTL = c.CacheTTL
 	}
 	c.StaleTTL = durVar("STALE_TTL")
+	c.ResponseCacheBytes = intVar("RESPONSE_CACHE_BYTES", 0)
 	c.MaxUpstreamCalls = intVar("MAX_UPSTREAM_CALLS_PER_QUERY", 1)
 	c.RequestTimeout = durVar("REQUEST_TIMEOUT")
 	if c.RequestTimeout <= 0 {
@@ -481,6 +490,16 @@ func (c *Config) parseAuth(get func(string) string, set func(string) bool) []err
 			errs = append(errs, fmt.Errorf("METRICS_ADDR %q: want host:port, e.g. 127.0.0.1:9100", c.MetricsAddr))
 		}
 	}
+	switch v := strings.ToLower(get("PPROF")); {
+	case v != "true" && v != "false":
+		errs = append(errs, fmt.Errorf("PPROF %q: want true or false", get("PPROF")))
+	case v == "true" && c.MetricsAddr == "":
+		// The profiles show the service's code paths and memory, and serving one costs
+		// seconds of CPU: never on the listener callers reach.
+		errs = append(errs, fmt.Errorf("PPROF %q needs METRICS_ADDR: the profiles are served on that listener only, never on ADDR (set METRICS_ADDR=127.0.0.1:9100, say)", get("PPROF")))
+	default:
+		c.Pprof = v == "true"
+	}
 	return errs
 }
 
@@ -580,6 +599,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("cache_ttl", c.CacheTTL),
 		slog.Duration("not_found_ttl", c.NotFoundTTL),
 		slog.Duration("stale_ttl", c.StaleTTL),
+		slog.Int("response_cache_bytes", c.ResponseCacheBytes),
 		slog.Int("max_upstream_calls_per_query", c.MaxUpstreamCalls),
 		slog.Int("caller_limit_per_minute", c.CallerLimitPerMinute),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
@@ -611,6 +631,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("redis_timeout", c.Redis.Timeout),
 		slog.String("redis_fallback", map[bool]string{false: "fail", true: "local"}[c.Redis.FallbackLocal]),
 		slog.Int("replicas", c.Redis.Replicas),
+		slog.Bool("pprof", c.Pprof),
 	)
 }
 

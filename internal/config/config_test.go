@@ -271,6 +271,10 @@ func TestBadValues(t *testing.T) {
 		{"REDIS_TIMEOUT", "0", false},
 		{"REDIS_FALLBACK", "maybe", false},
 		{"REPLICAS", "0", false},
+		{"RESPONSE_CACHE_BYTES", "-1", false},
+		{"RESPONSE_CACHE_BYTES", "32MB", false},
+		{"PPROF", "yes", false},
+		{"PPROF", "true", false}, // without METRICS_ADDR: profiles must never be on ADDR
 	}
 	for _, tt := range tests {
 		kv := map[string]string{tt.name: tt.value}
@@ -652,6 +656,7 @@ func TestSettingsAreRead(t *testing.T) {
 		"AUTH_TENANT_ID": "contoso.onmicrosoft.com", "AUTH_ISSUER": "https://login.microsoftonline.us/" + tenant + "/v2.0",
 		"AUTH_AUDIENCE": "api://other", "AUTH_REQUIRED_ROLE": "Mdegraph.Read", "UPSTREAM_IDENTITY": "user", "METRICS_ADDR": "127.0.0.1:9100",
 		"REDIS_URL": "redis://127.0.0.1:6390/1", "REDIS_PREFIX": "p2", "REDIS_TIMEOUT": "2s", "REDIS_FALLBACK": "local", "REPLICAS": "3",
+		"RESPONSE_CACHE_BYTES": "0", "PPROF": "true",
 	}
 	// Settings that take effect only along with others are compared with those others set.
 	entra := map[string]string{"AUTH_MODE": "entra", "AUTH_AUDIENCE": "api://mdegraph"}
@@ -660,6 +665,7 @@ func TestSettingsAreRead(t *testing.T) {
 		"AUTH_MODE":      {"API_KEYS": "a:" + strings.Repeat("0", 64)},
 		"AUTH_TENANT_ID": entra, "AUTH_ISSUER": entra, "AUTH_AUDIENCE": entra, "UPSTREAM_IDENTITY": entra,
 		"REDIS_URL": {"REPLICAS": "3"}, // REDIS_URL requires REPLICAS
+		"PPROF":     {"METRICS_ADDR": "127.0.0.1:9100"},
 	}
 	for _, s := range config.Settings {
 		v, ok := changed[s.Env]

@@ -27,18 +27,27 @@ const AnswerWait = 5 * time.Second
 
 // Drain coordinates one graceful stop. It is safe for concurrent use; use New.
 type Drain struct {
-	stopping    chan struct{}
-	stopOnce    sync.Once
-	cutCtx      context.Context
-	cut         context.CancelFunc
+	stopping chan struct{}
+	stopOnce sync.Once
+	// cutCtxs end at Cut. Each request waits on one of them, in turn: a context keeps its
+	// waiters under one lock, which every request would otherwise take twice (to start
+	// waiting and to stop), so that under load requests queued on it.
+	cutCtxs     [cutShards]context.Context
+	cuts        [cutShards]context.CancelFunc
+	next        atomic.Uint32 // the shard of the next request
 	inFlight    atomic.Int64
 	interrupted atomic.Int64
 }
 
+// cutShards is how many contexts the requests in flight wait on, spread evenly.
+const cutShards = 64
+
 // New returns a Drain that has not begun.
 func New() *Drain {
 	d := &Drain{stopping: make(chan struct{})}
-	d.cutCtx, d.cut = context.WithCancel(context.Background())
+	for i := range d.cutCtxs {
+		d.cutCtxs[i], d.cuts[i] = context.WithCancel(context.Background())
+	}
 	return d
 }
 
@@ -50,7 +59,11 @@ func (d *Drain) Stopping() <-chan struct{} { return d.stopping }
 
 // Cut ends the grace: every request Requests is serving is cancelled with ErrShuttingDown and
 // answered by its answer function, unless it has started its own answer.
-func (d *Drain) Cut() { d.cut() }
+func (d *Drain) Cut() {
+	for _, cut := range d.cuts {
+		cut()
+	}
+}
 
 // InFlight is the number of requests Requests is serving now.
 func (d *Drain) InFlight() int { return int(d.inFlight.Load()) }
@@ -81,7 +94,7 @@ func (d *Drain) Requests(next http.Handler, answer func(w http.ResponseWriter, r
 		ctx, cancel := context.WithCancelCause(r.Context())
 		defer cancel(nil)
 		g := &guardedWriter{w: w, header: w.Header().Clone()}
-		stop := context.AfterFunc(d.cutCtx, func() {
+		stop := context.AfterFunc(d.cutCtxs[d.next.Add(1)%cutShards], func() {
 			// The answer first: the handler's own, written as soon as it sees its context
 			// cancelled, would say CANCELLED.
 			if g.takeOver(func(w http.ResponseWriter) { answer(w, r) }) {

@@ -6,54 +6,30 @@ import (
 	"testing"
 )
 
-func TestCostCache(t *testing.T) {
+// TestCacheBudgets: the query cache counts tokens and the persisted-query cache bytes; what
+// costs more than the whole budget is not kept (the eviction order is package lrucache's).
+func TestCacheBudgets(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := newCostCache(3, 10, func(_ string, v string) int { return len(v) })
-	keys := func() string {
-		var got []string
-		for _, k := range []string{"a", "b", "c", "d", "e"} {
-			if c.lru.Contains(k) { // unlike Get, leaves the order alone
-				got = append(got, k)
-			}
-		}
-		return strings.Join(got, ",")
+	apq := newAPQCache(10)
+	small, huge := "{ quota { endpoint } }", strings.Repeat("x", apqCacheBytes+1)
+	apq.Add(ctx, "small", small)
+	apq.Add(ctx, "huge", huge)
+	if q, ok := apq.Get(ctx, "small"); !ok || q != small {
+		t.Errorf("APQ Get(small) = %q, %v; want the query", q, ok)
 	}
-	steps := []struct {
-		key, value string
-		want       string // keys held after the Add
-		total      int
-	}{
-		{"a", "1234", "a", 4},
-		{"b", "1234", "a,b", 8},
-		{"c", "12", "a,b,c", 10},
-		{"d", "1", "b,c,d", 7},          // a fourth entry: the least recently used goes
-		{"e", "12345678", "d,e", 9},     // over the cost budget: evicted until it fits
-		{"d", "12", "d,e", 10},          // replaced: its old cost is not counted twice
-		{"a", "12345678901", "d,e", 10}, // costs more than the budget: not kept
+	if _, ok := apq.Get(ctx, "huge"); ok {
+		t.Errorf("a persisted query of %d bytes was kept; the budget is %d", len(huge), apqCacheBytes)
 	}
-	for i, s := range steps {
-		c.Add(ctx, s.key, s.value)
-		if got := keys(); got != s.want || c.total != s.total {
-			t.Errorf("step %d, Add(%s, %q): held %s with total %d, want %s with %d", i, s.key, s.value, got, c.total, s.want, s.total)
-		}
-	}
-}
 
-func TestCostCacheGet(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	c := newCostCache(2, 100, func(string, int) int { return 1 })
-	c.Add(ctx, "a", 1)
-	c.Add(ctx, "b", 2)
-	if v, ok := c.Get(ctx, "a"); !ok || v != 1 { // a is now the most recently used
-		t.Fatalf("Get(a) = %v, %v; want 1, true", v, ok)
+	docs := newQueryCache()
+	long := strings.Repeat("{ a } ", queryCacheTokens/3+1) // 3 tokens each
+	docs.Add(ctx, long, nil)
+	if _, ok := docs.Get(ctx, long); ok {
+		t.Errorf("a document of more than %d tokens was kept", queryCacheTokens)
 	}
-	c.Add(ctx, "c", 3)
-	if _, ok := c.Get(ctx, "b"); ok {
-		t.Error("b was kept; the least recently used entry should have gone")
-	}
-	if _, ok := c.Get(ctx, "a"); !ok {
-		t.Error("a went, though it was used more recently than b")
+	docs.Add(ctx, small, nil)
+	if _, ok := docs.Get(ctx, small); !ok {
+		t.Error("a small document was not kept")
 	}
 }

@@ -56,6 +56,9 @@ type Options struct {
 	// AuthMode is AUTH_MODE (default none): in any other mode no answer is cacheable by a
 	// shared cache (callerauth.MayCachePublicly).
 	AuthMode callerauth.Mode
+	// ResponseCache, when not nil, answers repeated operations whose answers came wholly
+	// from the loaders' cache without running them again (RESPONSE_CACHE_BYTES).
+	ResponseCache *ResponseCache
 }
 
 // New returns the GraphQL HTTP handler (POST and GET). Every error it writes carries
@@ -95,7 +98,10 @@ func New(opts Options) http.Handler {
 		srv.Use(noIntrospection{})
 		srv.SetDisableSuggestion(true) // "Did you mean ...?" would tell the schema piece by piece
 	}
-	srv.Use(resolvers.CostLimit{Max: opts.MaxUpstreamCalls})
+	if opts.ResponseCache != nil {
+		srv.Use(opts.ResponseCache.Lookup()) // before the limit: an answer it has makes no call
+	}
+	srv.Use(resolvers.CostLimit{Max: opts.MaxUpstreamCalls, Answered: Answered})
 	srv.SetErrorPresenter(resolvers.ErrorPresenter(opts.Logger))
 	srv.SetRecoverFunc(resolvers.RecoverFunc(opts.Logger))
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
@@ -126,10 +132,13 @@ func New(opts Options) http.Handler {
 			if resp.Extensions == nil {
 				resp.Extensions = map[string]any{}
 			}
-			resp.Extensions["quota"] = quotaExtension(ctx, quota)
+			resp.Extensions["quota"] = quotaExtension(ctx, quota, x)
 		}
 		return resp
 	})
+	if opts.ResponseCache != nil {
+		srv.Use(opts.ResponseCache) // innermost: every hook above sees its answers as any other
+	}
 	if opts.AuthMode == "" {
 		opts.AuthMode = callerauth.ModeNone
 	}

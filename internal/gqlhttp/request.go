@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
 )
@@ -27,40 +28,50 @@ type requestProblem struct {
 	msg    string
 }
 
-// readBody reads r's body, at most max bytes of it, checks that it is what gqlgen's POST
-// transport decodes (one JSON object of graphql.RawParams) with a well-formed persisted-query
-// extension, and puts the bytes back for gqlgen. nil means gqlgen may have it.
-func readBody(w http.ResponseWriter, r *http.Request, max int64) *requestProblem {
+// readBody reads r's body, at most max bytes of it, and decodes it as gqlgen's POST transport
+// does (one JSON object of graphql.RawParams, the first JSON value, numbers kept), checking its
+// persisted-query extension. A problem says why the request is refused; otherwise params are
+// what the client sent.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) (*graphql.RawParams, *requestProblem) {
 	tooLarge := &requestProblem{http.StatusRequestEntityTooLarge,
 		fmt.Sprintf("the request body is larger than %d bytes (MAX_BODY_BYTES): a GraphQL request is a small JSON object (use variables, not inline data)", max)}
 	if r.ContentLength > max {
-		return tooLarge // declared: no need to read it
+		return nil, tooLarge // declared: no need to read it
 	}
-	var buf bytes.Buffer
+	buf := bodyBuffers.Get().(*bytes.Buffer) // the decoded parameters hold no part of it
+	defer putBuffer(&bodyBuffers, buf)
+	buf.Reset()
 	if r.ContentLength > 0 {
 		buf.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, max))
-	body := buf.Bytes()
-	r.Body = io.NopCloser(bytes.NewReader(body))
 	var maxBytes *http.MaxBytesError
 	switch {
 	case errors.As(err, &maxBytes):
-		return tooLarge
+		return nil, tooLarge
 	case err != nil:
-		return &requestProblem{http.StatusBadRequest, "the request body could not be read: " + err.Error()}
+		return nil, &requestProblem{http.StatusBadRequest, "the request body could not be read: " + err.Error()}
 	}
-	var params graphql.RawParams
-	// As gqlgen's POST transport decodes it (transport.jsonDecode): the first JSON value, numbers kept.
-	dec := json.NewDecoder(bytes.NewReader(body))
+	params := &graphql.RawParams{}
+	dec := json.NewDecoder(buf)
 	dec.UseNumber()
-	if err := dec.Decode(&params); err != nil {
-		return &requestProblem{http.StatusBadRequest, decodeProblem(err)}
+	if err := dec.Decode(params); err != nil {
+		return nil, &requestProblem{http.StatusBadRequest, decodeProblem(err)}
 	}
 	if msg := persistedQueryProblem(params.Extensions, params.Query); msg != "" {
-		return &requestProblem{http.StatusBadRequest, msg}
+		return nil, &requestProblem{http.StatusBadRequest, msg}
 	}
-	return nil
+	return params, nil
+}
+
+// bodyBuffers hold request bodies while they are decoded.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putBuffer gives buf back to pool, unless it grew larger than maxPooledBuffer.
+func putBuffer(pool *sync.Pool, buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledBuffer {
+		pool.Put(buf)
+	}
 }
 
 // decodeProblem says in the client's terms what is wrong with a body that does not decode

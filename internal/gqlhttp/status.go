@@ -70,6 +70,10 @@ type exchange struct {
 	// its first error's code.
 	preExecution bool
 	code         string
+	// answers is the response cache's look for this request's answer (nil: none made).
+	answers *lookup
+	// quota holds extensions.quota's bytes until the answer is written (nil: none).
+	quota *[]byte
 }
 
 type exchangeKey struct{}
@@ -128,6 +132,9 @@ func withResponseRules(next http.Handler) http.Handler {
 		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
 		if !rw.sent && rw.status != 0 { // a status without a body (OPTIONS, HEAD)
 			rw.send()
+		}
+		if x.quota != nil && cap(*x.quota) <= maxPooledBuffer { // written: nothing refers to it now
+			quotaBuffers.Put(x.quota)
 		}
 	})
 }

@@ -52,47 +52,52 @@ type queryParams struct {
 
 var _ graphql.Transport = queryParams{}
 
-// Do checks the query string's length, then what gqlgen's GET decodes, the same way, before
-// handing the request over.
+// Do refuses a query string longer than q.max (MAX_BODY_BYTES) with 414, decodes the URL's
+// parameters as gqlgen's GET does, refusing what it cannot decode, then runs the query.
 func (q queryParams) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	start := graphql.TraceTiming{Start: graphql.Now()}
 	if n := int64(len(r.URL.RawQuery)); n > q.max {
 		writeError(w, r, exec, http.StatusRequestURITooLong, resolvers.CodeBadRequest, fmt.Sprintf(
 			"the URL's query string is %d bytes, more than %d (MAX_BODY_BYTES): send the request as a POST with Content-Type: application/json, or a persisted query's hash", n, q.max))
 		return
 	}
-	if problem := checkQueryParams(r.URL.RawQuery); problem != nil {
+	params, problem := queryParamsOf(r.URL.RawQuery)
+	if problem != nil {
 		writeError(w, r, exec, problem.status, resolvers.CodeBadRequest, problem.msg)
 		return
 	}
-	q.GET.Do(w, r, exec)
+	execute(w, r, exec, params, start, true)
 }
 
-// checkQueryParams says what is wrong with a GET's query string (its JSON parameters, a
-// malformed persisted-query extension), or nil if gqlgen can decode it.
-func checkQueryParams(rawQuery string) *requestProblem {
-	params, err := url.ParseQuery(rawQuery)
+// queryParamsOf decodes a GET's query string (query, operationName, and the JSON objects
+// variables and extensions) as gqlgen's GET transport does, or says what is wrong with it (a
+// parameter that is not a JSON object, a malformed persisted-query extension).
+func queryParamsOf(rawQuery string) (*graphql.RawParams, *requestProblem) {
+	values, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return &requestProblem{http.StatusBadRequest, fmt.Sprintf("the URL's query string cannot be parsed: %v", err)}
+		return nil, &requestProblem{http.StatusBadRequest, fmt.Sprintf("the URL's query string cannot be parsed: %v", err)}
 	}
-	objects := map[string]map[string]any{}
-	for _, name := range []string{"variables", "extensions"} {
-		v := params.Get(name)
+	params := &graphql.RawParams{Query: values.Get("query"), OperationName: values.Get("operationName")}
+	for _, p := range [...]struct {
+		name string
+		obj  *map[string]any
+	}{{"variables", &params.Variables}, {"extensions", &params.Extensions}} {
+		name, obj := p.name, p.obj
+		v := values.Get(name)
 		if v == "" {
 			continue
 		}
 		// As gqlgen decodes it: the first JSON value, into an object, numbers kept.
-		var obj map[string]any
 		dec := json.NewDecoder(strings.NewReader(v))
 		dec.UseNumber()
-		if err := dec.Decode(&obj); err != nil {
-			return &requestProblem{http.StatusBadRequest, fmt.Sprintf("the %s parameter must be a JSON object: %v", name, err)}
+		if err := dec.Decode(obj); err != nil {
+			return nil, &requestProblem{http.StatusBadRequest, fmt.Sprintf("the %s parameter must be a JSON object: %v", name, err)}
 		}
-		objects[name] = obj
 	}
-	if msg := persistedQueryProblem(objects["extensions"], params.Get("query")); msg != "" {
-		return &requestProblem{http.StatusBadRequest, msg}
+	if msg := persistedQueryProblem(params.Extensions, params.Query); msg != "" {
+		return nil, &requestProblem{http.StatusBadRequest, msg}
 	}
-	return nil
+	return params, nil
 }
 
 // MaxBodyBytes is the default bound of a POST body (Options.MaxBodyBytes). A GraphQL request
@@ -124,13 +129,15 @@ type boundedPOST struct {
 
 var _ graphql.Transport = boundedPOST{}
 
-// Do refuses what readBody finds wrong, then hands the request to gqlgen.
+// Do refuses what readBody finds wrong, then runs the operation.
 func (p boundedPOST) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	if problem := readBody(w, r, p.max); problem != nil {
+	start := graphql.TraceTiming{Start: graphql.Now()}
+	params, problem := readBody(w, r, p.max)
+	if problem != nil {
 		writeError(w, r, exec, problem.status, resolvers.CodeBadRequest, problem.msg)
 		return
 	}
-	p.POST.Do(w, r, exec)
+	execute(w, r, exec, params, start, false)
 }
 
 // unsupported answers every request the transports before it do not support: a method other

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/mdegraph/mdegraph/internal/lrucache"
 )
 
 // Entry is what a cache keeps for one key: an upstream answer, or the fact that the upstream
@@ -38,15 +38,17 @@ type Cache[V any] interface {
 var _ Cache[int] = (*MemoryCache[int])(nil)
 
 // MemoryCache is an in-process Cache bounded to a number of entries: when it is full, the
-// entry used least recently goes (hashicorp/golang-lru). Each entry expires after its own
-// ttl, checked when it is read; an expired entry that is never read again leaves as the least
-// recently used. It is safe for concurrent use.
+// entry used least recently goes. Each entry expires after its own ttl, checked when it is
+// read; an expired entry that is never read again leaves as the least recently used. It is
+// safe for concurrent use, and its reads do not wait for each other (package lrucache: every
+// request reads it, and a cache whose reads queue on one lock made the slowest answers wait
+// on that lock).
 //
-// The cache is golang-lru's plain LRU rather than its expirable variant: expirable has one
-// TTL per cache, where entries here have three (an answer, its stale fallback, a 404), and
-// its cleanup goroutine cannot be stopped (v2.0.7), so every cache would leak one.
+// It keeps its own ttl per entry rather than use golang-lru's expirable LRU: that one has one
+// TTL per cache, where entries here have three (an answer, its stale fallback, a 404), and its
+// cleanup goroutine cannot be stopped (v2.0.7), so every cache would leak one.
 type MemoryCache[V any] struct {
-	lru *lru.Cache[string, memoryItem[V]]
+	lru *lrucache.Cache[string, memoryItem[V]]
 }
 
 type memoryItem[V any] struct {
@@ -56,11 +58,7 @@ type memoryItem[V any] struct {
 
 // NewMemoryCache returns a cache that holds at most maxEntries entries (at least 1).
 func NewMemoryCache[V any](maxEntries int) *MemoryCache[V] {
-	c, err := lru.New[string, memoryItem[V]](max(maxEntries, 1))
-	if err != nil { // only for a size below 1, ruled out above
-		panic(err)
-	}
-	return &MemoryCache[V]{lru: c}
+	return &MemoryCache[V]{lru: lrucache.New[string, memoryItem[V]](maxEntries, 0, nil)}
 }
 
 // Get returns the entry for key if it has not expired.

@@ -138,6 +138,10 @@ type Options struct {
 	CallTimeout time.Duration
 	Observer    Observer
 	Logger      *slog.Logger
+	// Forgotten, when set, is told the identity (IdentityFrom) whose answer a refusal (401,
+	// 403, a refused sign-in) made the cache drop: what was built from that identity's
+	// answers must not be reused either (the response cache of package gqlhttp).
+	Forgotten func(identity string)
 }
 
 // Fetcher is the process-wide layer between the per-request dataloaders and the upstream: it
@@ -373,6 +377,9 @@ func settleError[V any](ctx context.Context, f *Fetcher, cache Cache[V], key str
 		return true
 	case forgets(err):
 		cache.Set(ctx, key, Entry[V]{}, 0)
+		if f.opts.Forgotten != nil {
+			f.opts.Forgotten(IdentityFrom(ctx))
+		}
 	}
 	return false
 }
@@ -464,14 +471,15 @@ func parsePageKey(key string) PageQuery {
 	return q
 }
 
-// cached returns the fresh cached answer for ref, counting the call it saves.
-func cached[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, cache Cache[V], ref string) (Result[V], bool) {
+// cached returns the fresh cached answer for ref and until when it is fresh, counting the
+// call it saves.
+func cached[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, cache Cache[V], ref string) (Result[V], time.Time, bool) {
 	e, ok := cache.Get(ctx, cacheKey(ctx, ep, ref))
 	if !ok || !e.Fresh(time.Now()) {
-		return Result[V]{}, false
+		return Result[V]{}, time.Time{}, false
 	}
 	f.opts.Observer.Saved(ep, SavedByCache, 1)
-	return answer(ep, ref, e), true
+	return answer(ep, ref, e), e.FreshUntil, true
 }
 
 // answer is the result entry e gives for ref: its value, or Defender's 404.
@@ -525,7 +533,7 @@ func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs
 		}
 		k := cacheKey(ctx, ep, ref)
 		b.keyOf[ref] = k
-		if r, ok := cached(ctx, f, ep, cache, ref); ok {
+		if r, _, ok := cached(ctx, f, ep, cache, ref); ok {
 			b.byKey[k] = r
 			continue
 		}
@@ -554,7 +562,7 @@ func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs
 		ref := refOf[k]
 		// A call that ended between the look in the cache above and Join stored its answer
 		// before it left the calls in progress: look again, rather than call twice.
-		if r, ok := cached(ctx, f, ep, cache, ref); ok {
+		if r, _, ok := cached(ctx, f, ep, cache, ref); ok {
 			b.shared.Start(ctx, []string{k}, func(context.Context) (map[string]Result[V], error) {
 				return map[string]Result[V]{k: r}, nil
 			})

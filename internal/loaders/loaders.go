@@ -28,18 +28,20 @@ const batchInput = 64
 
 type ctxKey struct{}
 
-// Loaders are one request's dataloaders.
+// Loaders are one request's dataloaders. Each is made when the request first asks for an
+// answer the cache does not have fresh: a request the cache answers whole makes none.
 type Loaders struct {
-	fetcher      *Fetcher
+	fetcher *Fetcher
+	reuse   reuse // what the request's answers came from
+
+	mu           sync.Mutex
 	machines     *dataloader.Loader[string, served[*defender.Machine]]
 	users        *dataloader.Loader[string, served[[]defender.User]]
 	alerts       *dataloader.Loader[string, served[[]defender.Alert]]
 	userMachines *dataloader.Loader[string, served[[]defender.Machine]]
-
-	mu     sync.Mutex
-	seen   map[string]bool // endpoint+key already asked for in this request
-	known  map[string]bool // device ids a fresh answer showed to exist in this request
-	budget *callBudget     // nil: no bound (see LimitCalls)
+	seen         map[string]bool // endpoint+key already asked for in this request
+	known        map[string]bool // device ids a fresh answer showed to exist in this request
+	budget       *callBudget     // nil: no bound (see LimitCalls)
 }
 
 // served is a dataloader's value: the answer, and whether it is stale.
@@ -49,31 +51,41 @@ type served[V any] struct {
 }
 
 // New returns fresh loaders for one request, answering from f.
-func New(f *Fetcher) *Loaders {
-	l := &Loaders{fetcher: f, seen: make(map[string]bool), known: make(map[string]bool)}
-	l.machines = newLoader(l, func(ctx context.Context, refs []string) []Result[*defender.Machine] {
-		return f.Machines(ctx, refs)
-	})
-	l.users = newLoader(l, func(ctx context.Context, ids []string) []Result[[]defender.User] {
-		return f.LogonUsers(ctx, ids)
-	})
-	l.alerts = newLoader(l, func(ctx context.Context, ids []string) []Result[[]defender.Alert] {
-		return f.Alerts(ctx, ids)
-	})
-	l.userMachines = newLoader(l, func(ctx context.Context, names []string) []Result[[]defender.Machine] {
-		return each(ctx, f, f.userMachines, names)
-	})
-	return l
+func New(f *Fetcher) *Loaders { return &Loaders{fetcher: f} }
+
+// The request's dataloader of each kind, made on first use.
+
+func (l *Loaders) machineLoader() *dataloader.Loader[string, served[*defender.Machine]] {
+	return loader(l, &l.machines, l.fetcher.Machines)
 }
 
-// newLoader is a request's dataloader over fetch, with the request's call budget.
-func newLoader[V any](l *Loaders, fetch func(ctx context.Context, keys []string) []Result[V]) *dataloader.Loader[string, served[V]] {
-	batch := func(ctx context.Context, keys []string) []*dataloader.Result[served[V]] {
-		return toDataloader(fetch(l.withBudget(ctx), keys))
+func (l *Loaders) userLoader() *dataloader.Loader[string, served[[]defender.User]] {
+	return loader(l, &l.users, l.fetcher.LogonUsers)
+}
+
+func (l *Loaders) alertLoader() *dataloader.Loader[string, served[[]defender.Alert]] {
+	return loader(l, &l.alerts, l.fetcher.Alerts)
+}
+
+func (l *Loaders) userMachineLoader() *dataloader.Loader[string, served[[]defender.Machine]] {
+	return loader(l, &l.userMachines, func(ctx context.Context, names []string) []Result[[]defender.Machine] {
+		return each(ctx, l.fetcher, l.fetcher.userMachines, names)
+	})
+}
+
+// loader returns *dl, first making it a dataloader over fetch with the request's call budget.
+func loader[V any](l *Loaders, dl **dataloader.Loader[string, served[V]], fetch func(ctx context.Context, keys []string) []Result[V]) *dataloader.Loader[string, served[V]] {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if *dl == nil {
+		batch := func(ctx context.Context, keys []string) []*dataloader.Result[served[V]] {
+			return toDataloader(fetch(l.withBudget(ctx), keys))
+		}
+		*dl = dataloader.NewBatchedLoader(batch,
+			dataloader.WithWait[string, served[V]](l.fetcher.opts.BatchWait),
+			dataloader.WithInputCapacity[string, served[V]](batchInput))
 	}
-	return dataloader.NewBatchedLoader(batch,
-		dataloader.WithWait[string, served[V]](l.fetcher.opts.BatchWait),
-		dataloader.WithInputCapacity[string, served[V]](batchInput))
+	return *dl
 }
 
 // Middleware gives every request its own Loaders, the identity upstream calls are made as
@@ -104,12 +116,12 @@ func (l *Loaders) Machine(ctx context.Context, ref defender.MachineRef) (m *defe
 	if l == nil {
 		return nil, nil, errNoLoaders
 	}
-	if r, ok := cached(ctx, l.fetcher, defender.EndpointMachine, l.fetcher.opts.Machines, ref.String()); ok {
+	if r, ok := fromCache(ctx, l, defender.EndpointMachine, l.fetcher.opts.Machines, ref.String()); ok {
 		l.noteKnown(r.Value, nil)
 		return r.Value, nil, r.Err
 	}
 	l.noteRepeat(defender.EndpointMachine, ref.String())
-	s, err := l.machines.Load(ctx, ref.String())()
+	s, err := l.machineLoader().Load(ctx, ref.String())()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -124,7 +136,7 @@ func (l *Loaders) LogonUsers(ctx context.Context, id string) (users []defender.U
 	if l == nil {
 		return nil, nil, errNoLoaders
 	}
-	return loadAbout(ctx, l, l.fetcher.users, l.users, id)
+	return loadAbout(ctx, l, l.fetcher.users, l.userLoader, id)
 }
 
 // Alerts returns the alerts of the device id, like LogonUsers.
@@ -132,12 +144,12 @@ func (l *Loaders) Alerts(ctx context.Context, id string) (alerts []defender.Aler
 	if l == nil {
 		return nil, nil, errNoLoaders
 	}
-	return loadAbout(ctx, l, l.fetcher.alerts, l.alerts, id)
+	return loadAbout(ctx, l, l.fetcher.alerts, l.alertLoader, id)
 }
 
 // loadAbout is load for an answer about the device id: both Defender calls that give one
 // answer 404 for an unknown device, so a fresh answer shows the device exists.
-func loadAbout[V any](ctx context.Context, l *Loaders, k *kind[V], dl *dataloader.Loader[string, served[V]], id string) (V, *Stale, error) {
+func loadAbout[V any](ctx context.Context, l *Loaders, k *kind[V], dl func() *dataloader.Loader[string, served[V]], id string) (V, *Stale, error) {
 	v, stale, err := load(ctx, l, k, dl, id)
 	l.noteKnownID(id, stale, err)
 	return v, stale, err
@@ -150,7 +162,7 @@ func (l *Loaders) UserMachines(ctx context.Context, name defender.AccountName) (
 	if l == nil {
 		return nil, nil, errNoLoaders
 	}
-	ms, stale, err = load(ctx, l, l.fetcher.userMachines, l.userMachines, name.String())
+	ms, stale, err = load(ctx, l, l.fetcher.userMachines, l.userMachineLoader, name.String())
 	l.noteKnownList(ms, stale, err)
 	return ms, stale, err
 }
@@ -162,7 +174,7 @@ func (l *Loaders) MachinePage(ctx context.Context, q PageQuery) (ms []defender.M
 		return nil, nil, errNoLoaders
 	}
 	key := q.key()
-	if r, ok := cached(ctx, l.fetcher, defender.EndpointMachines, l.fetcher.opts.MachinePages, key); ok {
+	if r, ok := fromCache(ctx, l, defender.EndpointMachines, l.fetcher.opts.MachinePages, key); ok {
 		l.noteKnownList(r.Value, nil, r.Err)
 		return r.Value, nil, r.Err
 	}
@@ -173,13 +185,13 @@ func (l *Loaders) MachinePage(ctx context.Context, q PageQuery) (ms []defender.M
 }
 
 // load answers key of kind k from the cache when it is fresh there, from the request's
-// dataloader dl otherwise; l is not nil.
-func load[V any](ctx context.Context, l *Loaders, k *kind[V], dl *dataloader.Loader[string, served[V]], key string) (V, *Stale, error) {
-	if r, ok := cached(ctx, l.fetcher, k.ep, k.cache, key); ok {
+// dataloader (dl makes it) otherwise; l is not nil.
+func load[V any](ctx context.Context, l *Loaders, k *kind[V], dl func() *dataloader.Loader[string, served[V]], key string) (V, *Stale, error) {
+	if r, ok := fromCache(ctx, l, k.ep, k.cache, key); ok {
 		return r.Value, nil, r.Err
 	}
 	l.noteRepeat(k.ep, key)
-	s, err := dl.Load(ctx, key)()
+	s, err := dl().Load(ctx, key)()
 	return s.value, s.stale, err
 }
 
@@ -207,8 +219,16 @@ func (l *Loaders) noteKnown(m *defender.Machine, stale *Stale) {
 		return
 	}
 	l.mu.Lock()
-	l.known[m.ID] = true
+	l.noteKnownLocked(m.ID)
 	l.mu.Unlock()
+}
+
+// noteKnownLocked adds id to the devices known to exist; l.mu is held.
+func (l *Loaders) noteKnownLocked(id string) {
+	if l.known == nil {
+		l.known = make(map[string]bool)
+	}
+	l.known[id] = true
 }
 
 // noteKnownID remembers that a fresh answer about the device id (its logon users, its
@@ -218,7 +238,7 @@ func (l *Loaders) noteKnownID(id string, stale *Stale, err error) {
 		return
 	}
 	l.mu.Lock()
-	l.known[id] = true
+	l.noteKnownLocked(id)
 	l.mu.Unlock()
 }
 
@@ -230,7 +250,7 @@ func (l *Loaders) noteKnownList(ms []defender.Machine, stale *Stale, err error) 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i := range ms {
-		l.known[ms[i].ID] = true
+		l.noteKnownLocked(ms[i].ID)
 	}
 }
 
@@ -238,6 +258,9 @@ func (l *Loaders) noteKnownList(ms []defender.Machine, stale *Stale, err error) 
 // answers it, saving a call.
 func (l *Loaders) noteRepeat(ep defender.Endpoint, key string) {
 	l.mu.Lock()
+	if l.seen == nil {
+		l.seen = make(map[string]bool)
+	}
 	k := string(ep) + "\x00" + key
 	repeat := l.seen[k]
 	l.seen[k] = true

@@ -2,7 +2,9 @@ package metrics
 
 import (
 	"context"
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,15 +42,34 @@ type callerLabels struct {
 	vecs         []*prometheus.MetricVec // the per-caller metrics, to delete a demoted caller's series
 	now          func() time.Time
 
-	mu       sync.Mutex
+	// mu guards what follows; an observation of a labelled caller with no halving due takes
+	// it for reading only (observeLabelled), so that the operations of the busiest callers,
+	// every request of them, do not queue on it.
+	mu       sync.RWMutex
 	counts   map[string]*callerCount
 	labelled int
 	decayed  time.Time // when counts were last halved
 }
 
 type callerCount struct {
-	n        float64 // recent observations, decayed; an over-estimate for a caller that replaced another
+	// n is the recent observations, decayed (a float64's bits: observations under the read
+	// lock add to it at once); an over-estimate for a caller that replaced another.
+	n        atomic.Uint64
 	labelled bool
+}
+
+func (e *callerCount) count() float64 { return math.Float64frombits(e.n.Load()) }
+
+func (e *callerCount) set(n float64) { e.n.Store(math.Float64bits(n)) }
+
+// add adds d to the count, also while others do under the read lock.
+func (e *callerCount) add(d float64) {
+	for {
+		old := e.n.Load()
+		if e.n.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+d)) {
+			return
+		}
+	}
 }
 
 func newCallerLabels(top int, vecs ...*prometheus.MetricVec) *callerLabels {
@@ -59,6 +80,9 @@ func newCallerLabels(top int, vecs ...*prometheus.MetricVec) *callerLabels {
 // the lock, so that a concurrent demotion cannot delete the series between the decision and
 // the record (which would leave it behind, unbounded).
 func (c *callerLabels) observe(id string, record func(label string)) {
+	if c.observeLabelled(id, record) {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.decay()
@@ -69,18 +93,18 @@ func (c *callerLabels) observe(id string, record func(label string)) {
 			// Space-saving: the new caller replaces the least counted one and inherits its
 			// count, so that a busy newcomer rises without a lifetime of history.
 			minID, least := c.least(false)
-			e.n = least.n
+			e.set(least.count())
 			c.forget(minID, least)
 		}
 		c.counts[id] = e
 	}
-	e.n++
+	e.add(1)
 	if !e.labelled {
 		switch {
 		case c.labelled < c.top:
 			e.labelled, c.labelled = true, c.labelled+1
 		default:
-			if minID, least := c.least(true); e.n > promoteFactor*least.n {
+			if minID, least := c.least(true); e.count() > promoteFactor*least.count() {
 				c.demote(minID, least)
 				e.labelled, c.labelled = true, c.labelled+1
 			}
@@ -93,13 +117,29 @@ func (c *callerLabels) observe(id string, record func(label string)) {
 	record(label)
 }
 
+// observeLabelled is observe for a caller already labelled, when no halving is due, under the
+// read lock (a demotion, which deletes the caller's series, takes the write lock, so it cannot
+// come between the decision and the record); it reports false, having done nothing, for
+// every other observation.
+func (c *callerLabels) observeLabelled(id string, record func(label string)) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e := c.counts[id]
+	if e == nil || !e.labelled || c.decayed.IsZero() || c.now().Sub(c.decayed) >= callerHalfLife {
+		return false
+	}
+	e.add(1)
+	record(id)
+	return true
+}
+
 // least returns the tracked caller with the lowest count, among the labelled ones only if
 // labelled is true.
 func (c *callerLabels) least(labelled bool) (string, *callerCount) {
 	var minID string
 	var least *callerCount
 	for id, e := range c.counts {
-		if (!labelled || e.labelled) && (least == nil || e.n < least.n) {
+		if (!labelled || e.labelled) && (least == nil || e.count() < least.count()) {
 			minID, least = id, e
 		}
 	}
@@ -137,7 +177,7 @@ func (c *callerLabels) decay() {
 	c.decayed = c.decayed.Add(time.Duration(halvings) * callerHalfLife)
 	f := 1.0 / float64(uint64(1)<<min(halvings, 62))
 	for _, e := range c.counts {
-		e.n *= f
+		e.set(e.count() * f)
 	}
 }
 

@@ -3,6 +3,7 @@ package metrics
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,6 +103,26 @@ func TestCallerLabels(t *testing.T) {
 		l.clock = l.clock.Add(5 * callerHalfLife) // old's 1000 count as 31, new's 100 as 3
 		if got := l.see("apikey:new", 100); got != "apikey:new" {
 			t.Errorf("new, as busy as before five half-lives later: %q, want its own label", got)
+		}
+	})
+
+	t.Run("concurrent observations of a labelled caller are all counted", func(t *testing.T) {
+		t.Parallel()
+		l := newLabelsUnderTest(1)
+		l.see("apikey:a", 1) // labelled: the others take the read-locked path
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				l.see("apikey:a", 500)
+				l.see("apikey:b", 10) // not labelled: the write-locked path, at the same time
+			})
+		}
+		wg.Wait()
+		if got, want := l.series(t), map[string]float64{"apikey:a": 4001, OtherCallers: 80}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("series %v, want %v", got, want)
+		}
+		if n := l.counts["apikey:a"].count(); n != 4001 {
+			t.Errorf("a's count = %v, want 4001", n)
 		}
 	})
 

@@ -30,6 +30,7 @@ type Metrics struct {
 	fieldErrors      *prometheus.CounterVec
 	opDuration       prometheus.Histogram
 	tokenRequests    *prometheus.CounterVec
+	responseCache    *prometheus.CounterVec
 
 	callers           *callerLabels
 	callerOperations  *prometheus.CounterVec
@@ -80,6 +81,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "mdegraph_token_requests_total",
 			Help: "Requests to Entra ID's token endpoint, by outcome: issued, refused (the credentials or the app registration), throttled (429), error (the endpoint failed or gave no usable answer).",
 		}, []string{"outcome"}),
+		responseCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mdegraph_response_cache_lookups_total",
+			Help: "Operations looked up in the response cache (RESPONSE_CACHE_BYTES), by outcome: hit (answered from it, nothing run), miss.",
+		}, []string{"outcome"}),
 		callerOperations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mdegraph_caller_operations_total",
 			Help: "GraphQL operations per caller (the " + strconv.Itoa(TopCallers) + " busiest by principal, the rest as \"other\"), by outcome: ok, or the extensions.code of the first error.",
@@ -99,7 +104,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	m.callers = newCallerLabels(TopCallers, m.callerOperations.MetricVec, m.callerRefusals.MetricVec,
 		m.callerQuotaWaits.MetricVec, m.callerQuotaWaited.MetricVec)
-	reg.MustRegister(m.upstreamCalls, m.upstreamDuration, m.saved, m.stale, m.quotaWait, m.operations, m.fieldErrors, m.opDuration, m.tokenRequests,
+	reg.MustRegister(m.upstreamCalls, m.upstreamDuration, m.saved, m.stale, m.quotaWait, m.operations, m.fieldErrors, m.opDuration, m.tokenRequests, m.responseCache,
 		m.callerOperations, m.callerRefusals, m.callerQuotaWaits, m.callerQuotaWaited)
 	return m
 }
@@ -162,6 +167,18 @@ func (m *Metrics) ObserveOperation(ctx context.Context, codes []string, d time.D
 	}
 	m.operation(ctx, codes, nil)
 	m.opDuration.Observe(d.Seconds())
+}
+
+// ObserveResponseCache records one lookup in the response cache: a hit, or a miss.
+func (m *Metrics) ObserveResponseCache(hit bool) {
+	if m == nil {
+		return
+	}
+	outcome := "miss"
+	if hit {
+		outcome = "hit"
+	}
+	m.responseCache.WithLabelValues(outcome).Inc()
 }
 
 // ObserveCallerLimit records an operation refused because its caller (in ctx) was over

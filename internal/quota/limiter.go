@@ -71,6 +71,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -96,7 +97,9 @@ type Limiter struct {
 	windows []Window
 	family  string // the Set's name for it, for its spans ("" outside a Set)
 
-	mu          sync.Mutex
+	// mu guards what follows. Status only reads, under the read lock: every answer reads
+	// every family's status, and readers must not queue behind each other.
+	mu          sync.RWMutex
 	log         grantLog           // latest grant times, as many as the largest Limit
 	queue       []*waiter          // by (round, seq); projections never decrease along it
 	callers     map[string]*caller // callers with waiters in line, or whose next round is past round
@@ -397,18 +400,19 @@ type WindowStatus struct {
 
 // Status returns the Limiter's state now.
 func (l *Limiter) Status() Status {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	return l.status(time.Now())
 }
 
 // StatusAt returns the Limiter's state at t.
 func (l *Limiter) StatusAt(t time.Time) Status {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	return l.status(t)
 }
 
+// status is the state at t; l.mu is held, for reading at least.
 func (l *Limiter) status(t time.Time) Status {
 	t = latest(t, l.log.back(1))
 	s := Status{
@@ -420,10 +424,9 @@ func (l *Limiter) status(t time.Time) Status {
 		s.PausedUntil = l.pausedUntil
 	}
 	for i, w := range l.windows {
-		used := 0
-		for e := l.log.back(used + 1); !e.IsZero() && e.Add(w.Per).After(t); e = l.log.back(used + 1) {
-			used++
-		}
+		// The grants in (t-Per, t]: the log is in time order, so a search finds the first
+		// one older (an hour's window holds up to 1500).
+		used := sort.Search(l.log.n, func(k int) bool { return !l.log.back(k + 1).Add(w.Per).After(t) })
 		s.Windows[i] = WindowStatus{Window: w, Used: used, Remaining: max(w.Limit-used, 0)}
 	}
 	return s
