@@ -478,13 +478,9 @@ func (s *Simulator) listMachines(r *http.Request, c caller) response {
 
 // listLink is the URL of the list page starting at skip, with the same $filter.
 func (s *Simulator) listLink(r *http.Request, q listQuery, skip int) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
 	next := url.Values{"$skip": {fmt.Sprint(skip)}}
 	if q.rawFilter != "" {
 		next.Set("$filter", q.rawFilter)
 	}
-	return scheme + "://" + r.Host + r.URL.Path + "?" + next.Encode()
+	return requestOrigin(r) + r.URL.Path + "?" + next.Encode()
 }
