@@ -187,21 +187,17 @@ func New(opts Options) *Simulator {
 	if opts.NoDevices {
 		devices = 0
 	}
-	tenant := opts.TenantID
-	if tenant == "" {
-		tenant = DemoTenantID
-	}
 	s := &Simulator{
 		opts:      opts,
 		now:       opts.Now,
 		log:       opts.Logger,
-		data:      generate(opts.Seed, devices, tenant),
 		authority: strings.TrimSuffix(opts.Authority, "/"),
 		tokens:    tokenStore{tokens: map[string]issuedToken{}},
 		endpoints: map[Endpoint]*endpointState{},
 		denied:    map[string]bool{},
 		keyCalls:  map[Endpoint]map[string]int{},
 	}
+	s.data = generate(opts.Seed, devices, s.TenantID()) // the tenant fills the alerts' aadTenantId
 	if s.now == nil {
 		s.now = time.Now
 	}
