@@ -273,8 +273,7 @@ func TestStartupLogShowsSettings(t *testing.T) {
 func TestMetricsAddr(t *testing.T) {
 	t.Parallel()
 	base, logs := startService(t, map[string]string{"METRICS_ADDR": "127.0.0.1:0"})
-	_, after, _ := strings.Cut(logs.String(), "metrics=")
-	metricsURL, _, _ := strings.Cut(after, " ")
+	metricsURL := loggedMetricsURL(logs)
 	if !strings.HasPrefix(metricsURL, "http://127.0.0.1:") || strings.HasPrefix(metricsURL, base) {
 		t.Fatalf("the listening line gives the metrics URL %q, want one on its own port", metricsURL)
 	}
@@ -290,6 +289,13 @@ func TestMetricsAddr(t *testing.T) {
 	}
 }
 
+// loggedMetricsURL is the metrics URL the listening line gives (metrics=...), "" if none.
+func loggedMetricsURL(logs *logtest.Buffer) string {
+	_, after, _ := strings.Cut(logs.String(), "metrics=")
+	u, _, _ := strings.Cut(after, " ")
+	return u
+}
+
 // TestPprof: PPROF=true serves Go's profiles on METRICS_ADDR, never on ADDR; without it there
 // are none anywhere.
 func TestPprof(t *testing.T) {
@@ -298,8 +304,7 @@ func TestPprof(t *testing.T) {
 		t.Run(fmt.Sprint("PPROF=", on), func(t *testing.T) {
 			t.Parallel()
 			base, logs := startService(t, map[string]string{"METRICS_ADDR": "127.0.0.1:0", "PPROF": fmt.Sprint(on)})
-			_, after, _ := strings.Cut(logs.String(), "metrics=")
-			metricsURL, _, _ := strings.Cut(after, " ")
+			metricsURL := loggedMetricsURL(logs)
 			profiles := strings.TrimSuffix(metricsURL, "/metrics") + "/debug/pprof/"
 			status, _, body := fetch(t, http.MethodGet, profiles, "")
 			switch {

@@ -83,13 +83,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer client.CloseIdleConnections()
 	var warm *runResult
 	if o.warmup {
-		wr := warmUp(ctx, client, t.queryURLs(), w, o, stderr)
+		wr := warmUp(ctx, client, t.queryURLs, w, o, stderr)
 		warm = &wr
 	}
 	var before series
 	var metricsErr error
-	if t.metricsURL != "" {
-		before, metricsErr = scrapeAll(ctx, client, t.metricsURLs())
+	if len(t.metricsURLs) > 0 {
+		before, metricsErr = scrapeAll(ctx, client, t.metricsURLs)
 	}
 	var stopProfiles func() error
 	if o.profiles.any() {
@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	cpuBefore, cpuOK := cpuTime()
-	res := runQueries(ctx, client, t.queryURLs(), w, o, stderr)
+	res := runQueries(ctx, client, t.queryURLs, w, o, stderr)
 	cpuAfter, _ := cpuTime()
 	if stopProfiles != nil {
 		if err := stopProfiles(); err != nil {
@@ -106,8 +106,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	var after series
-	if t.metricsURL != "" && metricsErr == nil {
-		after, metricsErr = scrapeAll(context.WithoutCancel(ctx), client, t.metricsURLs())
+	if len(t.metricsURLs) > 0 && metricsErr == nil {
+		after, metricsErr = scrapeAll(context.WithoutCancel(ctx), client, t.metricsURLs)
 	}
 
 	r := newReport(o, t, w, res)
@@ -116,7 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		r.cpu = cpuAfter - cpuBefore
 	}
 	switch {
-	case t.metricsURL == "":
+	case len(t.metricsURLs) == 0:
 		r.metricsNote = "unavailable (-metrics-url -)"
 	case metricsErr != nil:
 		r.metricsNote = "unavailable: " + metricsErr.Error()

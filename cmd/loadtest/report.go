@@ -176,13 +176,13 @@ func (r *report) write(out io.Writer) {
 
 	line("mdegraph load test")
 	line("settings")
-	if r.t.cfg != nil && len(r.t.replicas) > 0 {
+	if r.t.cfg != nil && len(r.t.queryURLs) > 1 {
 		line("  target\t%d in-process replicas (demo mode, built as \"go run .\" builds it) sharing one simulator and Redis %s, queried in turn",
-			len(r.t.replicas)+1, r.t.redis)
+			len(r.t.queryURLs), r.t.redis)
 	} else if r.t.cfg != nil {
-		line("  target\tin-process service (demo mode, built as \"go run .\" builds it) at %s", r.t.queryURL)
+		line("  target\tin-process service (demo mode, built as \"go run .\" builds it) at %s", r.t.queryURLs[0])
 	} else {
-		line("  target\t%s (answers checked against the data set of simulator seed %d, %d devices)", r.t.queryURL, r.t.simOpts.Seed, len(r.t.ref.Machines()))
+		line("  target\t%s (answers checked against the data set of simulator seed %d, %d devices)", r.t.queryURLs[0], r.t.simOpts.Seed, len(r.t.ref.Machines()))
 	}
 	details := "off"
 	if o.details {

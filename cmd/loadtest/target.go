@@ -24,10 +24,11 @@ import (
 
 // target is the service under test, and what the load test can know about its upstream.
 type target struct {
-	queryURL   string
-	metricsURL string // "" when there is none to read
-	// replicas are the in-process replicas' base URLs beyond the first (-replicas).
-	replicas []string
+	// queryURLs are the GraphQL endpoints, one per replica (-replicas; one with -url): queries
+	// go to them in turn.
+	queryURLs []string
+	// metricsURLs are the metrics pages, one per replica; nil when there is none to read.
+	metricsURLs []string
 	// redis describes the Redis the replicas share ("" without one).
 	redis string
 	// ref is the data set answers are checked against.
@@ -51,7 +52,11 @@ func knownIDs(o options) int {
 func startTarget(ctx context.Context, o options, getenv func(string) string, stderr io.Writer) (*target, error) {
 	if !o.inProcess() {
 		simOpts := simulator.Options{Seed: o.simSeed, Devices: o.devices}
-		return &target{queryURL: o.url, metricsURL: o.metricsURL, ref: simulator.New(simOpts), simOpts: simOpts, close: func() {}}, nil
+		t := &target{queryURLs: []string{o.url}, ref: simulator.New(simOpts), simOpts: simOpts, close: func() {}}
+		if o.metricsURL != "" {
+			t.metricsURLs = []string{o.metricsURL}
+		}
+		return t, nil
 	}
 	lookup := func(k string) string {
 		if k == "CACHE_TTL" && o.cacheTTL != "" {
@@ -122,11 +127,8 @@ func startTarget(ctx context.Context, o options, getenv func(string) string, std
 		go func() { _ = srv.Serve(ln) }()
 		closers = append(closers, func() { _ = srv.Close() })
 		base := "http://" + ln.Addr().String()
-		if i == 0 {
-			t.queryURL, t.metricsURL = base+"/query", base+"/metrics"
-		} else {
-			t.replicas = append(t.replicas, base)
-		}
+		t.queryURLs = append(t.queryURLs, base+"/query")
+		t.metricsURLs = append(t.metricsURLs, base+"/metrics")
 	}
 	return t, nil
 }
@@ -154,24 +156,6 @@ func sharedRedis(ctx context.Context, cfg *config.Config, lookup func(string) st
 		stop = func() { srv.Stop(); os.RemoveAll(dir) }
 	}
 	return redisstore.Where(cfg.Redis.URL.Reveal()), stop, nil
-}
-
-// queryURLs are the GraphQL endpoints of every replica.
-func (t *target) queryURLs() []string {
-	urls := []string{t.queryURL}
-	for _, r := range t.replicas {
-		urls = append(urls, r+"/query")
-	}
-	return urls
-}
-
-// metricsURLs are the metrics pages of every replica.
-func (t *target) metricsURLs() []string {
-	urls := []string{t.metricsURL}
-	for _, r := range t.replicas {
-		urls = append(urls, r+"/metrics")
-	}
-	return urls
 }
 
 // newLogger logs like the service's main does.

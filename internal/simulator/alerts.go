@@ -238,17 +238,11 @@ func kindsFor(platform string) []alertKind {
 
 // newAlert draws one alert of kind k on device m, between its first and last report.
 func newAlert(r *rand.Rand, m *Machine, users []User, k alertKind, incident int64, tenant string, epoch time.Time) Alert {
-	between := func(lo, hi time.Duration) time.Duration {
-		if hi <= lo {
-			return lo
-		}
-		return lo + time.Duration(r.Int64N(int64(hi-lo)))
-	}
 	span := m.lastSeen.Sub(m.firstSeen)
-	first := m.lastSeen.Add(-between(0, min(span, 60*24*time.Hour))).Truncate(100 * time.Nanosecond)
-	last := first.Add(between(0, 2*time.Hour)).Truncate(100 * time.Nanosecond)
-	created := last.Add(between(time.Minute, 20*time.Minute)).Truncate(100 * time.Nanosecond)
-	updated := created.Add(between(time.Second, 3*24*time.Hour)).Truncate(100 * time.Millisecond)
+	first := m.lastSeen.Add(-between(r, 0, min(span, 60*24*time.Hour))).Truncate(100 * time.Nanosecond)
+	last := first.Add(between(r, 0, 2*time.Hour)).Truncate(100 * time.Nanosecond)
+	created := last.Add(between(r, time.Minute, 20*time.Minute)).Truncate(100 * time.Nanosecond)
+	updated := created.Add(between(r, time.Second, 3*24*time.Hour)).Truncate(100 * time.Millisecond)
 	if updated.After(epoch) {
 		updated = epoch
 	}

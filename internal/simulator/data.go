@@ -168,14 +168,14 @@ func (g *generator) machine(platform string) Machine {
 	var ago time.Duration
 	switch health {
 	case healthy:
-		ago = g.between(0, 36*time.Hour)
+		ago = between(g.rng, 0, 36*time.Hour)
 	case "Inactive":
-		ago = g.between(8*24*time.Hour, 90*24*time.Hour)
+		ago = between(g.rng, 8*24*time.Hour, 90*24*time.Hour)
 	default:
-		ago = g.between(0, 10*24*time.Hour)
+		ago = between(g.rng, 0, 10*24*time.Hour)
 	}
 	lastSeen := g.epoch.Add(-ago).Truncate(100 * time.Nanosecond)
-	firstSeen := lastSeen.Add(-g.between(24*time.Hour, 700*24*time.Hour)).Truncate(100 * time.Nanosecond)
+	firstSeen := lastSeen.Add(-between(g.rng, 24*time.Hour, 700*24*time.Hour)).Truncate(100 * time.Nanosecond)
 	m := Machine{
 		ID:               g.machineID(),
 		ComputerDNSName:  g.hostName(platform),
@@ -205,8 +205,8 @@ func (g *generator) exampleMachine() Machine {
 	m := g.machine(platWin11)
 	m.HealthStatus = healthy
 	m.OnboardingStatus = onboarded
-	last := g.epoch.Add(-g.between(time.Minute, 2*time.Hour)).Truncate(100 * time.Nanosecond)
-	first := last.Add(-g.between(200*24*time.Hour, 400*24*time.Hour)).Truncate(100 * time.Nanosecond)
+	last := g.epoch.Add(-between(g.rng, time.Minute, 2*time.Hour)).Truncate(100 * time.Nanosecond)
+	first := last.Add(-between(g.rng, 200*24*time.Hour, 400*24*time.Hour)).Truncate(100 * time.Nanosecond)
 	setSeen(&m, first, last)
 	m.RiskScore, m.ExposureLevel, m.DeviceValue = ptr("Medium"), ptr("Medium"), ptr("High")
 	m.Version, m.OSBuild = ptr("23H2"), ptr(int64(22631))
@@ -222,12 +222,12 @@ func (g *generator) twinOf(orig *Machine) Machine {
 	m := g.machine(orig.OSPlatform)
 	g.names[m.ComputerDNSName] = false
 	m.ComputerDNSName = orig.ComputerDNSName
-	origLast := g.epoch.Add(-g.between(20*24*time.Hour, 30*24*time.Hour)).Truncate(100 * time.Nanosecond)
-	origFirst := origLast.Add(-g.between(100*24*time.Hour, 300*24*time.Hour)).Truncate(100 * time.Nanosecond)
+	origLast := g.epoch.Add(-between(g.rng, 20*24*time.Hour, 30*24*time.Hour)).Truncate(100 * time.Nanosecond)
+	origFirst := origLast.Add(-between(g.rng, 100*24*time.Hour, 300*24*time.Hour)).Truncate(100 * time.Nanosecond)
 	setSeen(orig, origFirst, origLast)
 	orig.HealthStatus = "Inactive"
-	last := g.epoch.Add(-g.between(0, 12*time.Hour)).Truncate(100 * time.Nanosecond)
-	first := origLast.Add(g.between(time.Hour, 48*time.Hour)).Truncate(100 * time.Nanosecond)
+	last := g.epoch.Add(-between(g.rng, 0, 12*time.Hour)).Truncate(100 * time.Nanosecond)
+	first := origLast.Add(between(g.rng, time.Hour, 48*time.Hour)).Truncate(100 * time.Nanosecond)
 	setSeen(&m, first, last)
 	m.HealthStatus, m.OnboardingStatus = healthy, onboarded
 	orig.IsPotentialDuplication, m.IsPotentialDuplication = true, true
@@ -446,12 +446,12 @@ func (g *generator) guid() string {
 	return h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-" + string("89ab"[g.rng.IntN(4)]) + h[17:20] + "-" + h[20:32]
 }
 
-// between draws a duration in [lo, hi).
-func (g *generator) between(lo, hi time.Duration) time.Duration {
+// between draws a duration in [lo, hi) from r; lo when the range is empty, without a draw.
+func between(r *rand.Rand, lo, hi time.Duration) time.Duration {
 	if hi <= lo {
 		return lo
 	}
-	return lo + time.Duration(g.rng.Int64N(int64(hi-lo)))
+	return lo + time.Duration(r.Int64N(int64(hi-lo)))
 }
 
 type weighted[T any] struct {

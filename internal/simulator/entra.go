@@ -165,11 +165,16 @@ func (s *Simulator) authorityFor(r *http.Request) string {
 	if a := s.configuredAuthority(); a != "" {
 		return a
 	}
-	scheme := "http"
+	return requestOrigin(r)
+}
+
+// requestOrigin is the scheme and host the request reached this server at, as
+// "http://127.0.0.1:9090".
+func requestOrigin(r *http.Request) string {
 	if r.TLS != nil {
-		scheme = "https"
+		return "https://" + r.Host
 	}
-	return scheme + "://" + r.Host
+	return "http://" + r.Host
 }
 
 // TenantID is the tenant id the simulated Entra ID writes into tokens (the tid claim):

@@ -67,7 +67,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.state(rt.endpoint).recordCanceled()
 		return
 	}
-	if isAPI(rt.endpoint) && !s.wait(r) {
+	if rt.endpoint.IsAPI() && !s.wait(r) {
 		s.state(rt.endpoint).recordCanceled()
 		return
 	}
@@ -101,7 +101,7 @@ func requestURILength(r *http.Request) int {
 func (s *Simulator) uriTooLong(r *http.Request, rt routed) response {
 	msg := fmt.Sprintf("The request URI is %d bytes long; the limit is %d. Split long $filter expressions over several calls.",
 		requestURILength(r), MaxURILength)
-	if rt.endpoint != "" && !isAPI(rt.endpoint) {
+	if rt.endpoint != "" && !rt.endpoint.IsAPI() {
 		return s.oauthError(http.StatusRequestURITooLong, "invalid_request", 9002313, msg)
 	}
 	return apiError(http.StatusRequestURITooLong, "RequestUriTooLong", msg)
@@ -478,13 +478,9 @@ func (s *Simulator) listMachines(r *http.Request, c caller) response {
 
 // listLink is the URL of the list page starting at skip, with the same $filter.
 func (s *Simulator) listLink(r *http.Request, q listQuery, skip int) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
 	next := url.Values{"$skip": {fmt.Sprint(skip)}}
 	if q.rawFilter != "" {
 		next.Set("$filter", q.rawFilter)
 	}
-	return scheme + "://" + r.Host + r.URL.Path + "?" + next.Encode()
+	return requestOrigin(r) + r.URL.Path + "?" + next.Encode()
 }

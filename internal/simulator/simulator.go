@@ -187,21 +187,17 @@ func New(opts Options) *Simulator {
 	if opts.NoDevices {
 		devices = 0
 	}
-	tenant := opts.TenantID
-	if tenant == "" {
-		tenant = DemoTenantID
-	}
 	s := &Simulator{
 		opts:      opts,
 		now:       opts.Now,
 		log:       opts.Logger,
-		data:      generate(opts.Seed, devices, tenant),
 		authority: strings.TrimSuffix(opts.Authority, "/"),
 		tokens:    tokenStore{tokens: map[string]issuedToken{}},
 		endpoints: map[Endpoint]*endpointState{},
 		denied:    map[string]bool{},
 		keyCalls:  map[Endpoint]map[string]int{},
 	}
+	s.data = generate(opts.Seed, devices, s.TenantID()) // the tenant fills the alerts' aadTenantId
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -242,12 +238,10 @@ const (
 
 var apiEndpoints = []Endpoint{EndpointGetMachine, EndpointListMachines, EndpointLogonUsers, EndpointMachineAlerts, EndpointUserMachines}
 
-// isAPI reports whether e is a Defender API endpoint (rate limited, with added latency).
-func isAPI(e Endpoint) bool { return slices.Contains(apiEndpoints, e) }
-
-// IsAPI reports whether e is one of Defender's API endpoints, rather than one of Entra ID's
-// (token, discovery, JWKS) or the demo's: what a caller's quota pays for.
-func (e Endpoint) IsAPI() bool { return isAPI(e) }
+// IsAPI reports whether e is one of Defender's API endpoints (rate limited, with added
+// latency), rather than one of Entra ID's (token, discovery, JWKS) or the demo's: what a
+// caller's quota pays for.
+func (e Endpoint) IsAPI() bool { return slices.Contains(apiEndpoints, e) }
 
 // state returns the endpoint's state, panicking on a name that is not one of the constants:
 // that is a mistake in the calling test, not a runtime condition.

@@ -179,8 +179,8 @@ func (g *generator) exampleUsers(i int, m *Machine) []User {
 func (g *generator) seat(out []User, i int, m *Machine, a *account, logonTypes string) []User {
 	r := g.rng
 	span := m.lastSeen.Sub(m.firstSeen)
-	last := m.lastSeen.Add(-g.between(0, min(span, 30*24*time.Hour)))
-	first := m.firstSeen.Add(g.between(0, last.Sub(m.firstSeen)))
+	last := m.lastSeen.Add(-between(g.rng, 0, min(span, 30*24*time.Hour)))
+	first := m.firstSeen.Add(between(g.rng, 0, last.Sub(m.firstSeen)))
 	u := User{
 		ID:            a.id(),
 		AccountName:   a.name,

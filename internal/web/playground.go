@@ -170,12 +170,8 @@ func Playground(opts PlaygroundOptions) http.Handler {
 		signedIn := opts
 		headers, _ := json.Marshal(map[string]string{"Authorization": "Bearer " + token}) // strings always marshal
 		signedIn.Headers = string(headers)
-		var buf bytes.Buffer
-		if err := templates.ExecuteTemplate(&buf, "playground.html", playgroundData(signedIn, id)); err != nil {
-			panic(fmt.Sprintf("web: render playground.html: %v", err)) // the data is of the kind the tests render
-		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = w.Write(buf.Bytes())
+		_, _ = w.Write(render("playground.html", playgroundData(signedIn, id)))
 	}))
 }
 
@@ -206,14 +202,21 @@ func playgroundData(opts PlaygroundOptions, person string) map[string]any {
 	}
 }
 
-// renderPage executes the named template once. Its data comes from options
-// and constants, so a failure is a programming error that the tests catch.
+// renderPage executes the named template once, for a page whose content
+// depends only on the options.
 func renderPage(name string, data map[string]any) *page {
+	return newPage(render(name, data))
+}
+
+// render executes the named template. Its data comes from options, constants
+// and values of the kind the tests render, so a failure is a programming
+// error that the tests catch.
+func render(name string, data map[string]any) []byte {
 	var buf bytes.Buffer
 	if err := templates.ExecuteTemplate(&buf, name, data); err != nil {
 		panic(fmt.Sprintf("web: render %s: %v", name, err))
 	}
-	return newPage(buf.Bytes())
+	return buf.Bytes()
 }
 
 // configJSON encodes v for a <script type="application/json"> block.

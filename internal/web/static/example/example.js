@@ -349,42 +349,41 @@
   }
 
   function alertRow(a) {
-    const tr = document.createElement('tr');
-    tr.dataset.testid = 'alert-row';
+    const tr = row('alert-row', [text(a.severity), text(a.title), text(a.status), list(a.mitreTechniques), time(a.alertCreationTime)]);
     tr.dataset.id = String(a.id);
-    const techniques = Array.isArray(a.mitreTechniques) && a.mitreTechniques.length > 0 ? a.mitreTechniques.join(', ') : '—';
-    for (const content of [text(a.severity), text(a.title), text(a.status), techniques, time(a.alertCreationTime)]) {
-      const td = document.createElement('td');
-      if (typeof content === 'string') td.textContent = content;
-      else td.append(content);
-      tr.append(td);
-    }
     return tr;
   }
 
   function userRow(u, deviceID) {
-    const tr = document.createElement('tr');
-    tr.dataset.testid = 'user-row';
-    const cells = [
+    const tr = row('user-row', [
       text(u.accountName),
       text(u.accountDomain),
       yesNo(u.isDomainAdmin),
       yesNo(u.isOnlyNetworkUser),
-      Array.isArray(u.logonTypes) && u.logonTypes.length > 0 ? u.logonTypes.join(', ') : '—',
+      list(u.logonTypes),
       time(u.firstSeen),
       time(u.lastSeen),
-    ];
-    for (const content of cells) {
+    ]);
+    tr.append(otherDevices(u, deviceID));
+    return tr;
+  }
+
+  // row is a table row marked data-testid=testid, with one cell per content:
+  // a string (set as text, never parsed as HTML) or an element.
+  function row(testid, contents) {
+    const tr = document.createElement('tr');
+    tr.dataset.testid = testid;
+    for (const content of contents) {
       const td = document.createElement('td');
       if (typeof content === 'string') td.textContent = content;
       else td.append(content);
       tr.append(td);
     }
-    tr.append(otherDevices(u, deviceID));
     return tr;
   }
 
   const text = (v) => (v === null || v === undefined || v === '' ? '—' : String(v));
+  const list = (v) => (Array.isArray(v) && v.length > 0 ? v.join(', ') : '—');
   const yesNo = (v) => (v === true ? 'yes' : v === false ? 'no' : '—');
 
   // time renders a timestamp in UTC, keeping the exact value in datetime.
