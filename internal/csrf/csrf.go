@@ -49,6 +49,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
 	"github.com/mdegraph/mdegraph/internal/quietlog"
 )
 
@@ -216,13 +218,10 @@ func (p *Protection) Handler(next http.Handler) http.Handler {
 		if p.onRefusal != nil {
 			p.onRefusal(e.Reason)
 		}
-		type entry struct {
-			Message    string         `json:"message"`
-			Extensions map[string]any `json:"extensions"`
-		}
-		b, _ := json.Marshal(struct {
-			Errors []entry `json:"errors"`
-		}{[]entry{{e.Message, map[string]any{"code": Code, "reason": e.Reason}}}}) // strings only: cannot fail
+		b, _ := json.Marshal(map[string]any{"errors": gqlerror.List{{
+			Message:    e.Message,
+			Extensions: map[string]any{"code": Code, "reason": e.Reason},
+		}}}) // strings only: cannot fail
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusForbidden)
