@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+
+	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
 // GraphQL error codes (extensions.code) of a refused caller.
@@ -104,20 +106,11 @@ func quotable(s string) string {
 	}, s)
 }
 
-// graphQLError is the body of a refusal: a GraphQL response with one error and no data key
-// (GraphQL over HTTP: the request was not executed).
-type graphQLError struct {
-	Errors []errorEntry `json:"errors"`
-}
-
-type errorEntry struct {
-	Message    string         `json:"message"`
-	Extensions map[string]any `json:"extensions"`
-}
-
 // write answers the refusal: status, WWW-Authenticate, and the GraphQL error, never cached.
+// The body is a GraphQL response with one error and no data key (GraphQL over HTTP: the
+// request was not executed).
 func (e *Error) write(w http.ResponseWriter, realm string) {
-	b, _ := json.Marshal(graphQLError{Errors: []errorEntry{{
+	b, _ := json.Marshal(map[string]any{"errors": gqlerror.List{{
 		Message:    e.Message,
 		Extensions: map[string]any{"code": e.Code(), "reason": e.Reason},
 	}}}) // strings only: cannot fail

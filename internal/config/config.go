@@ -445,10 +445,13 @@ func (c *Config) parseAuth(get func(string) string, set func(string) bool) []err
 
 	c.Entra = callerauth.EntraSettings{TenantID: get("AUTH_TENANT_ID"), Issuer: get("AUTH_ISSUER"),
 		Audience: get("AUTH_AUDIENCE"), RequiredRole: get("AUTH_REQUIRED_ROLE")}
-	if _, err := callerauth.ParseRequiredRole(c.Entra.RequiredRole); err != nil {
-		errs = append(errs, err)
-	}
 	entraOnly := []string{"AUTH_TENANT_ID", "AUTH_ISSUER", "AUTH_AUDIENCE"}
+	if c.Demo || mode != callerauth.ModeEntra {
+		// In entra mode Entra.Parse checks it with the other settings: one mistake, one message.
+		if _, err := callerauth.ParseRequiredRole(c.Entra.RequiredRole); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	switch {
 	case c.Demo:
 		for _, name := range entraOnly {

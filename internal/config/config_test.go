@@ -855,3 +855,23 @@ func TestAuthSettings(t *testing.T) {
 		t.Errorf("API_KEYS with a key instead of its hash: error %v, want one without the key", err)
 	}
 }
+
+// TestRequiredRoleErrorOnce: with AUTH_MODE=entra a bad AUTH_REQUIRED_ROLE is reported once,
+// as in every other mode (the entra settings are checked together, the role among them).
+func TestRequiredRoleErrorOnce(t *testing.T) {
+	t.Parallel()
+	for _, kv := range []map[string]string{
+		{"AUTH_REQUIRED_ROLE": "a b"},
+		withCreds(map[string]string{"AUTH_REQUIRED_ROLE": "a b"}),
+		withCreds(map[string]string{"AUTH_MODE": "entra", "AUTH_AUDIENCE": "api://mdegraph", "AUTH_REQUIRED_ROLE": "a b"}),
+	} {
+		_, err := load(t, nil, kv)
+		if err == nil {
+			t.Errorf("%v: no error", kv["AUTH_MODE"])
+			continue
+		}
+		if n := strings.Count(err.Error(), "AUTH_REQUIRED_ROLE"); n != 1 {
+			t.Errorf("AUTH_MODE=%q: AUTH_REQUIRED_ROLE named %d times, want once:\n%v", kv["AUTH_MODE"], n, err)
+		}
+	}
+}

@@ -44,11 +44,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/mdegraph/mdegraph/internal/principal"
 	"github.com/mdegraph/mdegraph/internal/quietlog"
 )
 
@@ -205,10 +207,7 @@ func (p *Protection) Handler(next http.Handler) http.Handler {
 			return
 		}
 		e, _ := err.(*Error)
-		addr, _, splitErr := net.SplitHostPort(r.RemoteAddr)
-		if splitErr != nil {
-			addr = r.RemoteAddr
-		}
+		addr := principal.Anonymous(r.RemoteAddr).Addr
 		lvl, repeats := p.repeats.Level(string(e.Reason)+" "+addr, slog.LevelWarn)
 		p.log.Log(r.Context(), lvl, "request refused as a possible cross-site request forgery", "reason", e.Reason,
 			"origin", clip(r.Header.Get("Origin"), 100), "sec_fetch_site", clip(r.Header.Get("Sec-Fetch-Site"), 20),
@@ -216,13 +215,10 @@ func (p *Protection) Handler(next http.Handler) http.Handler {
 		if p.onRefusal != nil {
 			p.onRefusal(e.Reason)
 		}
-		type entry struct {
-			Message    string         `json:"message"`
-			Extensions map[string]any `json:"extensions"`
-		}
-		b, _ := json.Marshal(struct {
-			Errors []entry `json:"errors"`
-		}{[]entry{{e.Message, map[string]any{"code": Code, "reason": e.Reason}}}}) // strings only: cannot fail
+		b, _ := json.Marshal(map[string]any{"errors": gqlerror.List{{
+			Message:    e.Message,
+			Extensions: map[string]any{"code": Code, "reason": e.Reason},
+		}}}) // strings only: cannot fail
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusForbidden)

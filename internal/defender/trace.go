@@ -38,7 +38,7 @@ const tracerName = "github.com/mdegraph/mdegraph/internal/defender"
 // token; the request carries the trace context (traceparent) to Defender.
 const (
 	// AttrEndpoint is the endpoint family (Endpoint), the unit Defender's rate limits count.
-	AttrEndpoint = attribute.Key("defender.endpoint")
+	AttrEndpoint = tracing.AttrEndpoint
 	// AttrCorrelationID is Defender's correlation id of an error answer (its error.target).
 	AttrCorrelationID = attribute.Key("defender.correlation_id")
 	// AttrAttempt numbers an attempt within its call, from 1.
@@ -49,10 +49,7 @@ const (
 
 // startCall starts the span of a call to endpoint, when ctx's span records.
 func startCall(ctx context.Context, endpoint Endpoint) (context.Context, trace.Span) {
-	if !tracing.Recording(ctx) {
-		return tracing.Start(ctx, tracerName, "") // records nothing, allocates nothing
-	}
-	return tracing.Start(ctx, tracerName, "defender "+string(endpoint), trace.WithAttributes(AttrEndpoint.String(string(endpoint))))
+	return tracing.StartEndpoint(ctx, tracerName, "defender", string(endpoint))
 }
 
 // endCall records the call's outcome on its span and ends it.

@@ -34,11 +34,7 @@ const (
 
 // startLoad starts the span of a load of endpoint's answers, when ctx's span records.
 func startLoad(ctx context.Context, endpoint defender.Endpoint) (context.Context, trace.Span) {
-	if !tracing.Recording(ctx) {
-		return tracing.Start(ctx, tracerName, "") // records nothing, allocates nothing
-	}
-	return tracing.Start(ctx, tracerName, "load "+string(endpoint),
-		trace.WithAttributes(defender.AttrEndpoint.String(string(endpoint))))
+	return tracing.StartEndpoint(ctx, tracerName, "load", string(endpoint))
 }
 
 // traceJoined records on the load's span what newBatch found: the keys, those the cache

@@ -144,14 +144,7 @@ func (m *Metrics) ObserveWait(ctx context.Context, family string, waited time.Du
 	if m == nil {
 		return
 	}
-	outcome := "granted"
-	var exceeded *quota.ExceededError
-	switch {
-	case errors.As(err, &exceeded):
-		outcome = "exceeded"
-	case err != nil:
-		outcome = "cancelled"
-	}
+	outcome := quota.WaitOutcome(err)
 	m.quotaWait.WithLabelValues(family, outcome).Observe(waited.Seconds())
 	m.callers.observe(callerOf(ctx), func(caller string) {
 		m.callerQuotaWaits.WithLabelValues(caller, outcome).Inc()

@@ -19,7 +19,7 @@ const tracerName = "github.com/mdegraph/mdegraph/internal/quota"
 // at once, queued in its turn or refused. A call granted at once makes no span.
 const (
 	// AttrFamily is the endpoint family: the same attribute as the Defender client's spans.
-	AttrFamily = attribute.Key("defender.endpoint")
+	AttrFamily = tracing.AttrEndpoint
 	// AttrOutcome is granted, exceeded (refused: its turn would come after QUOTA_MAX_WAIT or
 	// the deadline, at once or when a pause or another caller's turn pushed it back) or
 	// cancelled, as in the quota wait metric.
@@ -36,20 +36,27 @@ func traceWait(ctx context.Context, family string, start time.Time, err error) {
 	if !tracing.Recording(ctx) {
 		return
 	}
-	_, span := tracing.Start(ctx, tracerName, "quota wait "+family, trace.WithTimestamp(start))
+	_, span := tracing.StartEndpoint(ctx, tracerName, "quota wait", family, trace.WithTimestamp(start))
 	end := time.Now()
-	outcome := "granted"
-	var exceeded *ExceededError
-	switch {
-	case errors.As(err, &exceeded):
-		outcome = "exceeded"
+	if exceeded, ok := errors.AsType[*ExceededError](err); ok {
 		span.SetAttributes(AttrRetryAfter.Float64(exceeded.RetryAfter.Seconds()))
-	case err != nil:
-		outcome = "cancelled"
 	}
-	span.SetAttributes(AttrFamily.String(family), AttrOutcome.String(outcome), AttrWaited.Float64(end.Sub(start).Seconds()))
+	span.SetAttributes(AttrOutcome.String(WaitOutcome(err)), AttrWaited.Float64(end.Sub(start).Seconds()))
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 	}
 	span.End(trace.WithTimestamp(end))
+}
+
+// WaitOutcome names how a Take (or Set.Wait) that ended with err went, for the quota wait span
+// and metric: granted (err is nil), exceeded (an *ExceededError, wrapped or not) or cancelled
+// (any other error: the caller's context ended).
+func WaitOutcome(err error) string {
+	if err == nil {
+		return "granted"
+	}
+	if _, ok := errors.AsType[*ExceededError](err); ok {
+		return "exceeded"
+	}
+	return "cancelled"
 }

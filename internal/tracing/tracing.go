@@ -187,6 +187,21 @@ func Start(ctx context.Context, scope, name string, opts ...trace.SpanStartOptio
 	return parent.TracerProvider().Tracer(scope).Start(ctx, name, opts...)
 }
 
+// AttrEndpoint is the Defender endpoint family a span is about (machines.logonusers, ...): the
+// unit Defender's rate limits count. StartEndpoint sets it.
+const AttrEndpoint = attribute.Key("defender.endpoint")
+
+// StartEndpoint is Start for a span about one endpoint family: called "{op} {endpoint}" ("load
+// machines.logonusers") and carrying AttrEndpoint. The name and the attribute are made only
+// when ctx's span records, so that otherwise it allocates nothing, as Start.
+func StartEndpoint(ctx context.Context, scope, op, endpoint string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	if !Recording(ctx) {
+		return ctx, noopSpan
+	}
+	opts = append(opts, trace.WithAttributes(AttrEndpoint.String(endpoint)))
+	return Start(ctx, scope, op+" "+endpoint, opts...)
+}
+
 // noopSpan is the span Start returns when nothing is recorded.
 var noopSpan = trace.SpanFromContext(context.Background())
 

@@ -155,6 +155,37 @@ func TestStartFollowsTheParent(t *testing.T) {
 	}
 }
 
+// TestStartEndpoint: the span of an endpoint family is named after it and carries it, under a
+// recording span; without one, nothing is allocated.
+func TestStartEndpoint(t *testing.T) {
+	// Not parallel: testing.AllocsPerRun.
+	ctx := t.Context()
+	allocs := testing.AllocsPerRun(100, func() {
+		c, span := StartEndpoint(ctx, "scope", "load", "machines.logonusers")
+		span.End()
+		if Recording(c) {
+			t.Fatal("a span recorded without a recording parent")
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("StartEndpoint without a recording span: %v allocations, want 0", allocs)
+	}
+
+	tp, exp := tracingtest.NewProvider(t)
+	ctx, parent := tp.Tracer("test").Start(ctx, "parent")
+	_, span := StartEndpoint(ctx, "github.com/mdegraph/mdegraph/internal/tracing", "load", "machines.logonusers")
+	span.End()
+	parent.End()
+	tree := tracingtest.NewTree(exp.GetSpans())
+	got := tree.Named("load machines.logonusers")
+	if len(got) != 1 || tracingtest.Attr(got[0], AttrEndpoint) != "machines.logonusers" {
+		t.Fatalf("want one span \"load machines.logonusers\" with %s=machines.logonusers:\n%s", AttrEndpoint, tree)
+	}
+	if p, ok := tree.Parent(got[0]); !ok || p.Name != "parent" {
+		t.Errorf("the span is not under its parent:\n%s", tree)
+	}
+}
+
 // TestExportsOverOTLP points the exporter at a loopback OTLP/HTTP receiver through the
 // standard variables: the spans arrive there, in the trace the request's traceparent names,
 // with the service's resource.

@@ -214,32 +214,6 @@ func TestConcurrentRequestsFetchOnce(t *testing.T) {
 	assertEqual(t, "API calls", len(api.seen()), n)
 }
 
-// fakeTokenTransport answers token requests in memory, so token lifetimes can be tested in a
-// synctest bubble.
-type fakeTokenTransport struct {
-	expiresIn int
-	mu        sync.Mutex
-	n         int
-}
-
-func (f *fakeTokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	f.mu.Lock()
-	f.n++
-	n := f.n
-	f.mu.Unlock()
-	body := fmt.Sprintf(`{"token_type":"Bearer","expires_in":%d,"access_token":"tok-%d"}`, f.expiresIn, n)
-	return &http.Response{
-		StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}}, Request: req,
-		Body: io.NopCloser(strings.NewReader(body)),
-	}, nil
-}
-
-func (f *fakeTokenTransport) fetches() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.n
-}
-
 // TestEarlyRefresh: a token is replaced in the background once it is inside its early margin,
 // min(EarlyRefresh, a RefreshShare-th of its lifetime) before its expiry; the caller that
 // notices gets the current token without waiting.
@@ -261,9 +235,8 @@ func TestEarlyRefresh(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
-				tr := &fakeTokenTransport{expiresIn: tt.expiresIn}
-				ctx := context.WithValue(t.Context(), oauth2.HTTPClient, &http.Client{Transport: tr})
-				src := TokenSource(ctx, ClientCredentials{TokenURL: "https://login.example.test/t/oauth2/v2.0/token", Scope: scope})
+				tr := &scriptedTokens{answers: []tokenAnswer{issue(tt.expiresIn)}}
+				src := scriptedSource(t, tr)
 				token := func() string {
 					t.Helper()
 					tok, err := src.Token()
