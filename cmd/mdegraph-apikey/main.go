@@ -66,8 +66,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if key == "" {
 		return errors.New("no key on standard input")
 	}
-	entry := name + ":" + callerauth.HashAPIKey(key)
-	if _, err := callerauth.ParseAPIKeys(entry); err != nil {
+	entry, err := callerauth.APIKeyEntry(name, key)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, entry)

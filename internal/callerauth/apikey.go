@@ -174,8 +174,19 @@ func NewAPIKey(name string) (key, entry string, err error) {
 	var b [32]byte
 	_, _ = rand.Read(b[:]) // never fails since Go 1.24
 	key = APIKeyPrefix + base64.RawURLEncoding.EncodeToString(b[:])
-	return key, name + ":" + HashAPIKey(key), nil
+	return key, apiKeyEntry(name, key), nil
 }
+
+// APIKeyEntry returns the API_KEYS entry ("name:sha256hex") for an existing key, or an error if
+// name is not a valid key name.
+func APIKeyEntry(name, key string) (string, error) {
+	if err := checkKeyName(name); err != nil {
+		return "", err
+	}
+	return apiKeyEntry(name, key), nil
+}
+
+func apiKeyEntry(name, key string) string { return name + ":" + HashAPIKey(key) }
 
 // matchAPIKey returns the configured key whose hash is the SHA-256 of presented. Every
 // configured hash is compared, in constant time, whatever matched, so the time taken says

@@ -216,3 +216,21 @@ func BenchmarkMatchAPIKey(b *testing.B) {
 		}
 	}
 }
+
+func TestAPIKeyEntry(t *testing.T) {
+	t.Parallel()
+	entry, err := APIKeyEntry("soc-dashboard", "mdg_secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := ParseAPIKeys(entry)
+	if err != nil || len(keys) != 1 || keys[0].Name != "soc-dashboard" {
+		t.Fatalf("ParseAPIKeys(%q) = %v, %v; want one key named soc-dashboard", entry, keys, err)
+	}
+	if got, ok := matchAPIKey(keys, "mdg_secret"); !ok || got.Name != "soc-dashboard" {
+		t.Errorf("the entry does not match its own key")
+	}
+	if _, err := APIKeyEntry("bad name", "k"); err == nil {
+		t.Error("APIKeyEntry accepted a name with a space")
+	}
+}
