@@ -76,11 +76,6 @@ type Estimate struct {
 	Unbounded bool
 }
 
-// UpstreamCalls is EstimateUpstreamCalls(ctx, opCtx).Calls.
-func UpstreamCalls(ctx context.Context, opCtx *graphql.OperationContext) int {
-	return EstimateUpstreamCalls(ctx, opCtx).Calls
-}
-
 // EstimateUpstreamCalls estimates the upstream calls the operation can make, for the request
 // in ctx, one per distinct call: an answer its loaders (package loaders) hold in their cache
 // until the request's deadline costs nothing (and, for a list, tells which devices or accounts
