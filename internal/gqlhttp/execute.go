@@ -10,9 +10,7 @@ import (
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/ast"
-	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/mdegraph/mdegraph/resolvers"
 )
@@ -26,13 +24,12 @@ import (
 // says.
 func execute(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, params *graphql.RawParams, start graphql.TraceTiming, queryOnly bool) {
 	ctx := r.Context()
-	media := responseMediaType(r)
-	w.Header().Set("Content-Type", media)
+	w.Header().Set("Content-Type", responseMediaType(r))
 	params.Headers = r.Header
 	params.ReadTime = graphql.TraceTiming{Start: start.Start, End: graphql.Now()}
 	opCtx, errs := exec.CreateOperationContext(ctx, params)
 	if errs != nil {
-		w.WriteHeader(requestErrorStatus(media, errs)) // the status rules decide in the end
+		// No status here: the status rules (withResponseRules) give a request error its own.
 		writeResponse(w, exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), errs))
 		return
 	}
@@ -44,19 +41,6 @@ func execute(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor,
 	}
 	responses, ctx := exec.DispatchOperation(ctx, opCtx)
 	writeResponse(w, responses(ctx))
-}
-
-// requestErrorStatus is the status gqlgen's transports give an answer refused before
-// execution: 422 for a protocol error (400 with application/graphql-response+json), 200
-// otherwise.
-func requestErrorStatus(media string, errs gqlerror.List) int {
-	if errcode.GetErrorKind(errs) != errcode.KindProtocol {
-		return http.StatusOK
-	}
-	if media == mediaGraphQLResponse {
-		return http.StatusBadRequest
-	}
-	return http.StatusUnprocessableEntity
 }
 
 // responseBuffers hold answers while they are written; one larger than maxPooledBuffer is
