@@ -24,7 +24,7 @@ import (
 // says.
 func execute(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, params *graphql.RawParams, start graphql.TraceTiming, queryOnly bool) {
 	ctx := r.Context()
-	w.Header().Set("Content-Type", responseMediaType(r))
+	w.Header().Set("Content-Type", answerMediaType(r))
 	params.Headers = r.Header
 	params.ReadTime = graphql.TraceTiming{Start: start.Start, End: graphql.Now()}
 	opCtx, errs := exec.CreateOperationContext(ctx, params)

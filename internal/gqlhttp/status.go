@@ -59,6 +59,16 @@ func responseMediaType(r *http.Request) string {
 	return mediaGraphQLResponse
 }
 
+// answerMediaType is the media type of r's answer: the one its exchange read from Accept
+// when the request reached the handler (so that Accept is parsed once), or read now outside
+// the handler New returns.
+func answerMediaType(r *http.Request) string {
+	if x := exchangeFrom(r.Context()); x != nil {
+		return x.media
+	}
+	return responseMediaType(r)
+}
+
 // exchange is one request's state, shared by the HTTP layer and gqlgen's hooks through the
 // request context. All of it is read and written on the request's own goroutine.
 type exchange struct {

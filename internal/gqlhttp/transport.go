@@ -186,7 +186,7 @@ func describeContentType(v string) string {
 // in the media type the client accepts.
 func writeError(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, status int, code, msg string) {
 	resp := exec.DispatchError(r.Context(), gqlerror.List{{Message: msg, Extensions: map[string]any{"code": code}}})
-	w.Header().Set("Content-Type", responseMediaType(r))
+	w.Header().Set("Content-Type", answerMediaType(r))
 	w.WriteHeader(status)
 	writeResponse(w, resp)
 }
