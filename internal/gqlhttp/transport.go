@@ -188,7 +188,7 @@ func writeError(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecut
 	resp := exec.DispatchError(r.Context(), gqlerror.List{{Message: msg, Extensions: map[string]any{"code": code}}})
 	w.Header().Set("Content-Type", answerMediaType(r))
 	w.WriteHeader(status)
-	writeResponse(w, resp)
+	writeResponse(w, resp, exchangeFrom(r.Context()).noData())
 }
 
 // ShuttingDown answers a request the service stopped before it could finish (package drain):
