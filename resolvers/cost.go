@@ -76,11 +76,6 @@ type Estimate struct {
 	Unbounded bool
 }
 
-// UpstreamCalls is EstimateUpstreamCalls(ctx, opCtx).Calls.
-func UpstreamCalls(ctx context.Context, opCtx *graphql.OperationContext) int {
-	return EstimateUpstreamCalls(ctx, opCtx).Calls
-}
-
 // EstimateUpstreamCalls estimates the upstream calls the operation can make, for the request
 // in ctx, one per distinct call: an answer its loaders (package loaders) hold in their cache
 // until the request's deadline costs nothing (and, for a list, tells which devices or accounts
@@ -191,14 +186,15 @@ type accounts struct {
 }
 
 // perDevice records a call of kind per device of parent (a *device or *devices) in calls, the
-// distinct calls of that kind, unless cached says the cache answers it. It returns the device
-// ids known, and whether there may be others.
-func (e *estimate) perDevice(parent any, kind string, calls *map[string]bool, cached func(id string) bool) (ids []string, others bool) {
+// distinct calls of that kind, unless cached says the cache answers it. cached is asked once
+// per device id known, in order; perDevice reports whether there may be devices besides them.
+func (e *estimate) perDevice(parent any, kind string, calls *map[string]bool, cached func(id string) bool) (others bool) {
+	var ids []string
 	switch p := parent.(type) {
 	case *device:
 		if p.id == "" {
 			add(calls, "name:"+p.ref.String())
-			return nil, true
+			return true
 		}
 		ids = []string{p.id}
 	case *devices:
@@ -209,14 +205,14 @@ func (e *estimate) perDevice(parent any, kind string, calls *map[string]bool, ca
 		e.unbounded = e.unbounded || p.unbounded
 		ids, others = p.ids, p.more > 0 || p.unbounded
 	default:
-		return nil, false
+		return false
 	}
 	for _, id := range ids {
 		if !cached(id) {
 			add(calls, id)
 		}
 	}
-	return ids, others
+	return others
 }
 
 // add puts k in the set *m, making the set if there is none yet.
@@ -309,20 +305,17 @@ func machineCost(e *estimate, f graphql.CollectedField, _ any) any {
 // cached answers, or unbounded.
 func logonUsersCost(e *estimate, _ graphql.CollectedField, parent any) any {
 	out := &accounts{}
-	ids, others := e.perDevice(parent, "logonUsers", &e.users, func(id string) bool {
-		_, ok := e.loaders.CachedLogonUsers(e.ctx, id)
-		return ok
-	})
-	out.unbounded = others
-	for _, id := range ids {
-		users, ok := e.loaders.CachedLogonUsers(e.ctx, id)
+	others := e.perDevice(parent, "logonUsers", &e.users, func(id string) bool {
+		users, ok := e.loaders.CachedLogonUsers(e.ctx, id) // one read: it may go to Redis
 		if !ok {
 			out.unbounded = true
 		}
 		for _, u := range users {
 			out.names = append(out.names, u.AccountName)
 		}
-	}
+		return ok
+	})
+	out.unbounded = out.unbounded || others
 	return out
 }
 

@@ -76,19 +76,7 @@ func alertsAccepted(ctx context.Context, f graphql.CollectedField, vars map[stri
 }
 
 // unmarshalOptionalInt is gqlgen's unmarshaller of a nullable Int (nil for null or absent).
-func unmarshalOptionalInt(v any) (*int, error) {
-	if v == nil {
-		return nil, nil
-	}
-	n, err := graphql.UnmarshalInt(v)
-	return &n, err
-}
+func unmarshalOptionalInt(v any) (*int, error) { return optional(v, graphql.UnmarshalInt) }
 
 // unmarshalOptionalString is gqlgen's unmarshaller of a nullable String.
-func unmarshalOptionalString(v any) (*string, error) {
-	if v == nil {
-		return nil, nil
-	}
-	s, err := graphql.UnmarshalString(v)
-	return &s, err
-}
+func unmarshalOptionalString(v any) (*string, error) { return optional(v, graphql.UnmarshalString) }

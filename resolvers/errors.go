@@ -116,9 +116,7 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 			out.Extensions = map[string]any{}
 		}
 		out.Extensions["code"] = code
-		for k, v := range ext {
-			out.Extensions[k] = v
-		}
+		maps.Copy(out.Extensions, ext)
 		if code == CodeRateLimited {
 			// Once a minute per family: the cause says when the next slot frees, which changes.
 			family := limitedFamily(err)

@@ -169,8 +169,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts Optio
 		a.close = func() { sh.store.Close(); closeUpstream() }
 	} else {
 		set := quota.NewSet(cfg.QuotaMaxWait, windows...)
-		for _, e := range defender.Endpoints {
-			set.Limiter(string(e)) // so that Query.quota and the gauges list every family from the start
+		for _, f := range families() {
+			set.Limiter(f)
 		}
 		set.OnWait = m.ObserveWait
 		a.Quota = set

@@ -40,15 +40,21 @@ func openShared(ctx context.Context, cfg config.Config, windows []quota.Window, 
 	if err != nil {
 		return nil, err
 	}
-	families := make([]string, len(defender.Endpoints))
-	for i, e := range defender.Endpoints {
-		families[i] = string(e) // so that Query.quota and the gauges list every family from the start
-	}
 	l := redisstore.NewLimiter(store, redisstore.LimiterOptions{Windows: windows, MaxWait: cfg.QuotaMaxWait,
-		Replicas: cfg.Redis.Replicas, Families: families})
+		Replicas: cfg.Redis.Replicas, Families: families()})
 	logger.Info("quota, 429 pauses, cache and calls in flight are shared through Redis", "redis", store.Where(),
 		"prefix", cfg.Redis.Prefix, "replicas", cfg.Redis.Replicas, "local_budget", localBudget(windows, cfg.Redis.Replicas))
 	return &shared{store: store, limiter: l, windows: windows}, nil
+}
+
+// families names every endpoint family the client calls (defender.Endpoints), for the limiter
+// to know from the start, so that Query.quota and the gauges list each one before its first call.
+func families() []string {
+	out := make([]string, len(defender.Endpoints))
+	for i, e := range defender.Endpoints {
+		out[i] = string(e)
+	}
+	return out
 }
 
 // loaders points every kind of answer of o at Redis. A new kind is one more line.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -91,7 +92,7 @@ func demoPersons(sim *simulator.Simulator, upstream string) []web.DemoPerson {
 	for _, p := range sim.Persons() {
 		var notes []string
 		switch {
-		case !containsFold(p.AppRoles, simulator.AppRoleRead):
+		case !slices.ContainsFunc(p.AppRoles, func(r string) bool { return strings.EqualFold(r, simulator.AppRoleRead) }):
 			notes = append(notes, "lacks the app role "+simulator.AppRoleRead+": FORBIDDEN")
 		case p.ConsentMissing && upstream == config.UpstreamUser:
 			notes = append(notes, "nobody consented to Defender on her behalf: FORBIDDEN")
@@ -114,13 +115,4 @@ func demoPersons(sim *simulator.Simulator, upstream string) []web.DemoPerson {
 		out = append(out, web.DemoPerson{ID: p.ID, Label: label})
 	}
 	return out
-}
-
-func containsFold(list []string, s string) bool {
-	for _, v := range list {
-		if strings.EqualFold(v, s) {
-			return true
-		}
-	}
-	return false
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"sync"
@@ -127,10 +128,7 @@ func (g *guardedWriter) writeHeaderLocked(code int) {
 		return
 	}
 	g.written = true
-	dst := g.w.Header()
-	for k, v := range g.header {
-		dst[k] = v
-	}
+	maps.Copy(g.w.Header(), g.header)
 	g.w.WriteHeader(code)
 }
 
@@ -181,10 +179,7 @@ func (g *guardedWriter) finish() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.closed && !g.written {
-		dst := g.w.Header()
-		for k, v := range g.header {
-			dst[k] = v
-		}
+		maps.Copy(g.w.Header(), g.header)
 	}
 	g.closed = true
 }

@@ -10,9 +10,7 @@ import (
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/ast"
-	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/mdegraph/mdegraph/resolvers"
 )
@@ -26,14 +24,14 @@ import (
 // says.
 func execute(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, params *graphql.RawParams, start graphql.TraceTiming, queryOnly bool) {
 	ctx := r.Context()
-	media := responseMediaType(r)
-	w.Header().Set("Content-Type", media)
+	w.Header().Set("Content-Type", answerMediaType(r))
 	params.Headers = r.Header
 	params.ReadTime = graphql.TraceTiming{Start: start.Start, End: graphql.Now()}
 	opCtx, errs := exec.CreateOperationContext(ctx, params)
 	if errs != nil {
-		w.WriteHeader(requestErrorStatus(media, errs)) // the status rules decide in the end
-		writeResponse(w, exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), errs))
+		// No status here: the status rules (withResponseRules) give a request error its own.
+		resp := exec.DispatchError(graphql.WithOperationContext(ctx, opCtx), errs)
+		writeResponse(w, resp, exchangeFrom(ctx).noData())
 		return
 	}
 	if queryOnly && opCtx.Operation.Operation != ast.Query {
@@ -43,20 +41,8 @@ func execute(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor,
 		return
 	}
 	responses, ctx := exec.DispatchOperation(ctx, opCtx)
-	writeResponse(w, responses(ctx))
-}
-
-// requestErrorStatus is the status gqlgen's transports give an answer refused before
-// execution: 422 for a protocol error (400 with application/graphql-response+json), 200
-// otherwise.
-func requestErrorStatus(media string, errs gqlerror.List) int {
-	if errcode.GetErrorKind(errs) != errcode.KindProtocol {
-		return http.StatusOK
-	}
-	if media == mediaGraphQLResponse {
-		return http.StatusBadRequest
-	}
-	return http.StatusUnprocessableEntity
+	resp := responses(ctx)
+	writeResponse(w, resp, exchangeFrom(ctx).noData())
 }
 
 // responseBuffers hold answers while they are written; one larger than maxPooledBuffer is
@@ -66,25 +52,37 @@ var responseBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 const maxPooledBuffer = 1 << 20
 
 // writeResponse writes resp as encoding/json writes a graphql.Response, byte for byte, in one
-// Write (the status rules rewrite an answer given before execution as one piece). Data and the
-// extensions already in JSON (extensions.quota) are copied as they are, HTML-escaped as
-// encoding/json escapes them; errors and other extensions are encoded by encoding/json.
-func writeResponse(w io.Writer, resp *graphql.Response) {
+// Write, but without the "data" entry when noData is set: the status rules want none in an
+// answer given before execution (exchange.noData). Data and the extensions already in
+// JSON (extensions.quota) are copied as they are, HTML-escaped as encoding/json escapes them;
+// errors and other extensions are encoded by encoding/json.
+func writeResponse(w io.Writer, resp *graphql.Response, noData bool) {
 	buf := responseBuffers.Get().(*bytes.Buffer)
 	buf.Reset()
-	if err := appendResponse(buf, resp); err != nil {
+	if err := appendResponse(buf, resp, noData); err != nil {
 		// Not expected: everything in an answer marshals. Say so in JSON, as gqlgen would panic.
 		buf.Reset()
-		fmt.Fprintf(buf, `{"errors":[{"message":"internal error","extensions":{"code":%q}}],"data":null}`, resolvers.CodeInternal)
+		fmt.Fprintf(buf, `{"errors":[{"message":"internal error","extensions":{"code":%q}}]`, resolvers.CodeInternal)
+		if !noData {
+			buf.WriteString(`,"data":null`)
+		}
+		buf.WriteByte('}')
 	}
 	_, _ = w.Write(buf.Bytes())
 	putBuffer(&responseBuffers, buf)
 }
 
-// appendResponse writes resp's JSON into buf: the fields of graphql.Response in their order,
-// empty ones left out as its omitempty tags say, the extensions sorted by name.
-func appendResponse(buf *bytes.Buffer, resp *graphql.Response) error {
+// appendResponse writes resp's JSON into buf, which must be empty: the fields of
+// graphql.Response in their order, empty ones left out as its omitempty tags say, and data too
+// when noData is set; the extensions sorted by name.
+func appendResponse(buf *bytes.Buffer, resp *graphql.Response, noData bool) error {
 	buf.WriteByte('{')
+	// comma separates an entry from the one before it, if any.
+	comma := func() {
+		if buf.Len() > 1 {
+			buf.WriteByte(',')
+		}
+	}
 	if len(resp.Errors) > 0 {
 		b, err := json.Marshal(resp.Errors)
 		if err != nil {
@@ -92,13 +90,15 @@ func appendResponse(buf *bytes.Buffer, resp *graphql.Response) error {
 		}
 		buf.WriteString(`"errors":`)
 		buf.Write(b)
-		buf.WriteByte(',')
 	}
-	buf.WriteString(`"data":`)
-	if resp.Data == nil {
-		buf.WriteString("null")
-	} else {
-		appendRaw(buf, resp.Data)
+	if !noData {
+		comma()
+		buf.WriteString(`"data":`)
+		if resp.Data == nil {
+			buf.WriteString("null")
+		} else {
+			appendRaw(buf, resp.Data)
+		}
 	}
 	if resp.Label != "" || len(resp.Path) > 0 || resp.HasNext != nil {
 		rest, err := json.Marshal(struct {
@@ -109,11 +109,12 @@ func appendResponse(buf *bytes.Buffer, resp *graphql.Response) error {
 		if err != nil {
 			return err
 		}
-		buf.WriteByte(',')
+		comma()
 		buf.Write(rest[1 : len(rest)-1])
 	}
 	if len(resp.Extensions) > 0 {
-		buf.WriteString(`,"extensions":{`)
+		comma()
+		buf.WriteString(`"extensions":{`)
 		names := make([]string, 0, len(resp.Extensions))
 		for name := range resp.Extensions {
 			names = append(names, name)

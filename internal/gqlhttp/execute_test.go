@@ -39,7 +39,7 @@ func TestWriteResponse(t *testing.T) {
 				t.Fatal(err)
 			}
 			var w countingWriter
-			writeResponse(&w, tt.resp)
+			writeResponse(&w, tt.resp, false)
 			if got := w.buf.String(); got != string(want) {
 				t.Errorf("writeResponse:\n%s\nwant (encoding/json):\n%s", got, want)
 			}

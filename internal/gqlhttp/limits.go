@@ -118,16 +118,15 @@ func (noIntrospection) MutateOperationContext(_ context.Context, opCtx *graphql.
 	return nil
 }
 
-// refusalCodes are the refusals of a query too large or too costly to run: each is logged at
-// warn, once a minute per code and caller.
-var refusalCodes = map[string]bool{
-	resolvers.CodeTooManyTokens:     true,
-	resolvers.CodeTooManyAliases:    true,
-	resolvers.CodeTooDeep:           true,
-	resolvers.CodeTooManyFields:     true,
-	resolvers.CodeTooManyDirectives: true,
-	resolvers.CodeQueryTooExpensive: true,
-}
+// refusalCodes are the refusals of a query too large (limitCodes) or too costly to run: each
+// is logged at warn, once a minute per code and caller.
+var refusalCodes = func() map[string]bool {
+	codes := map[string]bool{resolvers.CodeQueryTooExpensive: true}
+	for _, c := range limitCodes {
+		codes[c.code] = true
+	}
+	return codes
+}()
 
 // SlowParse is how long parsing and validating one document may take before a warning says
 // so (Options.SlowParse): with the limits in place it takes well under a millisecond, so more

@@ -2,7 +2,6 @@ package gqlhttp
 
 import (
 	"context"
-	"encoding/json"
 	"mime"
 	"net/http"
 	"strings"
@@ -59,6 +58,16 @@ func responseMediaType(r *http.Request) string {
 	return mediaGraphQLResponse
 }
 
+// answerMediaType is the media type of r's answer: the one its exchange read from Accept
+// when the request reached the handler (so that Accept is parsed once), or read now outside
+// the handler New returns.
+func answerMediaType(r *http.Request) string {
+	if x := exchangeFrom(r.Context()); x != nil {
+		return x.media
+	}
+	return responseMediaType(r)
+}
+
 // exchange is one request's state, shared by the HTTP layer and gqlgen's hooks through the
 // request context. All of it is read and written on the request's own goroutine.
 type exchange struct {
@@ -103,6 +112,10 @@ func (x *exchange) answered(resp *graphql.Response, codes []string) {
 	}
 }
 
+// noData reports whether the answer about to be written is one given before execution, which
+// has no "data" entry (writeResponse leaves it out); false outside the handler New returns.
+func (x *exchange) noData() bool { return x != nil && x.preExecution }
+
 // status is the HTTP status of an answer given before execution, from the status the
 // transport chose (written, 0 if none).
 func (x *exchange) status(written int) int {
@@ -140,8 +153,8 @@ func withResponseRules(next http.Handler) http.Handler {
 }
 
 // rulesWriter holds back the status until the answer's first bytes, when the response hook
-// has said whether it is a pre-execution answer. Such an answer is written in one piece (by
-// gqlgen's transports and writeError alike), so its "data" entry is removed from that piece.
+// has said whether it is a pre-execution answer. (Such an answer's writer leaves its "data"
+// entry out: exchange.noData.)
 type rulesWriter struct {
 	http.ResponseWriter
 	x      *exchange
@@ -156,17 +169,10 @@ func (w *rulesWriter) WriteHeader(code int) {
 }
 
 func (w *rulesWriter) Write(b []byte) (int, error) {
-	if w.sent {
-		return w.ResponseWriter.Write(b)
+	if !w.sent {
+		w.send()
 	}
-	w.send()
-	if !w.x.preExecution {
-		return w.ResponseWriter.Write(b)
-	}
-	if _, err := w.ResponseWriter.Write(withoutData(b)); err != nil {
-		return 0, err
-	}
-	return len(b), nil
+	return w.ResponseWriter.Write(b)
 }
 
 // send writes the status: the transport's, or the rules' for a pre-execution answer.
@@ -183,21 +189,3 @@ func (w *rulesWriter) send() {
 }
 
 func (w *rulesWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// withoutData removes the top-level "data" entry of a JSON object (gqlgen's Response always
-// has one); anything else is returned unchanged.
-func withoutData(b []byte) []byte {
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(b, &obj) != nil {
-		return b
-	}
-	if _, ok := obj["data"]; !ok {
-		return b
-	}
-	delete(obj, "data")
-	out, err := json.Marshal(obj)
-	if err != nil {
-		return b
-	}
-	return out
-}

@@ -182,17 +182,13 @@ func describeContentType(v string) string {
 
 // writeError answers with one coded GraphQL error, through the executor like gqlgen's own
 // request errors, so that the error presenter logs it and the response hooks (metrics, quota
-// extension, the status rules) see it. It is in the media type the client accepts.
+// extension, the status rules) see it, and written as every answer is (writeResponse). It is
+// in the media type the client accepts.
 func writeError(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, status int, code, msg string) {
 	resp := exec.DispatchError(r.Context(), gqlerror.List{{Message: msg, Extensions: map[string]any{"code": code}}})
-	b, err := json.Marshal(resp)
-	if err != nil { // not expected: the response holds only strings, numbers and maps of them
-		b = fmt.Appendf(nil, `{"errors":[{"message":"internal error","extensions":{"code":%q}}],"data":null}`, resolvers.CodeInternal)
-		status = http.StatusInternalServerError
-	}
-	w.Header().Set("Content-Type", responseMediaType(r))
+	w.Header().Set("Content-Type", answerMediaType(r))
 	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	writeResponse(w, resp, exchangeFrom(r.Context()).noData())
 }
 
 // ShuttingDown answers a request the service stopped before it could finish (package drain):
