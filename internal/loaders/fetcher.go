@@ -403,7 +403,7 @@ type kind[V any] struct {
 func each[V any](ctx context.Context, f *Fetcher, k *kind[V], keys []string) []Result[V] {
 	b := newBatch(ctx, f, k, keys, oneCallEach)
 	for _, key := range b.missing {
-		ck := cacheKey(ctx, k.ep, key)
+		ck := b.keyOf[key]
 		b.start([]string{key}, func(cctx context.Context) (map[string]Result[V], error) {
 			v, err := k.fetch(cctx, key)
 			if err != nil {
@@ -475,15 +475,15 @@ func parsePageKey(key string) PageQuery {
 	return q
 }
 
-// cached returns the fresh cached answer for ref and until when it is fresh, counting the
-// call it saves.
-func cached[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, cache Cache[V], ref string) (Result[V], time.Time, bool) {
-	e, ok := cache.Get(ctx, cacheKey(ctx, ep, ref))
+// cached returns the fresh cached answer of kind k for ref (key is its cacheKey) and until
+// when it is fresh, counting the call it saves.
+func cached[V any](ctx context.Context, f *Fetcher, k *kind[V], key, ref string) (Result[V], time.Time, bool) {
+	e, ok := k.cache.Get(ctx, key)
 	if !ok || !e.Fresh(time.Now()) {
 		return Result[V]{}, time.Time{}, false
 	}
-	f.opts.Observer.Saved(ep, SavedByCache, 1)
-	return answer(ep, ref, e), e.FreshUntil, true
+	f.opts.Observer.Saved(k.ep, SavedByCache, 1)
+	return answer(k.ep, ref, e), e.FreshUntil, true
 }
 
 // answer is the result entry e gives for ref: its value, or Defender's 404.
@@ -526,7 +526,7 @@ type batch[V any] struct {
 // are joined, refs past it are answered with a *BudgetError and never joined, and what sharing
 // saved is given back.
 func newBatch[V any](ctx context.Context, f *Fetcher, k *kind[V], refs []string, cost func([]string) int) *batch[V] {
-	ep, cache := k.ep, k.cache
+	ep := k.ep
 	ctx, span := startLoad(ctx, ep)
 	b := &batch[V]{ctx: ctx, f: f, k: k, refs: refs, span: span,
 		keyOf: make(map[string]string, len(refs)), byKey: make(map[string]Result[V], len(refs))}
@@ -537,7 +537,7 @@ func newBatch[V any](ctx context.Context, f *Fetcher, k *kind[V], refs []string,
 		}
 		key := cacheKey(ctx, ep, ref)
 		b.keyOf[ref] = key
-		if r, _, ok := cached(ctx, f, ep, cache, ref); ok {
+		if r, _, ok := cached(ctx, f, k, key, ref); ok {
 			b.byKey[key] = r
 			continue
 		}
@@ -566,7 +566,7 @@ func newBatch[V any](ctx context.Context, f *Fetcher, k *kind[V], refs []string,
 		ref := refOf[key]
 		// A call that ended between the look in the cache above and Join stored its answer
 		// before it left the calls in progress: look again, rather than call twice.
-		if r, _, ok := cached(ctx, f, ep, cache, ref); ok {
+		if r, _, ok := cached(ctx, f, k, key, ref); ok {
 			b.shared.Start(ctx, []string{key}, func(context.Context) (map[string]Result[V], error) {
 				return map[string]Result[V]{key: r}, nil
 			})

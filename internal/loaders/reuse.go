@@ -38,7 +38,7 @@ type reuse struct {
 
 // fromCache is cached for the request's own reads, noting what each answer came from.
 func fromCache[V any](ctx context.Context, l *Loaders, k *kind[V], ref string) (Result[V], bool) {
-	r, freshUntil, ok := cached(ctx, l.fetcher, k.ep, k.cache, ref)
+	r, freshUntil, ok := cached(ctx, l.fetcher, k, cacheKey(ctx, k.ep, ref), ref)
 	if !ok || r.Err != nil {
 		l.reuse.other.Store(true)
 		return r, ok
