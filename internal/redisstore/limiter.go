@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/principal"
 	"github.com/mdegraph/mdegraph/internal/quota"
 )
@@ -79,12 +80,7 @@ type ownGrant struct {
 	shared bool
 }
 
-var _ interface {
-	Take(ctx context.Context, family string) (time.Time, error)
-	Pause(family string, until time.Time)
-	Refund(family string, grantedAt time.Time)
-	Status() []quota.FamilyStatus
-} = (*Limiter)(nil)
+var _ defender.Limiter = (*Limiter)(nil)
 
 // LimiterOptions configure NewLimiter.
 type LimiterOptions struct {
