@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -177,18 +178,15 @@ var errBadEntry = errors.New("redisstore: unreadable cache entry")
 func (c *Cache[V]) decode(b []byte) (loaders.Entry[V], time.Time, error) {
 	var nums [4]int64
 	for i := range nums {
-		j := 0
-		for j < len(b) && b[j] != '|' {
-			j++
-		}
-		if j == len(b) {
+		field, rest, ok := bytes.Cut(b, []byte{'|'})
+		if !ok {
 			return loaders.Entry[V]{}, time.Time{}, errBadEntry
 		}
-		n, err := strconv.ParseInt(string(b[:j]), 10, 64)
+		n, err := strconv.ParseInt(string(field), 10, 64)
 		if err != nil {
 			return loaders.Entry[V]{}, time.Time{}, errBadEntry
 		}
-		nums[i], b = n, b[j+1:]
+		nums[i], b = n, rest
 	}
 	e := loaders.Entry[V]{FreshUntil: time.UnixMilli(nums[0]), Fetched: time.UnixMilli(nums[1]), NotFound: nums[3] == 1}
 	if !e.NotFound {
