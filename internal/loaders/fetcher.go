@@ -153,7 +153,9 @@ type Fetcher struct {
 	opts      Options
 	staleLogs *quietlog.Repeats // one warning a minute per endpoint and reason
 
-	// The kinds of answer fetched one key per call.
+	// The kinds of answer: machines, batched into list calls by Machines, and the others,
+	// fetched one key per call.
+	machines     *kind[*defender.Machine]
 	users        *kind[[]defender.User]
 	alerts       *kind[[]defender.Alert]
 	userMachines *kind[[]defender.Machine]
@@ -188,6 +190,7 @@ func NewFetcher(opts Options) *Fetcher {
 	orFlight(&opts.PageCalls, opts.CallTimeout)
 	f := &Fetcher{opts: opts, staleLogs: quietlog.New(time.Minute)}
 	graph, _ := opts.Source.(GraphSource)
+	f.machines = &kind[*defender.Machine]{ep: defender.EndpointMachine, cache: opts.Machines, calls: opts.MachineCalls}
 	f.users = &kind[[]defender.User]{ep: defender.EndpointLogonUsers, cache: opts.LogonUsers, calls: opts.LogonUserCalls,
 		fetch: opts.Source.LogonUsers}
 	f.alerts = &kind[[]defender.Alert]{ep: defender.EndpointAlerts, cache: opts.Alerts, calls: opts.AlertCalls,
@@ -259,7 +262,7 @@ func notFound(endpoint defender.Endpoint, ref string) error {
 // Machines returns one result per ref, in order. refs are normalised machine refs (device ids
 // or computer names, see defender.ParseMachineRef); repeated refs are answered once.
 func (f *Fetcher) Machines(ctx context.Context, refs []string) []Result[*defender.Machine] {
-	b := newBatch(ctx, f, defender.EndpointMachine, refs, f.opts.Machines, f.opts.MachineCalls, machineCalls)
+	b := newBatch(ctx, f, f.machines, refs, machineCalls)
 	var ids, names []string
 	for _, ref := range b.missing {
 		if defender.MachineRef(ref).IsDeviceID() {
@@ -384,8 +387,9 @@ func settleError[V any](ctx context.Context, f *Fetcher, cache Cache[V], key str
 	return false
 }
 
-// kind is a kind of answer fetched one key per upstream call: its endpoint family, its cache
-// and calls in progress, the call itself, and what else an answer tells (after, optional).
+// kind is a kind of answer: its endpoint family, its cache and calls in progress, and for a
+// kind fetched one key per upstream call (all but machines, which Fetcher.Machines batches
+// into list calls) the call itself and what else an answer tells (after, optional).
 type kind[V any] struct {
 	ep    defender.Endpoint
 	cache Cache[V]
@@ -397,9 +401,9 @@ type kind[V any] struct {
 // each returns k's answer for every key, in order: cached, joined or fetched, one call per
 // distinct key.
 func each[V any](ctx context.Context, f *Fetcher, k *kind[V], keys []string) []Result[V] {
-	b := newBatch(ctx, f, k.ep, keys, k.cache, k.calls, oneCallEach)
+	b := newBatch(ctx, f, k, keys, oneCallEach)
 	for _, key := range b.missing {
-		ck := cacheKey(ctx, k.ep, key)
+		ck := b.keyOf[key]
 		b.start([]string{key}, func(cctx context.Context) (map[string]Result[V], error) {
 			v, err := k.fetch(cctx, key)
 			if err != nil {
@@ -471,15 +475,15 @@ func parsePageKey(key string) PageQuery {
 	return q
 }
 
-// cached returns the fresh cached answer for ref and until when it is fresh, counting the
-// call it saves.
-func cached[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, cache Cache[V], ref string) (Result[V], time.Time, bool) {
-	e, ok := cache.Get(ctx, cacheKey(ctx, ep, ref))
+// cached returns the fresh cached answer of kind k for ref (key is its cacheKey) and until
+// when it is fresh, counting the call it saves.
+func cached[V any](ctx context.Context, f *Fetcher, k *kind[V], key, ref string) (Result[V], time.Time, bool) {
+	e, ok := k.cache.Get(ctx, key)
 	if !ok || !e.Fresh(time.Now()) {
 		return Result[V]{}, time.Time{}, false
 	}
-	f.opts.Observer.Saved(ep, SavedByCache, 1)
-	return answer(ep, ref, e), e.FreshUntil, true
+	f.opts.Observer.Saved(k.ep, SavedByCache, 1)
+	return answer(k.ep, ref, e), e.FreshUntil, true
 }
 
 // answer is the result entry e gives for ref: its value, or Defender's 404.
@@ -505,8 +509,7 @@ func ResultOf[V any](key string, e Entry[V]) Result[V] {
 type batch[V any] struct {
 	ctx     context.Context
 	f       *Fetcher
-	ep      defender.Endpoint
-	cache   Cache[V]
+	k       *kind[V]
 	refs    []string
 	keyOf   map[string]string // ref → key
 	byKey   map[string]Result[V]
@@ -522,19 +525,20 @@ type batch[V any] struct {
 // shared: the request's call budget (LimitCalls) is taken for the refs not cached before they
 // are joined, refs past it are answered with a *BudgetError and never joined, and what sharing
 // saved is given back.
-func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs []string, cache Cache[V], calls Sharing[V], cost func([]string) int) *batch[V] {
+func newBatch[V any](ctx context.Context, f *Fetcher, k *kind[V], refs []string, cost func([]string) int) *batch[V] {
+	ep := k.ep
 	ctx, span := startLoad(ctx, ep)
-	b := &batch[V]{ctx: ctx, f: f, ep: ep, cache: cache, refs: refs, span: span,
+	b := &batch[V]{ctx: ctx, f: f, k: k, refs: refs, span: span,
 		keyOf: make(map[string]string, len(refs)), byKey: make(map[string]Result[V], len(refs))}
 	var wantRefs []string
 	for _, ref := range refs {
 		if _, dup := b.keyOf[ref]; dup {
 			continue
 		}
-		k := cacheKey(ctx, ep, ref)
-		b.keyOf[ref] = k
-		if r, _, ok := cached(ctx, f, ep, cache, ref); ok {
-			b.byKey[k] = r
+		key := cacheKey(ctx, ep, ref)
+		b.keyOf[ref] = key
+		if r, _, ok := cached(ctx, f, k, key, ref); ok {
+			b.byKey[key] = r
 			continue
 		}
 		wantRefs = append(wantRefs, ref)
@@ -552,19 +556,19 @@ func newBatch[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, refs
 		want[i] = b.keyOf[ref]
 		refOf[want[i]] = ref
 	}
-	shared, missing := calls.Join(want)
+	shared, missing := k.calls.Join(want)
 	if n := len(want) - len(missing); n > 0 {
 		f.opts.Observer.Saved(ep, SavedBySharing, n)
 	}
 	b.traceJoined(len(want) - len(missing))
 	b.shared = shared
-	for _, k := range missing {
-		ref := refOf[k]
+	for _, key := range missing {
+		ref := refOf[key]
 		// A call that ended between the look in the cache above and Join stored its answer
 		// before it left the calls in progress: look again, rather than call twice.
-		if r, _, ok := cached(ctx, f, ep, cache, ref); ok {
-			b.shared.Start(ctx, []string{k}, func(context.Context) (map[string]Result[V], error) {
-				return map[string]Result[V]{k: r}, nil
+		if r, _, ok := cached(ctx, f, k, key, ref); ok {
+			b.shared.Start(ctx, []string{key}, func(context.Context) (map[string]Result[V], error) {
+				return map[string]Result[V]{key: r}, nil
 			})
 			continue
 		}
@@ -590,7 +594,7 @@ func (b *batch[V]) start(refs []string, fn func(ctx context.Context) (map[string
 func (b *batch[V]) wait() []Result[V] {
 	for k, r := range b.shared.Wait(b.ctx) {
 		if r.Err != nil {
-			r = orStale(b.ctx, b.f, b.ep, b.cache, k, r)
+			r = orStale(b.ctx, b.f, b.k, k, r)
 		}
 		b.byKey[k] = r
 	}
@@ -612,13 +616,14 @@ type Result[V any] struct {
 
 // orStale returns, for the failed result r of key, the answer kept for key if r's error allows
 // a stale answer and the kept one is younger than the limit ctx allows; r otherwise.
-func orStale[V any](ctx context.Context, f *Fetcher, ep defender.Endpoint, cache Cache[V], key string, r Result[V]) Result[V] {
+func orStale[V any](ctx context.Context, f *Fetcher, k *kind[V], key string, r Result[V]) Result[V] {
+	ep := k.ep
 	reason, ok := staleReason(r.Err)
 	limit := f.staleLimitFrom(ctx)
 	if !ok || limit <= 0 {
 		return r
 	}
-	e, ok := cache.Get(ctx, key)
+	e, ok := k.cache.Get(ctx, key)
 	if !ok || e.NotFound {
 		return r
 	}

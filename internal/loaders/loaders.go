@@ -116,17 +116,9 @@ func (l *Loaders) Machine(ctx context.Context, ref defender.MachineRef) (m *defe
 	if l == nil {
 		return nil, nil, errNoLoaders
 	}
-	if r, ok := fromCache(ctx, l, defender.EndpointMachine, l.fetcher.opts.Machines, ref.String()); ok {
-		l.noteKnown(r.Value, nil)
-		return r.Value, nil, r.Err
-	}
-	l.noteRepeat(defender.EndpointMachine, ref.String())
-	s, err := l.machineLoader().Load(ctx, ref.String())()
-	if err != nil {
-		return nil, nil, err
-	}
-	l.noteKnown(s.value, s.stale)
-	return s.value, s.stale, nil
+	m, stale, err = load(ctx, l, l.fetcher.machines, l.machineLoader, ref.String())
+	l.noteKnown(m, stale)
+	return m, stale, err
 }
 
 // LogonUsers returns the users logged on to the device id, from the cache at once when it
@@ -174,7 +166,7 @@ func (l *Loaders) MachinePage(ctx context.Context, q PageQuery) (ms []defender.M
 		return nil, nil, errNoLoaders
 	}
 	key := q.key()
-	if r, ok := fromCache(ctx, l, defender.EndpointMachines, l.fetcher.opts.MachinePages, key); ok {
+	if r, ok := fromCache(ctx, l, l.fetcher.pages, key); ok {
 		l.noteKnownList(r.Value, nil, r.Err)
 		return r.Value, nil, r.Err
 	}
@@ -187,7 +179,7 @@ func (l *Loaders) MachinePage(ctx context.Context, q PageQuery) (ms []defender.M
 // load answers key of kind k from the cache when it is fresh there, from the request's
 // dataloader (dl makes it) otherwise; l is not nil.
 func load[V any](ctx context.Context, l *Loaders, k *kind[V], dl func() *dataloader.Loader[string, served[V]], key string) (V, *Stale, error) {
-	if r, ok := fromCache(ctx, l, k.ep, k.cache, key); ok {
+	if r, ok := fromCache(ctx, l, k, key); ok {
 		return r.Value, nil, r.Err
 	}
 	l.noteRepeat(k.ep, key)

@@ -36,24 +36,6 @@ func (c *MemoryCache[V]) GetUntil(_ context.Context, key string) (Entry[V], time
 	return it.entry, it.expires, true
 }
 
-// peek returns the cached entry for (endpoint, ref) of ctx's identity if it stays fresh past
-// ctx's deadline (an entry kept only as a stale fallback does not spare the call).
-func peek[V any](ctx context.Context, cache Cache[V], ep defender.Endpoint, ref string) (Entry[V], bool) {
-	deadline, ok := ctx.Deadline()
-	ec, expiring := cache.(ExpiringCache[V])
-	if !ok || !expiring {
-		return Entry[V]{}, false
-	}
-	e, until, ok := ec.GetUntil(ctx, cacheKey(ctx, ep, ref))
-	if !e.FreshUntil.IsZero() && e.FreshUntil.Before(until) {
-		until = e.FreshUntil
-	}
-	if !ok || !until.After(deadline) {
-		return Entry[V]{}, false
-	}
-	return e, true
-}
-
 // CachedMachine reports whether GET /api/machines/{ref} would be answered from the cache for
 // the rest of the request; if so, m is the machine (its ID resolves a computer name), or nil
 // when the cached answer is Defender's 404.
@@ -61,11 +43,7 @@ func (l *Loaders) CachedMachine(ctx context.Context, ref defender.MachineRef) (m
 	if l == nil {
 		return nil, false
 	}
-	e, ok := peek(ctx, l.fetcher.opts.Machines, defender.EndpointMachine, ref.String())
-	if !ok || e.NotFound {
-		return nil, ok
-	}
-	return e.Value, true
+	return peekKind(ctx, l.fetcher.machines, ref.String())
 }
 
 // CachedLogonUsers reports whether the logon users of the device id would be answered from
@@ -105,12 +83,25 @@ func (l *Loaders) CachedMachinePage(ctx context.Context, q PageQuery) ([]defende
 	return peekKind(ctx, l.fetcher.pages, q.key())
 }
 
-// peekKind is peek for a kind of answer: its value, nil for a cached 404.
+// peekKind returns the cached answer of kind k for key of ctx's identity, nil for a cached 404,
+// if it stays fresh past ctx's deadline (an entry kept only as a stale fallback does not spare
+// the call).
 func peekKind[V any](ctx context.Context, k *kind[V], key string) (V, bool) {
 	var zero V
-	e, ok := peek(ctx, k.cache, k.ep, key)
-	if !ok || e.NotFound {
-		return zero, ok
+	deadline, ok := ctx.Deadline()
+	ec, expiring := k.cache.(ExpiringCache[V])
+	if !ok || !expiring {
+		return zero, false
+	}
+	e, until, ok := ec.GetUntil(ctx, cacheKey(ctx, k.ep, key))
+	if !e.FreshUntil.IsZero() && e.FreshUntil.Before(until) {
+		until = e.FreshUntil
+	}
+	if !ok || !until.After(deadline) {
+		return zero, false
+	}
+	if e.NotFound {
+		return zero, true
 	}
 	return e.Value, true
 }

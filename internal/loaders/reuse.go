@@ -37,8 +37,8 @@ type reuse struct {
 }
 
 // fromCache is cached for the request's own reads, noting what each answer came from.
-func fromCache[V any](ctx context.Context, l *Loaders, ep defender.Endpoint, cache Cache[V], ref string) (Result[V], bool) {
-	r, freshUntil, ok := cached(ctx, l.fetcher, ep, cache, ref)
+func fromCache[V any](ctx context.Context, l *Loaders, k *kind[V], ref string) (Result[V], bool) {
+	r, freshUntil, ok := cached(ctx, l.fetcher, k, cacheKey(ctx, k.ep, ref), ref)
 	if !ok || r.Err != nil {
 		l.reuse.other.Store(true)
 		return r, ok
@@ -50,7 +50,7 @@ func fromCache[V any](ctx context.Context, l *Loaders, ep defender.Endpoint, cac
 			break
 		}
 	}
-	if i := slices.Index(defender.Endpoints, ep); i >= 0 {
+	if i := slices.Index(defender.Endpoints, k.ep); i >= 0 {
 		l.reuse.saved[i].Add(1)
 	}
 	return r, true

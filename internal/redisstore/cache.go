@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -71,10 +72,13 @@ func (c *Cache[V]) tag(key string) string {
 	return "c:" + c.kind + ":" + base64.RawURLEncoding.EncodeToString(sum[:16])
 }
 
+// entryKey is the Redis key of key's entry.
+func (c *Cache[V]) entryKey(key string) string { return c.store.key(c.tag(key), "") }
+
 // keys are the entry, lock and done keys of key, in the order share.lua reads them.
 func (c *Cache[V]) keys(key string) []string {
-	tag := c.tag(key)
-	return []string{c.store.key(tag, ""), c.store.key(tag, ":lock"), c.store.key(tag, ":done")}
+	entry := c.entryKey(key)
+	return []string{entry, entry + ":lock", entry + ":done"}
 }
 
 // Get returns the entry for key, fresh or not, from the in-process layer when it is fresh
@@ -107,9 +111,8 @@ func (c *Cache[V]) GetUntil(ctx context.Context, key string) (loaders.Entry[V], 
 // read gets key's entry from Redis, and keeps it in process while it is fresh. A missing or
 // unreadable entry is a miss; err is set only when Redis could not be asked.
 func (c *Cache[V]) read(ctx context.Context, key string, now time.Time) (loaders.Entry[V], time.Time, bool, error) {
-	res, err := c.store.do(ctx, "cache.get", func(cl rueidis.Client) rueidis.Completed {
-		return cl.B().Get().Key(c.keys(key)[0]).Build()
-	})
+	k := c.entryKey(key)
+	res, err := c.store.do(ctx, "cache.get", func(cl rueidis.Client) rueidis.Completed { return cl.B().Get().Key(k).Build() })
 	if err != nil {
 		c.store.opts.Observer.Fallback("cache")
 		return loaders.Entry[V]{}, time.Time{}, false, err
@@ -132,7 +135,7 @@ func (c *Cache[V]) read(ctx context.Context, key string, now time.Time) (loaders
 // forgets key. While Redis is unreachable it keeps e in process for the whole ttl.
 func (c *Cache[V]) Set(ctx context.Context, key string, e loaders.Entry[V], ttl time.Duration) {
 	now := time.Now()
-	k := c.keys(key)[0]
+	k := c.entryKey(key)
 	if ttl <= 0 {
 		c.local.Set(ctx, key, e, 0)
 		if _, err := c.store.do(ctx, "cache.del", func(cl rueidis.Client) rueidis.Completed { return cl.B().Del().Key(k).Build() }); err != nil {
@@ -175,18 +178,15 @@ var errBadEntry = errors.New("redisstore: unreadable cache entry")
 func (c *Cache[V]) decode(b []byte) (loaders.Entry[V], time.Time, error) {
 	var nums [4]int64
 	for i := range nums {
-		j := 0
-		for j < len(b) && b[j] != '|' {
-			j++
-		}
-		if j == len(b) {
+		field, rest, ok := bytes.Cut(b, []byte{'|'})
+		if !ok {
 			return loaders.Entry[V]{}, time.Time{}, errBadEntry
 		}
-		n, err := strconv.ParseInt(string(b[:j]), 10, 64)
+		n, err := strconv.ParseInt(string(field), 10, 64)
 		if err != nil {
 			return loaders.Entry[V]{}, time.Time{}, errBadEntry
 		}
-		nums[i], b = n, b[j+1:]
+		nums[i], b = n, rest
 	}
 	e := loaders.Entry[V]{FreshUntil: time.UnixMilli(nums[0]), Fetched: time.UnixMilli(nums[1]), NotFound: nums[3] == 1}
 	if !e.NotFound {

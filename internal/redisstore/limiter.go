@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/mdegraph/mdegraph/internal/defender"
 	"github.com/mdegraph/mdegraph/internal/principal"
 	"github.com/mdegraph/mdegraph/internal/quota"
 )
@@ -56,6 +57,7 @@ type Limiter struct {
 	store    *Store
 	maxWait  time.Duration
 	windows  []quota.Window
+	longest  time.Duration // the longest window's Per: how long this replica's grants are kept
 	winArg   string
 	local    *quota.Set
 	families sync.Map // family -> struct{}: the ones Status reports
@@ -79,12 +81,7 @@ type ownGrant struct {
 	shared bool
 }
 
-var _ interface {
-	Take(ctx context.Context, family string) (time.Time, error)
-	Pause(family string, until time.Time)
-	Refund(family string, grantedAt time.Time)
-	Status() []quota.FamilyStatus
-} = (*Limiter)(nil)
+var _ defender.Limiter = (*Limiter)(nil)
 
 // LimiterOptions configure NewLimiter.
 type LimiterOptions struct {
@@ -103,14 +100,17 @@ type LimiterOptions struct {
 func NewLimiter(s *Store, opts LimiterOptions) *Limiter {
 	local := make([]quota.Window, len(opts.Windows))
 	parts := make([]string, len(opts.Windows))
+	longest := time.Duration(0)
 	for i, w := range opts.Windows {
 		local[i] = quota.Window{Limit: LocalLimit(w.Limit, opts.Replicas), Per: w.Per}
 		parts[i] = strconv.Itoa(w.Limit) + ":" + strconv.FormatInt(w.Per.Microseconds(), 10)
+		longest = max(longest, w.Per)
 	}
 	l := &Limiter{
 		store:       s,
 		maxWait:     opts.MaxWait,
 		windows:     slices.Clone(opts.Windows),
+		longest:     longest,
 		winArg:      strings.Join(parts, ","),
 		local:       quota.NewSet(opts.MaxWait, local...),
 		own:         make(map[string][]ownGrant),
@@ -260,19 +260,10 @@ func (l *Limiter) remember(family string, g ownGrant) {
 	defer l.mu.Unlock()
 	gs := l.own[family]
 	i := 0
-	for i < len(gs) && time.Since(gs[i].at) >= l.longest() {
+	for i < len(gs) && time.Since(gs[i].at) >= l.longest {
 		i++
 	}
 	l.own[family] = append(gs[i:], g)
-}
-
-// longest is the longest window's Per.
-func (l *Limiter) longest() time.Duration {
-	d := time.Duration(0)
-	for _, w := range l.windows {
-		d = max(d, w.Per)
-	}
-	return d
 }
 
 // Pause stops every replica's grants of family before until, after Defender answered 429. The
@@ -336,7 +327,7 @@ func (l *Limiter) writeBack(ctx context.Context, lost bool) error {
 	for family, gs := range own {
 		args := make([]string, 0, len(gs))
 		for _, g := range gs {
-			if age := time.Since(g.at); age < l.longest() && (lost || !g.shared) {
+			if age := time.Since(g.at); age < l.longest && (lost || !g.shared) {
 				args = append(args, strconv.FormatInt(age.Microseconds(), 10))
 			}
 		}

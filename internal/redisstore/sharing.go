@@ -261,7 +261,7 @@ func (s *Sharing[V]) script(ctx context.Context, op string, keys []string, args 
 func (s *Sharing[V]) redisKeys(keys []string) []string {
 	out := make([]string, len(keys))
 	for i, k := range keys {
-		out[i] = s.cache.keys(k)[0]
+		out[i] = s.cache.entryKey(k)
 	}
 	return out
 }

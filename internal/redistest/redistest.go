@@ -5,6 +5,7 @@
 package redistest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -114,23 +115,14 @@ func (s *Server) Stop() {
 	}
 }
 
-// ping sends PING in RESP and expects +PONG.
+// ping sends PING and expects +PONG.
 func ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+	reply, err := send(addr, "PING")
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
-		return err
-	}
-	buf := make([]byte, 7)
-	if _, err := c.Read(buf); err != nil {
-		return err
-	}
-	if string(buf) != "+PONG\r\n" && string(buf) != "-NOAUTH" { // "-NOAUTH": up, with a password
-		return fmt.Errorf("PING answered %q", buf)
+	if !bytes.HasPrefix(reply, []byte("+PONG\r\n")) && !bytes.HasPrefix(reply, []byte("-NOAUTH")) { // "-NOAUTH": up, with a password
+		return fmt.Errorf("PING answered %q", reply)
 	}
 	return nil
 }
@@ -190,9 +182,22 @@ func NewCluster(t TB) *Server {
 
 // command sends one command and fails unless the reply is a simple string (+OK).
 func (s *Server) command(args ...string) error {
-	c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+	reply, err := send(s.Addr, args...)
 	if err != nil {
 		return err
+	}
+	if len(reply) == 0 || reply[0] != '+' {
+		return fmt.Errorf("%v: %q", args, reply)
+	}
+	return nil
+}
+
+// send sends one command in RESP to addr on a connection of its own, and returns the start
+// of the reply (up to 256 bytes).
+func send(addr string, args ...string) ([]byte, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return nil, err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(time.Second))
@@ -201,15 +206,12 @@ func (s *Server) command(args ...string) error {
 		req += "$" + strconv.Itoa(len(a)) + "\r\n" + a + "\r\n"
 	}
 	if _, err := c.Write([]byte(req)); err != nil {
-		return err
+		return nil, err
 	}
 	buf := make([]byte, 256)
 	n, err := c.Read(buf)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if n == 0 || buf[0] != '+' {
-		return fmt.Errorf("%v: %q", args, buf[:n])
-	}
-	return nil
+	return buf[:n], nil
 }
