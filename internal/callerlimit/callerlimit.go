@@ -160,20 +160,20 @@ func (l *Limiter) Handler(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		p, _ := principal.FromContext(r.Context())
-		ok, wait := l.Allow(p.ID())
+		id := principal.IDFrom(r.Context())
+		ok, wait := l.Allow(id)
 		if ok {
 			next.ServeHTTP(w, r)
 			return
 		}
 		secs := retrySeconds(wait)
 		l.logger.DebugContext(r.Context(), "operation refused: the caller is over CALLER_LIMIT_PER_MINUTE",
-			"caller", p, "limit", l.limit, "per", l.per, "retry_after_s", secs)
+			"caller", id, "limit", l.limit, "per", l.per, "retry_after_s", secs)
 		if l.onRefuse != nil {
 			l.onRefuse(r.Context())
 		}
 		msg := fmt.Sprintf("too many operations from this caller (%s): at most %d per %s; retry in %d s",
-			p.ID(), l.limit, window(l.per), secs)
+			id, l.limit, window(l.per), secs)
 		writeRateLimited(w, msg, secs)
 	})
 }

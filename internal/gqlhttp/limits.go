@@ -149,8 +149,7 @@ func newOperationLog(logger *slog.Logger, slowParse time.Duration) operationLog 
 // caller names who sent the request, for a log line: the principal's identity, "anonymous"
 // without one.
 func caller(ctx context.Context) string {
-	p, _ := principal.FromContext(ctx)
-	return p.ID()
+	return principal.IDFrom(ctx)
 }
 
 // answered logs what deserves a line about the operation answered with resp.

@@ -183,6 +183,5 @@ func (c *callerLabels) decay() {
 
 // callerOf is the principal ID of the caller in ctx ("anonymous" if none).
 func callerOf(ctx context.Context) string {
-	p, _ := principal.FromContext(ctx)
-	return p.ID()
+	return principal.IDFrom(ctx)
 }

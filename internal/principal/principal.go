@@ -79,6 +79,13 @@ func NewContext(ctx context.Context, p Principal) context.Context {
 	return context.WithValue(ctx, ctxKey{}, p)
 }
 
+// IDFrom is the ID of the principal in ctx: "anonymous" when there is none. It is what everything
+// kept per caller is keyed by.
+func IDFrom(ctx context.Context) string {
+	p, _ := FromContext(ctx)
+	return p.ID()
+}
+
 // FromContext returns the principal in ctx, and whether there was one. Without one, the zero
 // Principal is returned, whose ID is "anonymous".
 func FromContext(ctx context.Context) (Principal, bool) {

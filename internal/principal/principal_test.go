@@ -65,3 +65,14 @@ func TestAssertionNeverPrints(t *testing.T) {
 		t.Error("AssertionFrom of an empty context reported a token")
 	}
 }
+
+func TestIDFrom(t *testing.T) {
+	t.Parallel()
+	if got := IDFrom(context.Background()); got != "anonymous" {
+		t.Errorf("IDFrom(empty) = %q, want anonymous", got)
+	}
+	ctx := NewContext(context.Background(), Principal{Kind: KindAPIKey, Name: "k"})
+	if got := IDFrom(ctx); got != "apikey:k" {
+		t.Errorf("IDFrom = %q, want apikey:k", got)
+	}
+}

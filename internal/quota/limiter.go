@@ -206,8 +206,7 @@ func (l *Limiter) Take(ctx context.Context, maxWait time.Duration) (time.Time, e
 // caller's turn, or refuses it if the turn would come too late. l.mu is held on entry and
 // released.
 func (l *Limiter) takeInTurn(ctx context.Context, maxWait time.Duration, now time.Time) (time.Time, error) {
-	p, _ := principal.FromContext(ctx)
-	id := p.ID()
+	id := principal.IDFrom(ctx)
 	c := l.callers[id]
 	round := l.round
 	if c != nil {

@@ -194,7 +194,7 @@ func (l *Limiter) take(ctx context.Context, family string, maxAt time.Time) (tim
 	if err := ctx.Err(); err != nil {
 		return time.Time{}, err
 	}
-	p, _ := principal.FromContext(ctx)
+	caller := principal.IDFrom(ctx)
 	for {
 		deadline := int64(-1)
 		if d, ok := ctx.Deadline(); ok {
@@ -202,7 +202,7 @@ func (l *Limiter) take(ctx context.Context, family string, maxAt time.Time) (tim
 		}
 		// The scripts run to their answer even if the caller goes away meanwhile: a
 		// reservation made must be known, to be left.
-		r, err := l.script(context.WithoutCancel(ctx), family, "take", p.ID(), strconv.FormatInt(time.Until(maxAt).Microseconds(), 10),
+		r, err := l.script(context.WithoutCancel(ctx), family, "take", caller, strconv.FormatInt(time.Until(maxAt).Microseconds(), 10),
 			strconv.FormatInt(deadline, 10))
 		for err == nil && r.kind == kindWaiting {
 			r, err = l.wait(ctx, family, r)

@@ -144,8 +144,7 @@ func (o *OnBehalfOf) source(ctx context.Context) (*Source, error) {
 		}
 		return nil, &Error{Kind: Refused, Refusal: RefusedCallerToken, Err: ErrNoCallerToken}
 	}
-	p, _ := principal.FromContext(ctx)
-	id := p.ID()
+	id := principal.IDFrom(ctx)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	pp, ok := o.persons.Get(id)
